@@ -1,0 +1,41 @@
+# hookgate: the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint fmt bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+run: $(STAMP)
+	HOOKGATE_RULES_DIR=$${HOOKGATE_RULES_DIR:-examples/rules.d} $(BIN)/hookgate serve
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check gateway rules actions tests bench
+	$(BIN)/ruff format --check gateway rules actions tests bench
+	$(BIN)/mypy gateway rules actions
+
+fmt: $(DEVSTAMP)
+	$(BIN)/ruff format gateway rules actions tests bench
+	$(BIN)/ruff check --fix gateway rules actions tests bench
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(DEVSTAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""hookgate actions package."""

@@ -1,0 +1,1 @@
+"""hookgate rules package."""
