@@ -1,0 +1,172 @@
+"""One HTTP attempt of a delivery: POST, bounded in time, recorded as an `Attempt`.
+
+The sender never raises for network or HTTP failures: the dispatcher needs a record of what
+happened, not an exception, and `_describe_failure` is the one place that turns httpx and
+socket errors into the short sentence the delivery log shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import ssl
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import cast
+
+import httpx
+
+from actions.model import Attempt
+
+EXCERPT_BYTES = 1024
+_MAX_ERROR_CHARS = 200
+
+# Failures that end an attempt. TimeoutError covers the overall deadline (asyncio.timeout);
+# OSError and InvalidURL are not httpx.HTTPError subclasses but can escape a request.
+_FAILURES = (TimeoutError, httpx.HTTPError, httpx.InvalidURL, OSError)
+
+_ERRNO_MESSAGES = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by peer",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EPIPE: "connection closed while sending",
+}
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,  # noqa: ASYNC109 - per-target setting; the deadline is enforced inside
+) -> Attempt:
+    """POST `body` to `url` once and record the outcome.
+
+    Success is any 2xx. Redirects are not followed (a redirect could point past the SSRF
+    guard), so a 3xx is a failure. Everything up to the response headers is bounded by
+    `timeout` overall, not only per phase, so a receiver that trickles bytes cannot hold the
+    attempt longer; the excerpt read shares the same deadline, and if it runs out after a
+    2xx the attempt still succeeds with what arrived. `latency_ms` covers the whole attempt.
+    """
+    at = time.time()
+    started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        request = client.build_request(
+            "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
+        )
+        # Only 1 KiB of the answer is kept: compression would save nothing and a compressed
+        # chunk could inflate far beyond the excerpt before it is cut.
+        request.headers["Accept-Encoding"] = "identity"
+        async with asyncio.timeout_at(deadline):
+            response = await client.send(request, stream=True, follow_redirects=False)
+    except _FAILURES as exc:
+        return Attempt(
+            at=at,
+            status_code=None,
+            latency_ms=_elapsed_ms(started),
+            error=_describe_failure(exc, timeout),
+            response_excerpt=None,
+        )
+    try:
+        excerpt = bytearray()
+        # A body that fails or stalls mid-read leaves a shorter excerpt; the status stands.
+        with contextlib.suppress(*_FAILURES):
+            async with asyncio.timeout_at(deadline):
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES:
+                            break
+    finally:
+        await response.aclose()
+    status = response.status_code
+    return Attempt(
+        at=at,
+        status_code=status,
+        latency_ms=_elapsed_ms(started),
+        error=_status_error(status),
+        response_excerpt=excerpt[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
+        retry_after=(
+            parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            if status in (429, 503)
+            else None
+        ),
+    )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _status_error(status: int) -> str | None:
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        return f"redirect not followed (HTTP {status})"
+    return f"HTTP {status}"
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delay-seconds or HTTP-date), or None.
+
+    A date in the past means no wait (0). Values that are neither form are ignored, as are
+    delays of more than ten digits, which no honest receiver sends.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text) if len(text) <= 10 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it wraps: httpx wraps httpcore, which wraps the OS error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _describe_failure(exc: BaseException, timeout: float) -> str:
+    """The delivery log's sentence for a failed request: the one place errors are mapped."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return _short(f"invalid URL: {exc}")
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _short(f"TLS certificate not trusted: {cause.verify_message}")
+        if isinstance(cause, ssl.SSLError):
+            return _short(f"TLS error: {cause.reason or cause}")
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve host"
+        if isinstance(cause, OSError) and cause.errno in _ERRNO_MESSAGES:
+            return _ERRNO_MESSAGES[cause.errno]
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return _short(f"protocol error: {exc}")
+    if isinstance(exc, httpx.ConnectError):
+        return _short(f"connection failed: {exc}")
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return _short(f"connection lost: {exc}")
+    return _short(f"request failed: {str(exc) or type(exc).__name__}")
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= _MAX_ERROR_CHARS else message[: _MAX_ERROR_CHARS - 1] + "…"
