@@ -1,1 +1,48 @@
-"""hookgate rules package."""
+"""hookgate rules: load rule files, compile JSON-Logic, index rules, match events, render bodies.
+
+Pure: no network, no database, nothing from `gateway` or `actions`. Other packages import
+from here only (`from rules import RuleSet`), never from the modules inside.
+"""
+
+from rules.errors import EvaluationError, HookgateError, LogicError, Problem, RuleError
+from rules.index import DEFAULT_EVENT_TYPE_FIELDS, UNSET, RuleSet
+from rules.loader import ACTION_KEYS, RETRY_NAMES, RULE_KEYS, LoadResult, load_dir, load_file
+from rules.logic import Condition, EventData, Expression, Logic, compile, evaluate
+from rules.model import TARGET_RULE_PREFIX, Action, Match, Rule, url_problem, version_of
+from rules.operators import OPERATORS, Example, Operator, OperatorContext, rfc3339
+from rules.template import Template
+
+__all__ = [
+    "ACTION_KEYS",
+    "DEFAULT_EVENT_TYPE_FIELDS",
+    "OPERATORS",
+    "RETRY_NAMES",
+    "RULE_KEYS",
+    "TARGET_RULE_PREFIX",
+    "UNSET",
+    "Action",
+    "Condition",
+    "EvaluationError",
+    "EventData",
+    "Example",
+    "Expression",
+    "HookgateError",
+    "LoadResult",
+    "Logic",
+    "LogicError",
+    "Match",
+    "Operator",
+    "OperatorContext",
+    "Problem",
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "Template",
+    "compile",
+    "evaluate",
+    "load_dir",
+    "load_file",
+    "rfc3339",
+    "url_problem",
+    "version_of",
+]
