@@ -1,1 +1,55 @@
-"""hookgate actions package."""
+"""Outbound delivery: action types, rendering, signing, retry policy, SSRF guard, sending.
+
+Other packages import from here, never from inner modules.
+"""
+
+from actions.dispatcher import DeliverySource, Dispatcher, DispatchSettings, TargetInfo
+from actions.errors import ActionError, SignatureError, UnsafeTargetError
+from actions.event import EventInfo, rfc3339
+from actions.ids import delivery_id, id_floor, sortable_id
+from actions.listen import build_listen_app, run_listen
+from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.plan import plan_deliveries, preview_requests, retry_delays
+from actions.registry import ACTION_TYPES, ActionType
+from actions.retry import RetryPolicy, next_attempt_at, parse_retry
+from actions.sender import send
+from actions.signing import Signer, Verifier, decode_secret, generate_secret, verify
+from actions.ssrf import check_url, check_url_syntax
+from actions.webhook import envelope
+
+__all__ = [
+    "ACTION_TYPES",
+    "ActionError",
+    "ActionType",
+    "Attempt",
+    "Delivery",
+    "DeliverySource",
+    "DeliveryStatus",
+    "DispatchSettings",
+    "Dispatcher",
+    "EventInfo",
+    "RetryPolicy",
+    "SignatureError",
+    "Signer",
+    "TargetInfo",
+    "UnsafeTargetError",
+    "Verifier",
+    "build_listen_app",
+    "check_url",
+    "check_url_syntax",
+    "decode_secret",
+    "delivery_id",
+    "envelope",
+    "generate_secret",
+    "id_floor",
+    "next_attempt_at",
+    "parse_retry",
+    "plan_deliveries",
+    "preview_requests",
+    "retry_delays",
+    "rfc3339",
+    "run_listen",
+    "send",
+    "sortable_id",
+    "verify",
+]

@@ -1,1 +1,27 @@
-"""hookgate storage backends."""
+"""Storage backends behind one protocol; `open_store` is the only place that picks one."""
+
+from __future__ import annotations
+
+from gateway.config import Settings
+from gateway.errors import ConfigError
+from gateway.store.base import Accepted, DeliveryFilter, Page, Store
+
+__all__ = ["Accepted", "DeliveryFilter", "Page", "Store", "build_store", "db_path"]
+
+
+def db_path(settings: Settings) -> str:
+    return str(settings.data_dir / "hookgate.db")
+
+
+def build_store(settings: Settings) -> Store:
+    """The configured backend, not yet opened."""
+    backend = settings.storage.backend
+    if backend == "sqlite":
+        from gateway.store.sqlite import SqliteStore
+
+        return SqliteStore(db_path(settings), synchronous=settings.storage.synchronous)
+    if backend == "memory":
+        from gateway.store.memory import MemoryStore
+
+        return MemoryStore()
+    raise ConfigError(f"storage.backend {backend!r} is not available")

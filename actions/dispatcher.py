@@ -1,0 +1,347 @@
+"""The dispatcher: claims due deliveries, renders, signs and sends them, records attempts.
+
+Shape (after arq's worker): a poller leases due rows from the store in batches; ingest
+hands freshly committed deliveries over directly, already leased, so the common case costs
+no read. Deliveries wait in per-host queues, each drained by at most `per_host`
+tasks under one global semaphore: a hung host can hold only its own `per_host` slots, so
+it never delays other hosts, and nothing here ever blocks the ingest path.
+
+At-least-once: a delivery is marked done only after its attempt is recorded; one leased by
+a process that died is claimed again when the lease runs out. Its `webhook-id` (the
+delivery id) is the same on every attempt, so receivers can dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from actions.errors import UnsafeTargetError
+from actions.event import EventInfo
+from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.registry import ACTION_TYPES
+from actions.retry import next_attempt_at
+from actions.sender import send
+from actions.signing import Signer
+from actions.ssrf import check_url
+
+log = logging.getLogger("hookgate.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    """What sending to an API webhook target needs to know about it right now."""
+
+    secret: str | None
+    active: bool
+    disable_after: int | None
+
+
+class DeliverySource(Protocol):
+    """The store as the dispatcher sees it (the gateway adapts its `Store` to this)."""
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]: ...
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None: ...
+    async def release(self, delivery_ids: list[str]) -> None: ...
+    async def event_info(self, event_id: str) -> EventInfo | None: ...
+    def target(self, target_id: str) -> TargetInfo | None: ...
+    async def target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    timeout_seconds: float = 15.0
+    concurrency: int = 64
+    per_host_concurrency: int = 8
+    allow_private_targets: bool = False
+    poll_seconds: float = 1.0
+    lease_seconds: float = 60.0
+    claim_batch: int = 256
+    max_held: int = 20_000
+    user_agent: str = "hookgate"
+
+
+Observer = Callable[[Delivery, Attempt, DeliveryStatus], None]
+
+
+class _HostQueue:
+    __slots__ = ("active", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[Delivery, EventInfo | None]] = deque()
+        self.active = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        source: DeliverySource,
+        client: httpx.AsyncClient,
+        settings: DispatchSettings,
+        *,
+        env: Mapping[str, str],
+        observe: Observer | None = None,
+    ) -> None:
+        self._source = source
+        self._client = client
+        self._settings = settings
+        self._env = env
+        self._observe = observe
+        self._sem = asyncio.Semaphore(settings.concurrency)
+        self._hosts: dict[str, _HostQueue] = {}
+        self._held: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._wake_at: list[float] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._signers: dict[str, Signer] = {}
+        self._rule_failures: dict[tuple[str | None, str], int] = {}
+
+    # lifecycle
+    def start(self) -> None:
+        self._poller = asyncio.create_task(self._poll(), name="hookgate-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop sending; deliveries held but not finished get their leases released so a
+        restart sends them at once."""
+        tasks = [t for t in (self._poller, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        held = list(self._held)
+        self._held.clear()
+        self._hosts.clear()
+        if held:
+            with contextlib.suppress(Exception):
+                await self._source.release(held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    # intake
+    def submit(self, deliveries: Iterable[Delivery], event: EventInfo | None = None) -> None:
+        """Queue deliveries this process already holds the lease for (fresh from ingest)."""
+        for delivery in deliveries:
+            if delivery.status == "pending":
+                self._enqueue(delivery, event)
+
+    def wake(self) -> None:
+        """Claim due deliveries now instead of at the next poll (after retry/recover)."""
+        self._wake.set()
+
+    def _enqueue(self, delivery: Delivery, event: EventInfo | None) -> None:
+        if delivery.id in self._held:
+            return
+        self._held.add(delivery.id)
+        host = urlsplit(delivery.url).netloc.lower()
+        queue = self._hosts.get(host)
+        if queue is None:
+            queue = self._hosts[host] = _HostQueue()
+        queue.items.append((delivery, event))
+        if queue.active < self._settings.per_host_concurrency:
+            queue.active += 1
+            task = asyncio.create_task(self._drain(host, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, host: str, queue: _HostQueue) -> None:
+        try:
+            while queue.items:
+                delivery, event = queue.items.popleft()
+                try:
+                    async with self._sem:
+                        await self.deliver(delivery, event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("delivery %s failed unexpectedly", delivery.id)
+                finally:
+                    self._held.discard(delivery.id)
+        finally:
+            queue.active -= 1
+            if queue.active == 0 and not queue.items and self._hosts.get(host) is queue:
+                del self._hosts[host]
+
+    async def _poll(self) -> None:
+        settings = self._settings
+        while True:
+            now = time.time()
+            while self._wake_at and self._wake_at[0] <= now:
+                heapq.heappop(self._wake_at)
+            delay = settings.poll_seconds
+            if self._wake_at:
+                delay = min(delay, max(0.0, self._wake_at[0] - now))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()
+            while True:
+                room = settings.max_held - len(self._held)
+                if room <= 0:
+                    break
+                limit = min(room, settings.claim_batch)
+                now = time.time()
+                try:
+                    claimed = await self._source.claim_due(now, limit, now + settings.lease_seconds)
+                except Exception as exc:
+                    log.warning("claiming deliveries failed: %s", exc)
+                    break
+                for delivery in claimed:
+                    self._enqueue(delivery, None)
+                if len(claimed) < limit:
+                    break
+
+    # one attempt
+    async def deliver(
+        self, delivery: Delivery, event: EventInfo | None = None
+    ) -> tuple[Attempt, DeliveryStatus]:
+        """Send one attempt of `delivery` now, record it and schedule what follows."""
+        settings = self._settings
+        action = ACTION_TYPES.get(delivery.action_type)
+        secret: str | None = None
+        target: TargetInfo | None = None
+        rule_key = (delivery.rule_id, delivery.url)
+        if delivery.target_id is not None:
+            target = self._source.target(delivery.target_id)
+            if target is None or not target.active:
+                return await self._finish(
+                    delivery, _refused("target is disabled or deleted"), "skipped", None
+                )
+            secret = target.secret
+        elif delivery.secret_env:
+            secret = self._env.get(delivery.secret_env)
+            if not secret:
+                return await self._finish(
+                    delivery,
+                    _refused(f"signing secret env var {delivery.secret_env} is not set"),
+                    "failed",
+                    None,
+                )
+        if (
+            delivery.disable_after is not None
+            and delivery.target_id is None
+            and self._rule_failures.get(rule_key, 0) >= delivery.disable_after
+        ):
+            return await self._finish(
+                delivery,
+                _refused("action disabled after consecutive failures (reload rules to reset)"),
+                "skipped",
+                None,
+            )
+        if action is None:
+            return await self._finish(
+                delivery, _refused(f"unknown action type {delivery.action_type!r}"), "failed", None
+            )
+        if event is None and (delivery.body is None or delivery.action_type != "webhook"):
+            event = await self._source.event_info(delivery.event_id)
+        try:
+            body = action.body(delivery, event)
+        except LookupError as exc:
+            return await self._finish(delivery, _refused(str(exc)), "failed", None)
+        if not settings.allow_private_targets:
+            try:
+                await check_url(delivery.url, allow_private=False)
+            except UnsafeTargetError as exc:
+                return await self._finish(delivery, _refused(exc.reason), "failed", None)
+
+        headers = {"Content-Type": "application/json", "User-Agent": settings.user_agent}
+        headers.update(delivery.headers)
+        if secret:
+            signer = self._signers.get(secret)
+            if signer is None:
+                signer = self._signers[secret] = Signer(secret)
+            headers.update(signer.headers(delivery.id, int(time.time()), body))
+        timeout = delivery.timeout_seconds or settings.timeout_seconds
+        attempt = await send(self._client, delivery.url, body, headers, timeout=timeout)
+
+        gone = attempt.status_code == 410
+        next_at: float | None = None
+        if attempt.ok:
+            status: DeliveryStatus = "succeeded"
+        else:
+            if not (gone and target is not None):
+                next_at = next_attempt_at(
+                    delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
+                )
+            status = "pending" if next_at is not None else "failed"
+        result = await self._finish(delivery, attempt, status, next_at)
+        if status != "pending":
+            if target is not None and delivery.target_id is not None:
+                await self._source.target_outcome(
+                    delivery.target_id, attempt.ok, target.disable_after, gone
+                )
+            elif delivery.disable_after is not None:
+                failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
+                self._rule_failures[rule_key] = failures
+        return result
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_at: float | None,
+    ) -> tuple[Attempt, DeliveryStatus]:
+        await self._source.finish_attempt(delivery.id, attempt, status, next_at)
+        if next_at is not None:
+            heapq.heappush(self._wake_at, next_at)
+            self._wake.set()
+        log.info(
+            "delivery attempt",
+            extra={
+                "fields": {
+                    "delivery_id": delivery.id,
+                    "event_id": delivery.event_id,
+                    "rule_id": delivery.rule_id,
+                    "target_id": delivery.target_id,
+                    "url": _redact(delivery.url),
+                    "attempt": delivery.attempt_count + 1,
+                    "status_code": attempt.status_code,
+                    "latency_ms": round(attempt.latency_ms, 2),
+                    "outcome": status,
+                    "error": attempt.error,
+                }
+            },
+        )
+        if self._observe is not None:
+            self._observe(delivery, attempt, status)
+        return attempt, status
+
+    def reset_rule_failures(self) -> None:
+        """Forget auto-disabled rule actions (called when the rule set is reloaded)."""
+        self._rule_failures.clear()
+
+
+def _refused(reason: str) -> Attempt:
+    """An attempt that never left this process."""
+    return Attempt(at=time.time(), status_code=None, latency_ms=0.0, error=reason,
+                   response_excerpt=None)  # fmt: skip
+
+
+def _redact(url: str) -> str:
+    """The URL without its query string or userinfo, which may carry credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

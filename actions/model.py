@@ -1,0 +1,51 @@
+"""Delivery records: what was queued for one (match, action) and every attempt to send it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt of a delivery, as recorded in the delivery log."""
+
+    at: float  # epoch seconds when the request started
+    status_code: int | None  # None when no response arrived (timeout, refused, guard)
+    latency_ms: float
+    error: str | None  # human sentence; None on a 2xx
+    response_excerpt: str | None  # first 1 KiB of the response body, decoded leniently
+    retry_after: float | None = None  # seconds the receiver asked for (429/503 Retry-After)
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (match, action) to send; the row the dispatcher claims, sends and reschedules.
+
+    Everything needed to send is snapshotted here at ingest, so editing or deleting a rule
+    later does not change what an already-accepted event triggers.
+    """
+
+    id: str  # "dlv_" + sortable id; also the Standard Webhooks `webhook-id`
+    event_id: str
+    action_type: str  # registry name: "webhook", "forward", ...
+    url: str
+    status: DeliveryStatus = "pending"
+    rule_id: str | None = None
+    target_id: str | None = None
+    body: bytes | None = None  # pre-rendered template body; None: built from the event
+    retry: tuple[float, ...] = ()  # delays (s) before each retry after a failure
+    secret_env: str | None = None  # rule actions: env var holding the signing secret
+    timeout_seconds: float | None = None  # None: the dispatcher's default
+    disable_after: int | None = None  # consecutive failed deliveries that disable a target
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers set by the rule
+    created_at: float = 0.0
+    next_attempt_at: float | None = None
+    attempt_count: int = 0
+    attempts: tuple[Attempt, ...] = field(default=())

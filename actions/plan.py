@@ -1,0 +1,114 @@
+"""Turn an event's matches into delivery rows, at ingest, inside the event's transaction.
+
+Everything needed to send is snapshotted into the row (URL, rendered body, retry delays,
+secret reference), so a later edit of the rule does not change what this event triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from actions.event import EventInfo
+from actions.ids import delivery_id
+from actions.model import Attempt, Delivery
+from actions.registry import ACTION_TYPES
+from actions.retry import parse_retry
+from actions.signing import Signer
+from rules import Action as RuleAction
+from rules import EventData, HookgateError, Match
+
+
+def retry_delays(action: RuleAction) -> tuple[float, ...]:
+    retry = action.retry
+    if retry is None:
+        retry = ACTION_TYPES[action.type].default_retry
+    return parse_retry(retry).delays
+
+
+def plan_deliveries(
+    matches: Sequence[Match], event_id: str, payload: Any, now: float, data: Any = None
+) -> list[Delivery]:
+    """One pending delivery per (match, action), due now.
+
+    A template that fails on this event becomes a `failed` delivery with the error as its
+    attempt, so the operator sees it in the delivery log instead of losing it.
+    """
+    deliveries: list[Delivery] = []
+    event_data = data
+    for match in matches:
+        rule = match.rule
+        for action in rule.actions:
+            body: bytes | None = None
+            failure: str | None = None
+            if action.body is not None:
+                try:
+                    if not action.body.is_constant and event_data is None:
+                        event_data = EventData(payload)
+                    body = orjson.dumps(action.body.render(event_data or payload))
+                except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
+                    failure = f"template error: {exc}"
+            deliveries.append(
+                Delivery(
+                    id=delivery_id(now),
+                    event_id=event_id,
+                    action_type=action.type,
+                    url=action.url,
+                    status="failed" if failure else "pending",
+                    rule_id=None if rule.target_id else rule.id,
+                    target_id=rule.target_id,
+                    body=body,
+                    retry=retry_delays(action),
+                    secret_env=action.secret_env,
+                    timeout_seconds=action.timeout_seconds,
+                    disable_after=action.disable_after,
+                    headers=action.headers,
+                    created_at=now,
+                    next_attempt_at=None if failure else now,
+                    attempt_count=1 if failure else 0,
+                    attempts=(Attempt(now, None, 0.0, failure, None),) if failure else (),
+                )
+            )
+    return deliveries
+
+
+def preview_requests(
+    matches: Sequence[Match],
+    event: EventInfo,
+    payload: Any,
+    *,
+    now: float,
+    secret_for: Callable[[Delivery], str | None],
+    user_agent: str = "hookgate",
+) -> list[dict[str, Any]]:
+    """The requests the matches would send for this event, rendered and signed but not sent
+    (for `hookgate rules test` and `POST /v1/rules/test`)."""
+    out: list[dict[str, Any]] = []
+    for delivery in plan_deliveries(matches, event.id, payload, now):
+        item: dict[str, Any] = {
+            "rule_id": delivery.rule_id,
+            "target_id": delivery.target_id,
+            "action_type": delivery.action_type,
+            "method": "POST",
+            "url": delivery.url,
+            "retry": list(delivery.retry),
+        }
+        if delivery.status == "failed":
+            item["error"] = delivery.attempts[0].error if delivery.attempts else "not sendable"
+            out.append(item)
+            continue
+        body = ACTION_TYPES[delivery.action_type].body(delivery, event)
+        headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+        headers.update(dict(delivery.headers))
+        secret = secret_for(delivery)
+        if secret:
+            headers.update(Signer(secret).headers(delivery.id, int(now), body))
+        item["headers"] = headers
+        try:
+            item["body"] = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            item["body"] = body.decode("utf-8", "replace")
+        out.append(item)
+    return out

@@ -1,0 +1,92 @@
+"""`/v1/apps`: create, list, read, update, rotate and delete integration apps."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import app_records
+from gateway.admin import gateway_of as _gw
+from gateway.errors import InvalidInput, NotFound
+from gateway.http import JSONResponse, admin, read_object
+from gateway.models import App
+
+
+async def _app(request: Request) -> App:
+    app = await _gw(request).store.get_app(request.path_params["app_id"])
+    if app is None:
+        raise NotFound(f"no app with id {request.path_params['app_id']}")
+    return app
+
+
+@admin
+async def create(request: Request) -> Response:
+    gw = _gw(request)
+    body = await read_object(request)
+    unknown = sorted(set(body) - {"name", "rate", "burst", "schema", "signing_secret", "enabled"})
+    if unknown:
+        raise InvalidInput(unknown[0], "unknown field")
+    app, token = await app_records.create_app(
+        gw.store,
+        body.get("name"),
+        rate=body.get("rate"),
+        burst=body.get("burst"),
+        schema=body.get("schema"),
+        signing_secret=body.get("signing_secret"),
+        enabled=body.get("enabled", True),
+    )
+    await gw.apps.refresh()
+    return JSONResponse(app_records.app_json(app, gw.settings, token), status_code=201)
+
+
+@admin
+async def list_apps(request: Request) -> Response:
+    gw = _gw(request)
+    apps = await gw.store.list_apps()
+    return JSONResponse(
+        {"data": [app_records.app_json(a, gw.settings) for a in apps], "next_cursor": None}
+    )
+
+
+@admin
+async def read(request: Request) -> Response:
+    return JSONResponse(app_records.app_json(await _app(request), _gw(request).settings))
+
+
+@admin
+async def update(request: Request) -> Response:
+    gw = _gw(request)
+    app = await app_records.update_app(gw.store, await _app(request), await read_object(request))
+    await gw.apps.refresh()
+    return JSONResponse(app_records.app_json(app, gw.settings))
+
+
+@admin
+async def rotate(request: Request) -> Response:
+    gw = _gw(request)
+    body = await read_object(request, optional=True)
+    app, token = await app_records.rotate_token(
+        gw.store, await _app(request), body.get("grace_seconds", 0)
+    )
+    await gw.apps.refresh()
+    return JSONResponse(app_records.app_json(app, gw.settings, token))
+
+
+@admin
+async def delete(request: Request) -> Response:
+    gw = _gw(request)
+    app = await _app(request)
+    await gw.store.delete_app(app.id)
+    await gw.apps.refresh()
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v1/apps", create, methods=["POST"]),
+    Route("/v1/apps", list_apps, methods=["GET"]),
+    Route("/v1/apps/{app_id}", read, methods=["GET"]),
+    Route("/v1/apps/{app_id}", update, methods=["PATCH"]),
+    Route("/v1/apps/{app_id}", delete, methods=["DELETE"]),
+    Route("/v1/apps/{app_id}/rotate", rotate, methods=["POST"]),
+]

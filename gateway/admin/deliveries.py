@@ -1,0 +1,94 @@
+"""`/v1/deliveries`: the delivery log, manual retry and bulk recovery."""
+
+from __future__ import annotations
+
+import time
+from typing import get_args
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actions import DeliveryStatus
+from gateway.admin import gateway_of
+from gateway.errors import InvalidInput, NotFound
+from gateway.http import JSONResponse, admin, parse_limit, parse_time, read_object
+from gateway.records import delivery_json
+from gateway.store import DeliveryFilter
+
+STATUSES = get_args(DeliveryStatus)
+
+
+@admin
+async def list_deliveries(request: Request) -> Response:
+    q = request.query_params
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+    flt = DeliveryFilter(
+        status=status,  # type: ignore[arg-type]
+        target_id=q.get("target_id") or None,
+        rule_id=q.get("rule_id") or None,
+        event_id=q.get("event_id") or None,
+        since=parse_time(q.get("since"), "since"),
+    )
+    page = await gateway_of(request).store.list_deliveries(
+        flt, cursor=q.get("cursor") or None, limit=parse_limit(request)
+    )
+    return JSONResponse(
+        {
+            "data": [delivery_json(d, attempts=False) for d in page.data],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@admin
+async def read(request: Request) -> Response:
+    delivery = await gateway_of(request).store.get_delivery(request.path_params["delivery_id"])
+    if delivery is None:
+        raise NotFound(f"no delivery with id {request.path_params['delivery_id']}")
+    return JSONResponse(delivery_json(delivery))
+
+
+@admin
+async def retry(request: Request) -> Response:
+    """Queue the delivery again, due now, whatever its status (same `webhook-id`)."""
+    gw = gateway_of(request)
+    delivery_id = request.path_params["delivery_id"]
+    if not await gw.store.requeue([delivery_id], time.time()):
+        raise NotFound(f"no delivery with id {delivery_id}")
+    gw.dispatcher.wake()
+    delivery = await gw.store.get_delivery(delivery_id)
+    assert delivery is not None
+    return JSONResponse(delivery_json(delivery), status_code=202)
+
+
+@admin
+async def recover(request: Request) -> Response:
+    """Re-queue every failed delivery created since a time (optionally for one target)."""
+    gw = gateway_of(request)
+    body = await read_object(request)
+    unknown = sorted(set(body) - {"since", "target_id"})
+    if unknown:
+        raise InvalidInput(unknown[0], "unknown field; known: since, target_id")
+    raw_since = body.get("since")
+    if raw_since is None:
+        raise InvalidInput("since", "is required (RFC 3339 time or epoch seconds)")
+    since = parse_time(str(raw_since), "since")
+    assert since is not None
+    target_id = body.get("target_id")
+    if target_id is not None and not isinstance(target_id, str):
+        raise InvalidInput("target_id", "must be a string")
+    ids = await gw.store.failed_since(since, target_id)
+    count = await gw.store.requeue(ids, time.time()) if ids else 0
+    gw.dispatcher.wake()
+    return JSONResponse({"requeued": count, "delivery_ids": ids}, status_code=202)
+
+
+routes = [
+    Route("/v1/deliveries", list_deliveries, methods=["GET"]),
+    Route("/v1/deliveries/recover", recover, methods=["POST"]),
+    Route("/v1/deliveries/{delivery_id}", read, methods=["GET"]),
+    Route("/v1/deliveries/{delivery_id}/retry", retry, methods=["POST"]),
+]

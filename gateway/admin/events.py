@@ -1,0 +1,81 @@
+"""`/v1/events`: list and read stored events; replay one against today's rules."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actions import plan_deliveries
+from gateway.admin import gateway_of
+from gateway.errors import NotFound
+from gateway.http import JSONResponse, admin, parse_limit, parse_time
+from gateway.models import Event
+from gateway.records import delivery_json, event_json
+
+
+async def _event(request: Request) -> Event:
+    event = await gateway_of(request).store.get_event(request.path_params["event_id"])
+    if event is None:
+        raise NotFound(f"no event with id {request.path_params['event_id']}")
+    return event
+
+
+@admin
+async def list_events(request: Request) -> Response:
+    q = request.query_params
+    page = await gateway_of(request).store.list_events(
+        app_id=q.get("app_id") or None,
+        event_type=q.get("event_type") or None,
+        since=parse_time(q.get("since"), "since"),
+        cursor=q.get("cursor") or None,
+        limit=parse_limit(request),
+    )
+    return JSONResponse(
+        {"data": [event_json(e) for e in page.data], "next_cursor": page.next_cursor}
+    )
+
+
+@admin
+async def read(request: Request) -> Response:
+    event = await _event(request)
+    deliveries = await gateway_of(request).store.deliveries_for_event(event.id)
+    return JSONResponse(event_json(event, deliveries))
+
+
+@admin
+async def replay(request: Request) -> Response:
+    """Match the stored event against the current rules and queue what matches now."""
+    gw = gateway_of(request)
+    event = await _event(request)
+    app = gw.apps.by_id.get(event.app_id)
+    payload = orjson.loads(event.payload)
+    matches = gw.rules.current.match(
+        app.name if app else event.app_id, payload, event_type=event.event_type
+    )
+    deliveries = plan_deliveries(matches, event.id, payload, time.time())
+    if deliveries:
+        await gw.store.add_deliveries(deliveries, gw.lease_until())
+        gw.dispatch(
+            deliveries,
+            gw.event_info(event.id, event.app_id, event.event_type, event.received_at,
+                          event.payload),
+        )  # fmt: skip
+    return JSONResponse(
+        {
+            "event_id": event.id,
+            "matched_rules": [m.rule.id for m in matches],
+            "deliveries": [delivery_json(d, attempts=False) for d in deliveries],
+        },
+        status_code=202,
+    )
+
+
+routes = [
+    Route("/v1/events", list_events, methods=["GET"]),
+    Route("/v1/events/{event_id}", read, methods=["GET"]),
+    Route("/v1/events/{event_id}/replay", replay, methods=["POST"]),
+]

@@ -1,0 +1,86 @@
+"""`/v1/rules`: the live rule set, reload, and a dry run of one event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actions import rfc3339
+from gateway.admin import gateway_of
+from gateway.dryrun import dry_run, secret_lookup
+from gateway.errors import InvalidInput
+from gateway.http import JSONResponse, admin, read_object
+from gateway.runtime import Gateway
+from rules import Rule, RuleError
+
+
+def rule_json(rule: Rule) -> dict[str, Any]:
+    out = rule.content()
+    out["source"] = rule.source
+    return out
+
+
+def error_json(error: RuleError) -> dict[str, Any]:
+    return {"file": error.file, "rule_id": error.rule_id, "message": error.message,
+            "text": str(error)}  # fmt: skip
+
+
+def state_json(gw: Gateway) -> dict[str, Any]:
+    state = gw.rules
+    return {
+        "version": state.version,
+        "dir": str(state.dir),
+        "files": list(state.files),
+        "loaded_at": rfc3339(state.loaded_at) if state.loaded_at else None,
+        "last_reload_at": rfc3339(state.last_attempt_at) if state.last_attempt_at else None,
+        "ok": not state.errors,
+        "errors": [error_json(e) for e in state.errors],
+        "data": [rule_json(r) for r in state.current.rules],
+        "next_cursor": None,
+    }
+
+
+@admin
+async def list_rules(request: Request) -> Response:
+    return JSONResponse(state_json(gateway_of(request)))
+
+
+@admin
+async def reload(request: Request) -> Response:
+    gw = gateway_of(request)
+    errors = await gw.rules.reload()
+    if errors:
+        return JSONResponse(
+            {
+                "error": "invalid_rules",
+                "detail": f"{len(errors)} error(s); the previous rule set stays active",
+                "version": gw.rules.version,
+                "errors": [error_json(e) for e in errors],
+            },
+            status_code=422,
+        )
+    gw.dispatcher.reset_rule_failures()
+    return JSONResponse({"ok": True, "version": gw.rules.version, "rules": len(gw.rules.current)})
+
+
+@admin
+async def test(request: Request) -> Response:
+    body = await read_object(request)
+    event = body.get("event")
+    if not isinstance(event, dict):
+        raise InvalidInput("event", "must be a JSON object (the event to test)")
+    app = body.get("app", "")
+    if not isinstance(app, str):
+        raise InvalidInput("app", "must be an app name")
+    gw = gateway_of(request)
+    return JSONResponse(dry_run(gw.rules.current, app, event, secret_lookup(gw.rules.targets)))
+
+
+routes = [
+    Route("/v1/rules", list_rules, methods=["GET"]),
+    Route("/v1/rules/reload", reload, methods=["POST"]),
+    Route("/v1/rules/test", test, methods=["POST"]),
+]

@@ -1,0 +1,103 @@
+"""`/v1/webhook-targets`: subscriptions made through the API, and their test send."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actions import Delivery, EventInfo, delivery_id, envelope
+from gateway import target_records
+from gateway.admin import gateway_of
+from gateway.errors import NotFound
+from gateway.http import JSONResponse, admin, read_object
+from gateway.ids import new_id
+from gateway.models import WebhookTarget
+from gateway.records import attempt_json, target_json
+
+
+async def _target(request: Request) -> WebhookTarget:
+    target = await gateway_of(request).store.get_target(request.path_params["target_id"])
+    if target is None:
+        raise NotFound(f"no webhook target with id {request.path_params['target_id']}")
+    return target
+
+
+@admin
+async def create(request: Request) -> Response:
+    gw = gateway_of(request)
+    target = await target_records.create_target(await read_object(request), gw.settings, gw.logic)
+    await gw.store.create_target(target)
+    await gw.rules.refresh_targets()
+    return JSONResponse(target_json(target, secret=True), status_code=201)
+
+
+@admin
+async def list_targets(request: Request) -> Response:
+    targets = await gateway_of(request).store.list_targets()
+    return JSONResponse({"data": [target_json(t) for t in targets], "next_cursor": None})
+
+
+@admin
+async def read(request: Request) -> Response:
+    return JSONResponse(target_json(await _target(request)))
+
+
+@admin
+async def update(request: Request) -> Response:
+    gw = gateway_of(request)
+    target = await target_records.update_target(
+        await _target(request), await read_object(request), gw.settings, gw.logic
+    )
+    await gw.store.save_target(target)
+    await gw.rules.refresh_targets()
+    return JSONResponse(target_json(target))
+
+
+@admin
+async def delete(request: Request) -> Response:
+    gw = gateway_of(request)
+    target = await _target(request)
+    await gw.store.delete_target(target.id)
+    await gw.rules.refresh_targets()
+    return Response(status_code=204)
+
+
+@admin
+async def send_test(request: Request) -> Response:
+    """Send a `webhook.test` event to the target now and answer with the attempt."""
+    gw = gateway_of(request)
+    target = await _target(request)
+    await gw.rules.refresh_targets()
+    now = time.time()
+    event_id = new_id("evt_", now)
+    data = orjson.dumps({"message": "hookgate test event", "target_id": target.id})
+    event = EventInfo(event_id, "webhook.test", "hookgate", now, data)
+    delivery = Delivery(
+        id=delivery_id(now),
+        event_id=event_id,
+        action_type="webhook",
+        url=target.url,
+        target_id=target.id,
+        body=envelope(event),
+        created_at=now,
+        next_attempt_at=now,
+    )
+    await gw.store.add_deliveries([delivery], gw.lease_until())
+    attempt, status = await gw.dispatcher.deliver(delivery, event)
+    return JSONResponse(
+        {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
+    )
+
+
+routes = [
+    Route("/v1/webhook-targets", create, methods=["POST"]),
+    Route("/v1/webhook-targets", list_targets, methods=["GET"]),
+    Route("/v1/webhook-targets/{target_id}", read, methods=["GET"]),
+    Route("/v1/webhook-targets/{target_id}", update, methods=["PATCH"]),
+    Route("/v1/webhook-targets/{target_id}", delete, methods=["DELETE"]),
+    Route("/v1/webhook-targets/{target_id}/test", send_test, methods=["POST"]),
+]

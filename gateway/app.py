@@ -1,0 +1,150 @@
+"""The app factory: `create_app(settings)` builds one self-contained gateway.
+
+The returned ASGI app sends `/api/event/...` straight to the raw ingest endpoint (the hot
+path skips routing and middleware) and everything else to a Starlette app with the admin
+API, health, metrics and the OpenAPI document. All state hangs off `app.state.gateway`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway.admin import apps, deliveries, events, rules, targets
+from gateway.config import Settings
+from gateway.http import JSONResponse, error_response, http_exception, server_error
+from gateway.ingest import PREFIX, IngestEndpoint, Receive, Scope, Send
+from gateway.logs import ACCESS
+from gateway.openapi import openapi_document
+from gateway.runtime import Gateway, ensure_admin_token
+from gateway.store import Store
+
+access_log = logging.getLogger(ACCESS)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    try:
+        await gw.store.ping()
+    except Exception:
+        return error_response(503, "not_ready", "the store does not answer")
+    if gw.rules.loaded_at is None and gw.rules.errors:
+        return error_response(503, "not_ready", "no valid rule set has been loaded")
+    return JSONResponse({"status": "ready", "rules_version": gw.rules.version})
+
+
+async def metrics(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def openapi(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return JSONResponse(openapi_document(gw.settings.base_url))
+
+
+class HookgateApp:
+    """Outer ASGI app: ingest fast path, then Starlette, with one access-log line per
+    admin request (the ingest endpoint logs its own)."""
+
+    def __init__(self, gateway: Gateway, starlette: Starlette) -> None:
+        self.gateway = gateway
+        self.starlette = starlette
+        self.state = starlette.state
+        self.ingest = IngestEndpoint(gateway)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.ingest(scope, receive, send)
+            return
+        if scope["type"] != "http" or not self.gateway.settings.log.requests:
+            await self.starlette(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_logged(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.starlette(scope, receive, send_logged)
+        finally:
+            route = scope.get("route")
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope.get("method"),
+                        "route": getattr(route, "path", None) or scope.get("path"),
+                        "status": status,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    }
+                },
+            )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> HookgateApp:
+    """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan."""
+    gateway = Gateway(settings, store=store, http_client=http_client)
+    admin_token, _ = ensure_admin_token(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *apps.routes,
+        *events.routes,
+        *targets.routes,
+        *deliveries.routes,
+        *rules.routes,
+    ]
+    starlette = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_exception, Exception: server_error},
+    )
+    starlette.state.gateway = gateway
+    starlette.state.admin_token_bytes = admin_token.encode()
+    return HookgateApp(gateway, starlette)
+
+
+def create_app_from_env() -> HookgateApp:
+    """Factory for `uvicorn --factory` with several workers: settings from the environment
+    (and `$HOOKGATE_CONFIG`), as every worker process must build its own app."""
+    from gateway.config import load_settings
+    from gateway.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log.level)
+    return create_app(settings)

@@ -1,0 +1,191 @@
+"""Integration apps: validation, creation, updates and token rotation.
+
+Shared by the admin API and the CLI so both enforce the same rules. A token is returned
+exactly once (on create and rotate); only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from typing import Any
+
+from actions import ActionError, decode_secret, rfc3339
+from gateway.appindex import compile_schema
+from gateway.config import Settings
+from gateway.errors import InvalidInput, StoreError
+from gateway.ids import hash_token, new_id, new_token
+from gateway.models import App
+from gateway.store import Store
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MUTABLE = ("name", "enabled", "rate", "burst", "schema", "signing_secret")
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise InvalidInput(
+            "name",
+            "must be 1-100 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return value
+
+
+def _rate(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput("rate", "must be a number of requests per second > 0")
+    if value <= 0 or value > 1_000_000:
+        raise InvalidInput("rate", "must be > 0 and at most 1000000 requests per second")
+    return float(value)
+
+
+def _burst(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise InvalidInput("burst", "must be an integer between 1 and 1000000")
+    return value
+
+
+def _schema(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput("schema", "must be a JSON Schema object")
+    try:
+        compile_schema(value)
+    except Exception as exc:
+        raise InvalidInput("schema", f"is not a valid JSON Schema: {exc}") from None
+    return value
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("signing_secret", "must be a string like whsec_<base64>")
+    try:
+        decode_secret(value)
+    except ActionError as exc:
+        raise InvalidInput("signing_secret", str(exc)) from None
+    return value
+
+
+def _enabled(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput("enabled", "must be true or false")
+    return value
+
+
+VALIDATORS = {
+    "name": _name,
+    "enabled": _enabled,
+    "rate": _rate,
+    "burst": _burst,
+    "schema": _schema,
+    "signing_secret": _secret,
+}
+
+
+async def create_app(
+    store: Store,
+    name: Any,
+    *,
+    rate: Any = None,
+    burst: Any = None,
+    schema: Any = None,
+    signing_secret: Any = None,
+    enabled: Any = True,
+) -> tuple[App, str]:
+    """Create an app; returns it and its token (the only time the token exists in clear)."""
+    now = time.time()
+    token = new_token()
+    app = App(
+        id=new_id("app_", now),
+        name=_name(name),
+        token_hash=hash_token(token),
+        enabled=_enabled(enabled),
+        rate=_rate(rate),
+        burst=_burst(burst),
+        schema=_schema(schema),
+        signing_secret=_secret(signing_secret),
+        created_at=now,
+        updated_at=now,
+    )
+    await _save(store, app, create=True)
+    return app, token
+
+
+async def update_app(store: Store, app: App, changes: dict[str, Any]) -> App:
+    unknown = sorted(set(changes) - set(MUTABLE))
+    if unknown:
+        raise InvalidInput(unknown[0], f"cannot be changed; changeable: {', '.join(MUTABLE)}")
+    values = {key: VALIDATORS[key](value) for key, value in changes.items()}
+    if "name" in values and values["name"] is None:
+        raise InvalidInput("name", "cannot be null")
+    updated = dataclasses.replace(app, **values, updated_at=time.time())
+    await _save(store, updated, create=False)
+    return updated
+
+
+async def rotate_token(store: Store, app: App, grace_seconds: Any = 0) -> tuple[App, str]:
+    """A new token; the old one keeps working for `grace_seconds` (0: stops at once)."""
+    if (
+        isinstance(grace_seconds, bool)
+        or not isinstance(grace_seconds, int | float)
+        or not 0 <= grace_seconds <= 30 * 86400
+    ):
+        raise InvalidInput("grace_seconds", "must be a number of seconds between 0 and 2592000")
+    now = time.time()
+    token = new_token()
+    rotated = dataclasses.replace(
+        app,
+        token_hash=hash_token(token),
+        previous_token_hash=app.token_hash if grace_seconds > 0 else None,
+        previous_token_expires_at=now + grace_seconds if grace_seconds > 0 else None,
+        updated_at=now,
+    )
+    await _save(store, rotated, create=False)
+    return rotated, token
+
+
+async def _save(store: Store, app: App, *, create: bool) -> None:
+    try:
+        if create:
+            await store.create_app(app)
+        else:
+            await store.save_app(app)
+    except StoreError as exc:
+        if "name" in str(exc) and "exists" in str(exc):
+            raise InvalidInput("name", f"an app named {app.name!r} already exists") from None
+        raise
+
+
+def event_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/api/event/{token}"
+
+
+def app_json(app: App, settings: Settings, token: str | None = None) -> dict[str, Any]:
+    """The app record of DESIGN §9; `token` and the real `event_url` only when given."""
+    out: dict[str, Any] = {
+        "id": app.id,
+        "name": app.name,
+        "enabled": app.enabled,
+        "rate": app.rate if app.rate is not None else settings.limits.app_rate,
+        "burst": app.burst if app.burst is not None else settings.limits.app_burst,
+        "event_url": event_url(settings, token) if token else None,
+        "created_at": rfc3339(app.created_at),
+        "updated_at": rfc3339(app.updated_at),
+        "schema": app.schema,
+        "has_signing_secret": app.signing_secret is not None,
+    }
+    if app.previous_token_expires_at and app.previous_token_expires_at > time.time():
+        out["previous_token_expires_at"] = rfc3339(app.previous_token_expires_at)
+    if token:
+        out["token"] = token
+    return out

@@ -1,0 +1,395 @@
+"""`hookgate`: serve the gateway and do every operator task from the shell (DESIGN §8-9).
+
+Commands that touch records open the configured store directly, so they work with the
+server running or stopped; a running server notices app changes within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway import app_records
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError, InvalidInput
+from gateway.records import delivery_json, event_json
+from gateway.store import DeliveryFilter, Store, build_store
+from rules import HookgateError
+
+T = TypeVar("T")
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
+    if settings.storage.backend == "memory":
+        raise ConfigError("the memory store lives inside a server process; the CLI needs sqlite")
+
+    async def run() -> T:
+        store = build_store(settings)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+# serve
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.runtime import admin_token_path, ensure_admin_token
+
+    configure_logging(settings.log.level)
+    token, generated = ensure_admin_token(settings)
+    if generated:
+        print(f"hookgate admin token (shown once; kept in {admin_token_path(settings)}):")
+        print(f"  {token}", flush=True)
+    elif not settings.server.admin_token:
+        print(f"hookgate admin token: see {admin_token_path(settings)}", flush=True)
+    host, port = settings.server.host, settings.server.port
+    common: dict[str, Any] = {
+        "access_log": False,
+        "log_config": None,
+        "server_header": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.fd is not None:
+        common["fd"] = args.fd
+    else:
+        common.update(host=host, port=port)
+    print(f"hookgate listening on http://{host}:{port}", flush=True)
+    if settings.server.workers > 1:
+        if args.config:
+            os.environ["HOOKGATE_CONFIG"] = args.config
+        uvicorn.run(
+            "gateway.app:create_app_from_env", factory=True, workers=settings.server.workers,
+            **common,
+        )  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+# apps
+def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(store: Store) -> int:
+        if args.action == "create":
+            schema = orjson.loads(Path(args.schema).read_bytes()) if args.schema else None
+            app, token = await app_records.create_app(
+                store, args.name, rate=args.rate, burst=args.burst, schema=schema,
+                signing_secret=args.signing_secret,
+            )  # fmt: skip
+            record = app_records.app_json(app, settings, token)
+            if args.json:
+                _print_json(record)
+            else:
+                print(f"created app {app.name} ({app.id})")
+                print(f"event URL (shown once): {record['event_url']}")
+                print(f"token: {token}")
+            return 0
+        if args.action == "list":
+            apps = await store.list_apps()
+            if args.json:
+                _print_json([app_records.app_json(a, settings) for a in apps])
+            else:
+                _table(
+                    [(a.id, a.name, "yes" if a.enabled else "no",
+                      app_records.app_json(a, settings)["rate"],
+                      app_records.app_json(a, settings)["burst"]) for a in apps],
+                    ("ID", "NAME", "ENABLED", "RATE", "BURST"),
+                )  # fmt: skip
+            return 0
+        app = await store.find_app(args.id)
+        if app is None:
+            print(f"hookgate: no app {args.id!r}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            _print_json(app_records.app_json(app, settings))
+        elif args.action == "rotate":
+            app, token = await app_records.rotate_token(store, app, args.grace)
+            record = app_records.app_json(app, settings, token)
+            if args.json:
+                _print_json(record)
+            else:
+                print(f"new event URL (shown once): {record['event_url']}")
+                print(f"token: {token}")
+        elif args.action in ("disable", "enable"):
+            app = await app_records.update_app(store, app, {"enabled": args.action == "enable"})
+            print(f"app {app.name} {'enabled' if app.enabled else 'disabled'}")
+        elif args.action == "delete":
+            await store.delete_app(app.id)
+            print(f"deleted app {app.name} ({app.id})")
+        return 0
+
+    return _with_store(settings, run)
+
+
+# rules
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from actions import ACTION_TYPES
+    from rules import Logic, load_dir
+
+    directory = Path(getattr(args, "dir", None) or settings.rules.dir)
+    logic = Logic(default_region=settings.rules.default_region)
+    result = load_dir(directory, action_types=tuple(ACTION_TYPES), env=dict(os.environ),
+                      logic=logic)  # fmt: skip
+    if args.action == "check":
+        if not directory.is_dir():
+            print(f"{directory}:-: not a directory", file=sys.stderr)
+            return 1
+        for error in result.errors:
+            print(error)
+        if result.errors:
+            return 1
+        print(f"{len(result.rules)} rules OK")
+        return 0
+    # test
+    if result.errors:
+        for error in result.errors:
+            print(error, file=sys.stderr)
+        return 1
+    try:
+        event = orjson.loads(Path(args.event).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"hookgate: cannot read {args.event}: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(event, dict):
+        print(f"hookgate: {args.event}: the event must be a JSON object", file=sys.stderr)
+        return 1
+    from gateway.dryrun import dry_run, secret_lookup
+    from rules import RuleSet
+
+    ruleset = RuleSet(result.rules, event_type_fields=settings.ingest.event_type_fields,
+                      logic=logic)  # fmt: skip
+    report = dry_run(ruleset, args.app or "", event, secret_lookup({}))
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"event type: {report['event_type']}")
+    if not report["matched_rules"]:
+        print("no rules match")
+        return 0
+    print("matching rules: " + ", ".join(report["matched_rules"]))
+    for request in report["requests"]:
+        print(f"\n[{request['rule_id']}] {request['action_type']} -> {request['method']} "
+              f"{request['url']}")  # fmt: skip
+        if "error" in request:
+            print(f"  error: {request['error']}")
+            continue
+        for name, value in request["headers"].items():
+            print(f"  {name}: {value}")
+        print(orjson.dumps(request["body"], option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+# events
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.http import parse_time
+
+    async def run(store: Store) -> int:
+        if args.action == "list":
+            page = await store.list_events(
+                app_id=args.app_id, event_type=args.event_type,
+                since=parse_time(args.since, "since"), cursor=args.cursor, limit=args.limit,
+            )  # fmt: skip
+            if args.json:
+                _print_json({"data": [event_json(e) for e in page.data],
+                             "next_cursor": page.next_cursor})  # fmt: skip
+            else:
+                _table(
+                    [(e.id, e.app_id, e.event_type, event_json(e)["received_at"],
+                      ",".join(e.matched_rules)) for e in page.data],
+                    ("ID", "APP", "TYPE", "RECEIVED", "MATCHED"),
+                )  # fmt: skip
+                if page.next_cursor:
+                    print(f"more: --cursor {page.next_cursor}")
+            return 0
+        event = await store.get_event(args.id)
+        if event is None:
+            print(f"hookgate: no event {args.id!r}", file=sys.stderr)
+            return 1
+        _print_json(event_json(event, await store.deliveries_for_event(event.id)))
+        return 0
+
+    return _with_store(settings, run)
+
+
+# deliveries
+def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.http import parse_time
+
+    async def run(store: Store) -> int:
+        if args.action == "list":
+            page = await store.list_deliveries(
+                DeliveryFilter(status=args.status, target_id=args.target_id,
+                               rule_id=args.rule_id, event_id=args.event_id,
+                               since=parse_time(args.since, "since")),
+                cursor=args.cursor, limit=args.limit,
+            )  # fmt: skip
+            if args.json:
+                _print_json({"data": [delivery_json(d, attempts=False) for d in page.data],
+                             "next_cursor": page.next_cursor})  # fmt: skip
+            else:
+                _table(
+                    [(d.id, d.status, d.attempt_count, d.rule_id or d.target_id, d.url)
+                     for d in page.data],
+                    ("ID", "STATUS", "ATTEMPTS", "RULE/TARGET", "URL"),
+                )  # fmt: skip
+            return 0
+        if args.action == "recover":
+            since = parse_time(args.since, "since")
+            assert since is not None
+            ids = await store.failed_since(since, args.target_id)
+            count = await store.requeue(ids, time.time()) if ids else 0
+            print(f"requeued {count} failed deliveries")
+            return 0
+        delivery = await store.get_delivery(args.id)
+        if delivery is None:
+            print(f"hookgate: no delivery {args.id!r}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            _print_json(delivery_json(delivery))
+        elif args.action == "retry":
+            await store.requeue([delivery.id], time.time())
+            print(f"delivery {delivery.id} queued for retry")
+        return 0
+
+    return _with_store(settings, run)
+
+
+def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from actions import run_listen
+
+    run_listen(args.port, secret=args.secret, status=args.status)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookgate", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML settings file (default $HOOKGATE_CONFIG, "
+                        "else ./hookgate.toml if present)")  # fmt: skip
+    common.add_argument("--json", action="store_true", help="print records as JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    serve.set_defaults(func=cmd_serve)
+
+    apps = sub.add_parser("apps", help="integration apps").add_subparsers(dest="action",
+                                                                          required=True)  # fmt: skip
+    create = apps.add_parser("create", parents=[common], help="create an app; prints its URL")
+    create.add_argument("name")
+    create.add_argument("--rate", type=float)
+    create.add_argument("--burst", type=int)
+    create.add_argument("--schema", help="JSON Schema file events must satisfy")
+    create.add_argument("--signing-secret", help="whsec_... secret for inbound signatures")
+    apps.add_parser("list", parents=[common], help="list apps")
+    for name in ("show", "rotate", "disable", "enable", "delete"):
+        p = apps.add_parser(name, parents=[common], help=f"{name} an app (id or name)")
+        p.add_argument("id")
+        if name == "rotate":
+            p.add_argument("--grace", type=float, default=0,
+                           help="seconds the old token keeps working")  # fmt: skip
+    for p in apps.choices.values():
+        p.set_defaults(func=cmd_apps)
+
+    rules = sub.add_parser("rules", help="rule files").add_subparsers(dest="action",
+                                                                      required=True)  # fmt: skip
+    check = rules.add_parser("check", parents=[common], help="validate a rules directory")
+    check.add_argument("dir", nargs="?")
+    test = rules.add_parser("test", parents=[common], help="dry-run an event against the rules")
+    test.add_argument("event", help="file with the event JSON")
+    test.add_argument("--app", help="app name the event comes from")
+    test.add_argument("--dir", help="rules directory (default rules.dir)")
+    for p in rules.choices.values():
+        p.set_defaults(func=cmd_rules)
+
+    events = sub.add_parser("events", help="stored events").add_subparsers(dest="action",
+                                                                          required=True)  # fmt: skip
+    lst = events.add_parser("list", parents=[common])
+    lst.add_argument("--app-id")
+    lst.add_argument("--event-type")
+    lst.add_argument("--since")
+    lst.add_argument("--cursor")
+    lst.add_argument("--limit", type=int, default=50)
+    show = events.add_parser("show", parents=[common])
+    show.add_argument("id")
+    for p in events.choices.values():
+        p.set_defaults(func=cmd_events)
+
+    deliveries = sub.add_parser("deliveries", help="delivery log").add_subparsers(
+        dest="action", required=True
+    )
+    lst = deliveries.add_parser("list", parents=[common])
+    lst.add_argument("--status", choices=("pending", "succeeded", "failed", "skipped"))
+    lst.add_argument("--target-id")
+    lst.add_argument("--rule-id")
+    lst.add_argument("--event-id")
+    lst.add_argument("--since")
+    lst.add_argument("--cursor")
+    lst.add_argument("--limit", type=int, default=50)
+    for name in ("show", "retry"):
+        deliveries.add_parser(name, parents=[common]).add_argument("id")
+    recover = deliveries.add_parser("recover", parents=[common],
+                                    help="re-queue failed deliveries since a time")  # fmt: skip
+    recover.add_argument("--since", required=True, help="RFC 3339 time or epoch seconds")
+    recover.add_argument("--target-id")
+    for p in deliveries.choices.values():
+        p.set_defaults(func=cmd_deliveries)
+
+    listen = sub.add_parser("listen", parents=[common], help="local sink printing webhooks")
+    listen.add_argument("port", type=int)
+    listen.add_argument("--secret", help="whsec_... secret to verify signatures with")
+    listen.add_argument("--status", type=int, default=200, help="status to answer with")
+    listen.set_defaults(func=cmd_listen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        server: dict[str, Any] = {}
+        if getattr(args, "host", None):
+            server["host"] = args.host
+        if getattr(args, "port", None) is not None and args.command == "serve":
+            server["port"] = args.port
+        settings = load_settings(getattr(args, "config", None), server=server)
+        return int(args.func(args, settings))
+    except InvalidInput as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 2
+    except HookgateError as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""JSON in and out for the admin API, and the one place errors become HTTP answers.
+
+Every error is `{"error": "<snake_case code>", "detail": "<sentence>", ...}` (DESIGN §9);
+no handler ever lets a traceback reach the client.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import InvalidInput, NotFound, StoreError
+
+log = logging.getLogger("hookgate.api")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str, **fields: Any) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.fields = fields
+        super().__init__(detail)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.code, "detail": self.detail, **self.fields}, status_code=self.status
+        )
+
+
+def error_response(status: int, code: str, detail: str, **fields: Any) -> JSONResponse:
+    return ApiError(status, code, detail, **fields).response()
+
+
+async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what is wrong."""
+    body = await request.body()
+    if not body.strip():
+        if optional:
+            return {}
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return value
+
+
+def parse_time(value: str | None, field: str) -> float | None:
+    """RFC 3339 (`2026-11-23T10:00:00Z`) or epoch seconds."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidInput(field, "expected an RFC 3339 time or epoch seconds") from None
+
+
+def parse_limit(request: Request, default: int = 50, maximum: int = 500) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidInput("limit", "expected an integer") from None
+    if not 1 <= limit <= maximum:
+        raise InvalidInput("limit", f"must be between 1 and {maximum}")
+    return limit
+
+
+def admin(endpoint: Endpoint) -> Endpoint:
+    """Require `Authorization: Bearer <admin token>` (constant-time compare) and map our
+    errors to JSON answers."""
+
+    @wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        expected: bytes = request.app.state.admin_token_bytes
+        header = request.headers.get("authorization", "")
+        scheme, _, supplied = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            supplied.strip().encode(), expected
+        ):
+            return _unauthorized()
+        return await handle_errors(endpoint, request)
+
+    return wrapper
+
+
+def _unauthorized() -> JSONResponse:
+    response = error_response(401, "unauthorized", "send Authorization: Bearer <admin token>")
+    response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+async def handle_errors(endpoint: Endpoint, request: Request) -> Response:
+    try:
+        return await endpoint(request)
+    except ApiError as exc:
+        return exc.response()
+    except InvalidInput as exc:
+        fields = {"field": exc.field} if exc.field else {}
+        return error_response(422, "validation_error", exc.message, **fields)
+    except NotFound as exc:
+        return error_response(404, "not_found", str(exc) or "no such record")
+    except StoreError as exc:
+        log.error("store error: %s", exc)
+        return error_response(503, "store_unavailable", "the store did not answer; try again")
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = STATUS_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else code
+    if exc.status_code == 404:
+        detail = "no such route"
+    response = error_response(exc.status_code, code, detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "unexpected error; see the gateway log")

@@ -1,0 +1,319 @@
+"""`POST /api/event/{token}`: the public ingest route, written as a raw ASGI endpoint.
+
+This is the hot path, so it skips the router, the Request object and the middleware stack
+and does its checks in DESIGN §3's order, cheapest refusals first: method, token, rate
+limits, content type, size (before reading the body), signature, JSON, schema,
+idempotency. Only then are rules matched and the event committed with its deliveries;
+202 is sent after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastjsonschema import JsonSchemaValueException
+
+from actions import EventInfo, SignatureError, plan_deliveries
+from gateway.ids import new_id
+from gateway.logs import ACCESS
+from gateway.models import Event
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PREFIX = "/api/event/"
+ROUTE = "/api/event/{token}"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+NOT_FOUND = b'{"error":"not_found"}'
+RATE_LIMITED = b'{"rateLimited":true}'
+METHOD_NOT_ALLOWED = b'{"error":"method_not_allowed"}'
+INVALID_SIGNATURE = b'{"error":"invalid_signature"}'
+NOT_OBJECT = b'{"error":"invalid_event","detail":"top level must be an object"}'
+FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/")
+KEPT_HEADERS = (b"content-type", b"user-agent", b"idempotency-key", b"webhook-id", b"x-request-id")
+
+access_log = logging.getLogger(ACCESS)
+log = logging.getLogger("hookgate.ingest")
+
+
+class Refusal(Exception):
+    """A request ends here with this status and body (no traceback, no 500)."""
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+
+def _error(status: int, code: str, **fields: Any) -> Refusal:
+    return Refusal(status, orjson.dumps({"error": code, **fields}))
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether nesting exceeds `limit` levels (iterative: no recursion on hostile input)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+def _schema_path(exc: JsonSchemaValueException) -> str:
+    path = list(exc.path or [])[1:]  # the first element is "data", fastjsonschema's root name
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+class IngestEndpoint:
+    """The ASGI callable for `/api/event/...`; one instance per app, holding the gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        settings = gateway.settings
+        self.max_body = settings.ingest.max_body_bytes
+        self.max_depth = settings.ingest.max_depth
+        self.type_fields = settings.ingest.event_type_fields
+        self.idempotency_ttl = settings.ingest.idempotency_ttl_seconds
+        self.log_requests = settings.log.requests
+        self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        app_id: str | None = None
+        event_id: str | None = None
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            status, body, app_id, event_id, extra = await self._handle(scope, receive)
+        except Refusal as refusal:
+            status, body, extra = refusal.status, refusal.body, refusal.headers
+            app_id = scope.get("hookgate.app_id")
+        except Exception:
+            log.exception("ingest failed unexpectedly")
+            status, body = 503, b'{"error":"unavailable","detail":"the event was not stored"}'
+            app_id = scope.get("hookgate.app_id")
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        gw = self.gw
+        gw.metrics.inc("hookgate_events_total", app=app_id or "-", outcome=str(status))
+        if self.log_requests:
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope.get("method"),
+                        "route": ROUTE,
+                        "status": status,
+                        "app_id": app_id,
+                        "event_id": event_id,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    }
+                },
+            )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes, str | None, str | None, list[tuple[bytes, bytes]]]:
+        gw = self.gw
+        if scope["method"] != "POST":
+            raise Refusal(405, METHOD_NOT_ALLOWED, [(b"allow", b"POST")])
+
+        # Token: lookup is by hash, so neither the answer nor its timing depends on how
+        # close a guess is; every miss gets the same bytes.
+        token = scope["path"][len(PREFIX) :]
+        client = scope.get("client")
+        address = client[0] if client else "-"
+        if gw.guard.blocked(address):
+            gw.metrics.inc("hookgate_rate_limited_total", scope="guard")
+            raise Refusal(429, RATE_LIMITED, [(b"retry-after", b"60")])
+        entry = gw.apps.lookup(hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest())
+        if entry is None:
+            if await gw.guard.miss(address):
+                gw.metrics.inc("hookgate_rate_limited_total", scope="guard")
+                raise Refusal(429, RATE_LIMITED, [(b"retry-after", b"60")])
+            raise Refusal(404, NOT_FOUND)
+        app = entry.app
+        scope["hookgate.app_id"] = app.id
+
+        # Rate limits: the app bucket, then the global one, in one check.
+        check_now = gw.check_now
+        if check_now is not None:
+            decision = check_now(app.id, entry.rate, entry.burst)
+        else:
+            decision = await gw.buckets.check(app.id, entry.rate, entry.burst)
+        limit_headers = [
+            (b"ratelimit-limit", str(decision.limit).encode()),
+            (b"ratelimit-remaining", str(decision.remaining).encode()),
+            (b"ratelimit-reset", str(max(0, math.ceil(decision.reset))).encode()),
+        ]
+        if not decision.allowed:
+            retry_after = str(max(1, math.ceil(decision.retry_after))).encode()
+            if decision.scope == "unavailable":
+                raise Refusal(
+                    503,
+                    b'{"error":"rate_limiter_unavailable","detail":"try again shortly"}',
+                    [(b"retry-after", retry_after)],
+                )
+            gw.metrics.inc("hookgate_rate_limited_total", scope=decision.scope)
+            raise Refusal(429, RATE_LIMITED, [(b"retry-after", retry_after), *limit_headers])
+
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").lower()
+        if content_type.startswith(FORM_TYPES):
+            raise _error(
+                415,
+                "unsupported_media_type",
+                detail="send the event as a JSON body (application/json); "
+                "form-encoded and multipart bodies are not accepted",
+            )
+
+        body = await self._read_body(headers, receive)
+
+        if entry.verifier is not None:
+            try:
+                entry.verifier.verify(
+                    {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
+                    body,
+                    now=time.time(),
+                )
+            except SignatureError:
+                raise Refusal(401, INVALID_SIGNATURE) from None
+
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _error(400, "invalid_json", detail=f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise Refusal(400, NOT_OBJECT)
+        # Nesting deeper than the limit needs at least that many brackets, so most bodies
+        # skip the walk after two C-speed counts.
+        if body.count(b"{") + body.count(b"[") > self.max_depth and too_deep(
+            payload, self.max_depth
+        ):
+            raise _error(
+                400, "invalid_json", detail=f"JSON nesting deeper than {self.max_depth} levels"
+            )
+        if entry.validator is not None:
+            try:
+                entry.validator(payload)
+            except JsonSchemaValueException as exc:
+                raise _error(
+                    422, "schema_violation", detail=exc.message, path=_schema_path(exc)
+                ) from None
+
+        now = time.time()
+        key_bytes = headers.get(b"idempotency-key") or headers.get(b"webhook-id")
+        key = key_bytes.decode("latin-1")[:255] if key_bytes else None
+        if key is not None:
+            original = await self._original(app.id, key, now)
+            if original is not None:
+                body_out = orjson.dumps({"accepted": True, "event_id": original, "duplicate": True})
+                return 200, body_out, app.id, original, limit_headers
+
+        event_type = None
+        for name in self.type_fields:
+            value = payload.get(name)
+            if isinstance(value, str):
+                event_type = value
+                break
+        event_id = new_id("evt_", now)
+        matches = gw.rules.current.match(app.name, payload, event_type=event_type)
+        deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
+        event = Event(
+            id=event_id,
+            app_id=app.id,
+            event_type=event_type,
+            received_at=now,
+            payload=body,
+            headers={
+                k.decode(): headers[k].decode("latin-1") for k in KEPT_HEADERS if k in headers
+            },
+            matched_rules=tuple(m.rule.id for m in matches),
+            idempotency_key=key,
+        )
+        accepted = await self._commit(event, deliveries, key)
+        if accepted.duplicate:
+            body_out = orjson.dumps(
+                {"accepted": True, "event_id": accepted.event_id, "duplicate": True}
+            )
+            return 200, body_out, app.id, accepted.event_id, limit_headers
+        if deliveries:
+            gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body))
+        return (
+            202,
+            b'{"accepted":true,"event_id":"' + event_id.encode() + b'"}',
+            app.id,
+            event_id,
+            limit_headers,
+        )
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        too_large = _error(413, "payload_too_large", limit=self.max_body)
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_body:
+                    raise too_large
+            except ValueError:
+                raise _error(400, "invalid_json", detail="bad Content-Length header") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Refusal(400, b'{"error":"invalid_json","detail":"client disconnected"}')
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    raise too_large
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _original(self, app_id: str, key: str, now: float) -> str | None:
+        """The event id already accepted under this idempotency key, if any."""
+        pending = self._inflight.get((app_id, key))
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except Exception:
+                return None
+        return await self.gw.store.find_idempotent(app_id, key, now - self.idempotency_ttl)
+
+    async def _commit(self, event: Event, deliveries: list[Any], key: str | None) -> Any:
+        gw = self.gw
+        lease_until = gw.lease_until() if deliveries else None
+        if key is None:
+            return await gw.store.add_event(event, deliveries, lease_until)
+        # Concurrent requests with one key in this process wait for the first one's commit.
+        marker = (event.app_id, key)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inflight[marker] = future
+        try:
+            accepted = await gw.store.add_event(event, deliveries, lease_until)
+            future.set_result(accepted.event_id)
+            return accepted
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters fall back to the store
+            raise
+        finally:
+            if self._inflight.get(marker) is future:
+                del self._inflight[marker]

@@ -1,0 +1,205 @@
+"""Token buckets (GCRA) per app and global, with in-process and Redis storage.
+
+GCRA keeps one number per bucket, the theoretical arrival time (TAT): a request at `now`
+is allowed when `max(TAT, now) + interval - burst * interval <= now`. The app bucket is
+checked first and a request it refuses spends no global token; a request either bucket
+refuses spends nothing at all. The maths lives in `gcra`; `MemoryBuckets` and
+`RedisBuckets` only decide where the TATs live.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway import keys
+from gateway.metrics import Metrics
+
+log = logging.getLogger("hookgate.ratelimit")
+
+
+class Decision(NamedTuple):
+    """Outcome of one check. A NamedTuple, not a dataclass: built on every request."""
+
+    allowed: bool
+    retry_after: float  # seconds until the refusing bucket would allow one request
+    remaining: int  # whole tokens left in the app bucket after this request
+    limit: int  # the app bucket's burst
+    reset: float  # seconds until the app bucket is full again
+    scope: str  # "app" or "global" when refused, "" when allowed; "unavailable" fail-closed
+
+
+class Buckets(Protocol):
+    """The one interface both storages expose (async so Redis fits)."""
+
+    async def check(self, app_key: str, app_rate: float, app_burst: int) -> Decision: ...
+    async def close(self) -> None: ...
+
+
+class MemoryBuckets:
+    """In-process TATs. A refusal is a dict lookup and a few float operations.
+
+    `check_now` is the synchronous core the ingest path calls directly, skipping the
+    coroutine; `check` wraps it for the `Buckets` protocol.
+    """
+
+    def __init__(
+        self,
+        global_rate: float,
+        global_burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tat: dict[str, float] = {}
+        self._global_interval = 1.0 / global_rate
+        self._global_burst = global_burst
+        self._global_tat = 0.0
+        self._clock = clock
+        self._next_sweep = 0.0
+
+    def check_now(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
+        now = self._clock()
+        interval = 1.0 / app_rate
+        tat = self._tat.get(app_key, now)
+        if tat < now:
+            tat = now
+        new_tat = tat + interval
+        allow_at = new_tat - app_burst * interval
+        if now < allow_at:
+            return Decision(False, allow_at - now, 0, app_burst, tat - now, "app")
+        g_interval = self._global_interval
+        g_tat = self._global_tat
+        if g_tat < now:
+            g_tat = now
+        g_new = g_tat + g_interval
+        g_allow = g_new - self._global_burst * g_interval
+        if now < g_allow:
+            return Decision(False, g_allow - now, 0, app_burst, tat - now, "global")
+        self._tat[app_key] = new_tat
+        self._global_tat = g_new
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return Decision(True, 0.0, int((now - allow_at) / interval), app_burst, new_tat - now, "")
+
+    async def check(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
+        return self.check_now(app_key, app_rate, app_burst)
+
+    def _sweep(self, now: float) -> None:
+        """Forget full buckets (TAT in the past): they behave exactly like absent ones."""
+        self._next_sweep = now + 60.0
+        stale = [k for k, tat in self._tat.items() if tat <= now]
+        for k in stale:
+            del self._tat[k]
+
+    async def close(self) -> None:
+        return None
+
+
+# One round trip: both buckets read on the server's clock (integer microseconds), and
+# written only when both allow. Returns {allowed, retry_after_us, remaining, reset_us, scope}.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local a_int = tonumber(ARGV[1])
+local a_burst = tonumber(ARGV[2])
+local g_int = tonumber(ARGV[3])
+local g_burst = tonumber(ARGV[4])
+local a_tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if a_tat < now then a_tat = now end
+local a_new = a_tat + a_int
+local a_allow = a_new - a_burst * a_int
+if now < a_allow then
+  return {0, a_allow - now, 0, a_tat - now, 1}
+end
+local g_tat = tonumber(redis.call('GET', KEYS[2]) or now)
+if g_tat < now then g_tat = now end
+local g_new = g_tat + g_int
+local g_allow = g_new - g_burst * g_int
+if now < g_allow then
+  return {0, g_allow - now, 0, a_tat - now, 2}
+end
+redis.call('SET', KEYS[1], a_new, 'PX', math.ceil((a_new - now) / 1000) + 1)
+redis.call('SET', KEYS[2], g_new, 'PX', math.ceil((g_new - now) / 1000) + 1)
+return {1, 0, math.floor((now - a_allow) / a_int), a_new - now, 0}
+"""
+_SCOPES = ("", "app", "global")
+
+
+class RedisBuckets:
+    """Buckets shared by every gateway process through one Lua script (EVALSHA).
+
+    When Redis fails, requests fall back to in-process buckets (`on_error="open"`) or are
+    refused (`"closed"`); the error is logged at most once a minute and counted, and Redis
+    is not tried again for `retry_seconds`, so an outage costs no latency per request.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        key_prefix: str,
+        global_rate: float,
+        global_burst: int,
+        on_error: str = "open",
+        metrics: Metrics | None = None,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._prefix = key_prefix
+        self._global_key = keys.global_bucket(key_prefix)
+        self._g_interval = max(1, round(1_000_000 / global_rate))
+        self._g_burst = global_burst
+        self._fallback = MemoryBuckets(global_rate, global_burst)
+        self._on_error = on_error
+        self._metrics = metrics
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0
+        self._last_log = -math.inf
+        self._sha: str | None = None
+
+    async def check(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
+        if time.monotonic() < self._down_until:
+            return self._degraded(app_key, app_rate, app_burst)
+        args = (max(1, round(1_000_000 / app_rate)), app_burst, self._g_interval, self._g_burst)
+        app_bucket = keys.app_bucket(self._prefix, app_key)
+        try:
+            if self._sha is None:
+                self._sha = await self._client.script_load(GCRA_LUA)
+            try:
+                raw = await self._client.evalsha(self._sha, 2, app_bucket, self._global_key, *args)
+            except NoScriptError:
+                self._sha = await self._client.script_load(GCRA_LUA)
+                raw = await self._client.evalsha(self._sha, 2, app_bucket, self._global_key, *args)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return self._degraded(app_key, app_rate, app_burst)
+        allowed, retry_us, remaining, reset_us, scope = (int(v) for v in raw)
+        return Decision(
+            bool(allowed), retry_us / 1e6, remaining, app_burst, reset_us / 1e6, _SCOPES[scope]
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._down_until = now + self._retry_seconds
+        if self._metrics is not None:
+            self._metrics.inc("hookgate_ratelimit_redis_errors_total")
+        if now - self._last_log >= 60.0:
+            self._last_log = now
+            log.warning(
+                "redis rate limiting unavailable, failing %s: %s",
+                self._on_error,
+                type(exc).__name__,
+            )
+
+    def _degraded(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
+        if self._on_error == "open":
+            return self._fallback.check_now(app_key, app_rate, app_burst)
+        return Decision(False, self._retry_seconds, 0, app_burst, 0.0, "unavailable")
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,137 @@
+"""The storage protocol every backend implements, and the shapes it returns.
+
+The rest of the gateway talks to `Store` only; backends live one per module and are built
+by `open_store(settings)`, so no other module imports a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from actions.model import Attempt, Delivery, DeliveryStatus
+from gateway.models import App, Event, WebhookTarget
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list; `next_cursor` is None on the last page."""
+
+    data: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What committing an event produced: its id, or the original id for a duplicate."""
+
+    event_id: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    status: DeliveryStatus | None = None
+    target_id: str | None = None
+    rule_id: str | None = None
+    event_id: str | None = None
+    since: float | None = None
+
+
+class Store(Protocol):
+    """Durable state: apps, events, webhook targets, deliveries and their attempts.
+
+    Writes that answer a request (`add_event`) are group-committed: the call returns only
+    once the event and its deliveries are durable, so a 2xx is never answered for an event
+    a crash could lose.
+    """
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+
+    # apps
+    async def create_app(self, app: App) -> None:
+        """Insert; StoreError if the name is taken."""
+
+    async def save_app(self, app: App) -> None: ...
+    async def get_app(self, app_id: str) -> App | None: ...
+    async def find_app(self, id_or_name: str) -> App | None: ...
+    async def list_apps(self) -> list[App]: ...
+    async def delete_app(self, app_id: str) -> bool: ...
+    async def apps_version(self) -> int:
+        """A number that changes whenever any process changes any app."""
+
+    # events
+    async def add_event(
+        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> Accepted:
+        """Commit an event and its deliveries together (leased to this process until
+        `lease_until`); for a repeated idempotency key, commit nothing and return the
+        original event id."""
+
+    async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None: ...
+    async def get_event(self, event_id: str) -> Event | None: ...
+    async def list_events(
+        self,
+        *,
+        app_id: str | None = None,
+        event_type: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Event]: ...
+    async def count_events(self) -> int: ...
+
+    # webhook targets
+    async def create_target(self, target: WebhookTarget) -> None: ...
+    async def save_target(self, target: WebhookTarget) -> None: ...
+    async def get_target(self, target_id: str) -> WebhookTarget | None: ...
+    async def list_targets(self) -> list[WebhookTarget]: ...
+    async def delete_target(self, target_id: str) -> bool: ...
+    async def targets_version(self) -> int: ...
+    async def record_target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+    ) -> WebhookTarget | None:
+        """Count a delivery's final outcome against its target; disable it after
+        `disable_after` consecutive failures (or at once when `gone`)."""
+
+    # deliveries
+    async def add_deliveries(
+        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> None: ...
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        """Lease up to `limit` pending deliveries whose `next_attempt_at` has come."""
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Record one attempt and the delivery's new state; releases the lease."""
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """The delivery with every attempt."""
+
+    async def list_deliveries(
+        self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[Delivery]: ...
+    async def deliveries_for_event(self, event_id: str) -> list[Delivery]: ...
+    async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
+        """Make deliveries pending and due now (manual retry); returns how many."""
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        """Drop this process's lease on deliveries it will not send (shutdown)."""
+
+    async def failed_since(self, since: float, target_id: str | None = None) -> list[str]: ...
+    async def count_pending(self) -> int: ...
+
+    async def prune(self, events_before: float, idempotency_before: float) -> int:
+        """Drop events (and their finished deliveries) received before `events_before`;
+        forget idempotency keys older than `idempotency_before`. Returns events dropped."""

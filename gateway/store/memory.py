@@ -1,0 +1,266 @@
+"""In-process store for unit tests and throwaway runs: same contract, nothing durable."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from actions.model import Attempt, Delivery, DeliveryStatus
+from gateway.errors import StoreError
+from gateway.models import App, Event, WebhookTarget
+from gateway.store.base import Accepted, DeliveryFilter, Page
+
+
+class MemoryStore:
+    """Dicts behind the `Store` protocol; ids sort by creation, as in every backend."""
+
+    def __init__(self) -> None:
+        self._apps: dict[str, App] = {}
+        self._events: dict[str, Event] = {}
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self._targets: dict[str, WebhookTarget] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._leases: dict[str, float] = {}
+        self._apps_version = 0
+        self._targets_version = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # apps
+    async def create_app(self, app: App) -> None:
+        if any(a.name == app.name for a in self._apps.values()):
+            raise StoreError(f"an app named {app.name!r} already exists")
+        self._apps[app.id] = app
+        self._apps_version += 1
+
+    async def save_app(self, app: App) -> None:
+        if any(a.name == app.name and a.id != app.id for a in self._apps.values()):
+            raise StoreError(f"an app named {app.name!r} already exists")
+        self._apps[app.id] = app
+        self._apps_version += 1
+
+    async def get_app(self, app_id: str) -> App | None:
+        return self._apps.get(app_id)
+
+    async def find_app(self, id_or_name: str) -> App | None:
+        app = self._apps.get(id_or_name)
+        if app is None:
+            app = next((a for a in self._apps.values() if a.name == id_or_name), None)
+        return app
+
+    async def list_apps(self) -> list[App]:
+        return sorted(self._apps.values(), key=lambda a: a.id)
+
+    async def delete_app(self, app_id: str) -> bool:
+        found = self._apps.pop(app_id, None) is not None
+        self._apps_version += found
+        return found
+
+    async def apps_version(self) -> int:
+        return self._apps_version
+
+    # events
+    async def add_event(
+        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> Accepted:
+        if event.idempotency_key is not None:
+            key = (event.app_id, event.idempotency_key)
+            original = self._idempotency.get(key)
+            if original is not None:
+                return Accepted(original, duplicate=True)
+            self._idempotency[key] = event.id
+        self._events[event.id] = event
+        await self.add_deliveries(deliveries, lease_until)
+        return Accepted(event.id)
+
+    async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None:
+        event_id = self._idempotency.get((app_id, key))
+        if event_id is None:
+            return None
+        event = self._events.get(event_id)
+        return event_id if event is not None and event.received_at >= since else None
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return self._events.get(event_id)
+
+    async def list_events(
+        self,
+        *,
+        app_id: str | None = None,
+        event_type: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Event]:
+        rows = [
+            e
+            for e in self._events.values()
+            if (app_id is None or e.app_id == app_id)
+            and (event_type is None or e.event_type == event_type)
+            and (since is None or e.received_at >= since)
+            and (cursor is None or e.id < cursor)
+        ]
+        rows.sort(key=lambda e: e.id, reverse=True)
+        page = rows[:limit]
+        return Page(page, page[-1].id if len(rows) > limit else None)
+
+    async def count_events(self) -> int:
+        return len(self._events)
+
+    # webhook targets
+    async def create_target(self, target: WebhookTarget) -> None:
+        self._targets[target.id] = target
+        self._targets_version += 1
+
+    async def save_target(self, target: WebhookTarget) -> None:
+        self._targets[target.id] = target
+        self._targets_version += 1
+
+    async def get_target(self, target_id: str) -> WebhookTarget | None:
+        return self._targets.get(target_id)
+
+    async def list_targets(self) -> list[WebhookTarget]:
+        return sorted(self._targets.values(), key=lambda t: t.id)
+
+    async def delete_target(self, target_id: str) -> bool:
+        found = self._targets.pop(target_id, None) is not None
+        self._targets_version += found
+        return found
+
+    async def targets_version(self) -> int:
+        return self._targets_version
+
+    async def record_target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+    ) -> WebhookTarget | None:
+        target = self._targets.get(target_id)
+        if target is None:
+            return None
+        failures = 0 if ok else target.consecutive_failures + 1
+        status = target.status
+        if gone or (not ok and disable_after is not None and failures >= disable_after):
+            status = "disabled"
+        if status != target.status:
+            self._targets_version += 1
+        target = dataclasses.replace(target, consecutive_failures=failures, status=status)
+        self._targets[target_id] = target
+        return target
+
+    # deliveries
+    async def add_deliveries(
+        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> None:
+        for delivery in deliveries:
+            self._deliveries[delivery.id] = delivery
+            if lease_until is not None:
+                self._leases[delivery.id] = lease_until
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        due = sorted(
+            (
+                d
+                for d in self._deliveries.values()
+                if d.status == "pending"
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+                and self._leases.get(d.id, 0.0) <= now
+            ),
+            key=lambda d: (d.next_attempt_at or 0.0, d.id),
+        )[:limit]
+        for delivery in due:
+            self._leases[delivery.id] = lease_until
+        return due
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
+            return
+        self._deliveries[delivery_id] = dataclasses.replace(
+            delivery,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            attempt_count=delivery.attempt_count + 1,
+            attempts=(*delivery.attempts, attempt),
+        )
+        self._leases.pop(delivery_id, None)
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        return self._deliveries.get(delivery_id)
+
+    async def list_deliveries(
+        self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[Delivery]:
+        rows = [
+            d
+            for d in self._deliveries.values()
+            if (flt.status is None or d.status == flt.status)
+            and (flt.target_id is None or d.target_id == flt.target_id)
+            and (flt.rule_id is None or d.rule_id == flt.rule_id)
+            and (flt.event_id is None or d.event_id == flt.event_id)
+            and (flt.since is None or d.created_at >= flt.since)
+            and (cursor is None or d.id < cursor)
+        ]
+        rows.sort(key=lambda d: d.id, reverse=True)
+        page = rows[:limit]
+        return Page(page, page[-1].id if len(rows) > limit else None)
+
+    async def deliveries_for_event(self, event_id: str) -> list[Delivery]:
+        return sorted(
+            (d for d in self._deliveries.values() if d.event_id == event_id), key=lambda d: d.id
+        )
+
+    async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
+        count = 0
+        for delivery_id in delivery_ids:
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None:
+                continue
+            self._deliveries[delivery_id] = dataclasses.replace(
+                delivery, status="pending", next_attempt_at=now
+            )
+            self._leases.pop(delivery_id, None)
+            count += 1
+        return count
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        for delivery_id in delivery_ids:
+            self._leases.pop(delivery_id, None)
+
+    async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
+        return sorted(
+            d.id
+            for d in self._deliveries.values()
+            if d.status == "failed"
+            and d.created_at >= since
+            and (target_id is None or d.target_id == target_id)
+        )
+
+    async def count_pending(self) -> int:
+        return sum(1 for d in self._deliveries.values() if d.status == "pending")
+
+    async def prune(self, events_before: float, idempotency_before: float) -> int:
+        old = [e.id for e in self._events.values() if e.received_at < events_before]
+        for event_id in old:
+            del self._events[event_id]
+        gone = set(old)
+        for delivery_id, d in list(self._deliveries.items()):
+            if d.event_id in gone and d.status != "pending":
+                del self._deliveries[delivery_id]
+        for key, event_id in list(self._idempotency.items()):
+            event = self._events.get(event_id)
+            if event is None or event.received_at < idempotency_before:
+                del self._idempotency[key]
+        return len(old)

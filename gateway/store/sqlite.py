@@ -1,0 +1,670 @@
+"""SQLite store (aiosqlite, WAL): the embedded default.
+
+One writer connection owned by one writer task applies every write; concurrent ingest
+requests are group-committed (one transaction, one fsync per batch, not per event) and each
+request is answered only after the batch holding its event commits. Reads use a second
+connection, which WAL lets run beside the writer. Other processes (the CLI, a second
+gateway) may open the same file: SQLite's locks and `busy_timeout` serialise them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from actions.model import Attempt, Delivery, DeliveryStatus
+from gateway.errors import StoreError
+from gateway.models import App, Event, WebhookTarget
+from gateway.store.base import Accepted, DeliveryFilter, Page
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('apps_version', 0), ('targets_version', 0);
+CREATE TABLE IF NOT EXISTS apps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
+    enabled INTEGER NOT NULL, rate REAL, burst INTEGER, schema TEXT, signing_secret TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    previous_token_hash TEXT, previous_token_expires_at REAL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, event_type TEXT, received_at REAL NOT NULL,
+    payload BLOB NOT NULL, headers TEXT NOT NULL, matched_rules TEXT NOT NULL, idem_key TEXT
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events (app_id, idem_key)
+    WHERE idem_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_app ON events (app_id, id);
+CREATE INDEX IF NOT EXISTS events_type ON events (event_type, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rule_id TEXT, target_id TEXT,
+    action_type TEXT NOT NULL, url TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
+    retry TEXT NOT NULL, secret_env TEXT, timeout_seconds REAL, disable_after INTEGER,
+    created_at REAL NOT NULL, next_attempt_at REAL, leased_until REAL,
+    attempt_count INTEGER NOT NULL DEFAULT 0, headers TEXT NOT NULL DEFAULT '[]'
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE INDEX IF NOT EXISTS deliveries_target ON deliveries (target_id, id);
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER,
+    latency_ms REAL NOT NULL, error TEXT, response_excerpt TEXT, retry_after REAL,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS targets (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL,
+    filter TEXT, status TEXT NOT NULL, retry TEXT NOT NULL, disable_after INTEGER,
+    description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+APP_COLS = (
+    "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
+    "updated_at, previous_token_hash, previous_token_expires_at"
+)
+EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
+DELIVERY_COLS = (
+    "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
+    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers"
+)
+TARGET_COLS = (
+    "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
+    "updated_at, consecutive_failures"
+)
+INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
+INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+MAX_BATCH = 512
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _app_row(app: App) -> tuple[Any, ...]:
+    return (
+        app.id, app.name, app.token_hash, int(app.enabled), app.rate, app.burst,
+        None if app.schema is None else _json(app.schema), app.signing_secret, app.created_at,
+        app.updated_at, app.previous_token_hash, app.previous_token_expires_at,
+    )  # fmt: skip
+
+
+def _app(row: Sequence[Any]) -> App:
+    return App(
+        id=row[0], name=row[1], token_hash=row[2], enabled=bool(row[3]), rate=row[4],
+        burst=row[5], schema=None if row[6] is None else orjson.loads(row[6]),
+        signing_secret=row[7], created_at=row[8], updated_at=row[9],
+        previous_token_hash=row[10], previous_token_expires_at=row[11],
+    )  # fmt: skip
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.id, event.app_id, event.event_type, event.received_at, event.payload,
+        _json(event.headers), _json(event.matched_rules), event.idempotency_key,
+    )  # fmt: skip
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        id=row[0], app_id=row[1], event_type=row[2], received_at=row[3], payload=bytes(row[4]),
+        headers=orjson.loads(row[5]), matched_rules=tuple(orjson.loads(row[6])),
+        idempotency_key=row[7],
+    )  # fmt: skip
+
+
+def _delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
+    return (
+        d.id, d.event_id, d.rule_id, d.target_id, d.action_type, d.url, d.status, d.body,
+        _json(d.retry), d.secret_env, d.timeout_seconds, d.disable_after, d.created_at,
+        d.next_attempt_at, d.attempt_count, _json(d.headers), lease_until,
+    )  # fmt: skip
+
+
+def _delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery:
+    return Delivery(
+        id=row[0], event_id=row[1], rule_id=row[2], target_id=row[3], action_type=row[4],
+        url=row[5], status=row[6], body=None if row[7] is None else bytes(row[7]),
+        retry=tuple(orjson.loads(row[8])), secret_env=row[9], timeout_seconds=row[10],
+        disable_after=row[11], created_at=row[12], next_attempt_at=row[13],
+        attempt_count=row[14], headers=tuple(tuple(h) for h in orjson.loads(row[15])),
+        attempts=attempts,
+    )  # fmt: skip
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        at=row[0], status_code=row[1], latency_ms=row[2], error=row[3],
+        response_excerpt=row[4], retry_after=row[5],
+    )  # fmt: skip
+
+
+def _target_row(t: WebhookTarget) -> tuple[Any, ...]:
+    return (
+        t.id, t.url, t.secret, _json(list(t.events)),
+        None if t.filter is None else _json(t.filter), t.status,
+        _json(t.retry if isinstance(t.retry, str) else list(t.retry)), t.disable_after,
+        t.description, t.created_at, t.updated_at, t.consecutive_failures,
+    )  # fmt: skip
+
+
+def _target(row: Sequence[Any]) -> WebhookTarget:
+    retry = orjson.loads(row[6])
+    return WebhookTarget(
+        id=row[0], url=row[1], secret=row[2], events=tuple(orjson.loads(row[3])),
+        filter=None if row[4] is None else orjson.loads(row[4]), status=row[5],
+        retry=retry if isinstance(retry, str) else tuple(retry), disable_after=row[7],
+        description=row[8], created_at=row[9], updated_at=row[10],
+        consecutive_failures=row[11],
+    )  # fmt: skip
+
+
+class _EventOp:
+    """An ingest write waiting for the next group commit."""
+
+    __slots__ = ("deliveries", "event", "future", "lease_until")
+
+    def __init__(
+        self,
+        event: Event,
+        deliveries: Sequence[Delivery],
+        lease_until: float | None,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.event = event
+        self.deliveries = deliveries
+        self.lease_until = lease_until
+        self.future = future
+
+
+class _CallOp:
+    """Any other write: a function run on the writer connection inside a savepoint."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]):
+        self.fn = fn
+        self.future = future
+
+
+_Op = _EventOp | _CallOp
+
+
+class SqliteStore:
+    """`Store` on one SQLite file in WAL mode; see the module docstring for the write path."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._db: aiosqlite.Connection | None = None
+        self._ro: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    # lifecycle
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            await self._db.execute("PRAGMA busy_timeout=10000")
+            await self._db.executescript(SCHEMA)
+            self._ro = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._ro.execute("PRAGMA busy_timeout=10000")
+            await self._ro.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
+        self._writer = asyncio.create_task(self._write_loop(), name="hookgate-sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+        for conn in (self._ro, self._db):
+            if conn is not None:
+                await conn.close()
+        self._db = self._ro = None
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1")
+
+    # the write path
+    async def _write_loop(self) -> None:
+        assert self._db is not None
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            ops: list[_Op] = [first]
+            while len(ops) < MAX_BATCH and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    stop = True
+                    break
+                ops.append(op)
+            try:
+                # aiosqlite's public calls are one thread hop each; `_execute` runs the whole
+                # batch in the connection's thread as one hop.
+                results = await self._db._execute(self._apply_batch, ops)
+            except Exception as exc:
+                error = StoreError(f"SQLite write failed: {exc}")
+                error.__cause__ = exc
+                for op in ops:
+                    if not op.future.done():
+                        op.future.set_exception(error)
+                continue
+            for op, (ok, value) in zip(ops, results, strict=True):
+                if op.future.done():
+                    continue
+                if ok:
+                    op.future.set_result(value)
+                else:
+                    op.future.set_exception(value)
+
+    def _apply_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
+        """Run in the writer thread: apply every op in one transaction and commit once."""
+        assert self._db is not None
+        conn = self._db._conn
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            events = [op for op in ops if isinstance(op, _EventOp)]
+            accepted = self._apply_events(conn, events) if events else {}
+            for op in ops:
+                if isinstance(op, _EventOp):
+                    results.append((True, accepted[op.event.id]))
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op.fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, _store_error(exc)))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _apply_events(conn: sqlite3.Connection, ops: list[_EventOp]) -> dict[str, Accepted]:
+        plain = [op for op in ops if op.event.idempotency_key is None]
+        keyed = [op for op in ops if op.event.idempotency_key is not None]
+        accepted = {op.event.id: Accepted(op.event.id) for op in plain}
+        conn.executemany(INSERT_EVENT, [_event_row(op.event) for op in plain])
+        inserted = list(plain)
+        for op in keyed:
+            cur = conn.execute(INSERT_EVENT_KEYED, _event_row(op.event))
+            if cur.rowcount == 1:
+                accepted[op.event.id] = Accepted(op.event.id)
+                inserted.append(op)
+                continue
+            row = conn.execute(
+                "SELECT id FROM events WHERE app_id = ? AND idem_key = ?",
+                (op.event.app_id, op.event.idempotency_key),
+            ).fetchone()
+            accepted[op.event.id] = Accepted(row[0] if row else op.event.id, duplicate=True)
+        pending = [(d, op.lease_until) for op in inserted for d in op.deliveries]
+        if pending:
+            _insert_deliveries(conn, pending)
+        return accepted
+
+    async def _submit(self, op: _Op) -> Any:
+        if self._writer is None or self._writer.done():
+            raise StoreError("the SQLite store is not open")
+        await self._queue.put(op)
+        return await op.future
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await self._submit(_CallOp(fn, asyncio.get_running_loop().create_future()))
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._ro is None:
+            raise StoreError("the SQLite store is not open")
+        try:
+            return list(await self._ro.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite read failed: {exc}") from exc
+
+    # apps
+    async def create_app(self, app: App) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(12)})", _app_row(app))
+            _bump(conn, "apps_version")
+
+        await self._write(fn)
+
+    async def save_app(self, app: App) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(f"REPLACE INTO apps ({APP_COLS}) VALUES ({_marks(12)})", _app_row(app))
+            _bump(conn, "apps_version")
+
+        await self._write(fn)
+
+    async def get_app(self, app_id: str) -> App | None:
+        rows = await self._read(f"SELECT {APP_COLS} FROM apps WHERE id = ?", (app_id,))
+        return _app(rows[0]) if rows else None
+
+    async def find_app(self, id_or_name: str) -> App | None:
+        rows = await self._read(
+            f"SELECT {APP_COLS} FROM apps WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+            (id_or_name, id_or_name, id_or_name),
+        )
+        return _app(rows[0]) if rows else None
+
+    async def list_apps(self) -> list[App]:
+        return [_app(r) for r in await self._read(f"SELECT {APP_COLS} FROM apps ORDER BY id")]
+
+    async def delete_app(self, app_id: str) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            found = conn.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount > 0
+            if found:
+                _bump(conn, "apps_version")
+            return found
+
+        return bool(await self._write(fn))
+
+    async def apps_version(self) -> int:
+        rows = await self._read("SELECT value FROM meta WHERE key = 'apps_version'")
+        return int(rows[0][0])
+
+    # events
+    async def add_event(
+        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> Accepted:
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        result: Accepted = await self._submit(_EventOp(event, deliveries, lease_until, future))
+        return result
+
+    async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None:
+        rows = await self._read(
+            "SELECT id FROM events WHERE app_id = ? AND idem_key = ? AND received_at >= ?",
+            (app_id, key, since),
+        )
+        return rows[0][0] if rows else None
+
+    async def get_event(self, event_id: str) -> Event | None:
+        rows = await self._read(f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,))
+        return _event(rows[0]) if rows else None
+
+    async def list_events(
+        self,
+        *,
+        app_id: str | None = None,
+        event_type: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Event]:
+        where, params = _where(
+            ("app_id = ?", app_id),
+            ("event_type = ?", event_type),
+            ("received_at >= ?", since),
+            ("id < ?", cursor),
+        )
+        rows = await self._read(
+            f"SELECT {EVENT_COLS} FROM events {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        events = [_event(r) for r in rows[:limit]]
+        return Page(events, events[-1].id if len(rows) > limit else None)
+
+    async def count_events(self) -> int:
+        return int((await self._read("SELECT count(*) FROM events"))[0][0])
+
+    # webhook targets
+    async def create_target(self, target: WebhookTarget) -> None:
+        await self.save_target(target)
+
+    async def save_target(self, target: WebhookTarget) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(12)})", _target_row(target)
+            )
+            _bump(conn, "targets_version")
+
+        await self._write(fn)
+
+    async def get_target(self, target_id: str) -> WebhookTarget | None:
+        rows = await self._read(f"SELECT {TARGET_COLS} FROM targets WHERE id = ?", (target_id,))
+        return _target(rows[0]) if rows else None
+
+    async def list_targets(self) -> list[WebhookTarget]:
+        rows = await self._read(f"SELECT {TARGET_COLS} FROM targets ORDER BY id")
+        return [_target(r) for r in rows]
+
+    async def delete_target(self, target_id: str) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            found = conn.execute("DELETE FROM targets WHERE id = ?", (target_id,)).rowcount > 0
+            if found:
+                _bump(conn, "targets_version")
+            return found
+
+        return bool(await self._write(fn))
+
+    async def targets_version(self) -> int:
+        rows = await self._read("SELECT value FROM meta WHERE key = 'targets_version'")
+        return int(rows[0][0])
+
+    async def record_target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+    ) -> WebhookTarget | None:
+        def fn(conn: sqlite3.Connection) -> WebhookTarget | None:
+            row = conn.execute(
+                f"SELECT {TARGET_COLS} FROM targets WHERE id = ?", (target_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            target = _target(row)
+            failures = 0 if ok else target.consecutive_failures + 1
+            status = target.status
+            if gone or (not ok and disable_after is not None and failures >= disable_after):
+                status = "disabled"
+            conn.execute(
+                "UPDATE targets SET consecutive_failures = ?, status = ? WHERE id = ?",
+                (failures, status, target_id),
+            )
+            if status != target.status:
+                _bump(conn, "targets_version")
+            row = conn.execute(
+                f"SELECT {TARGET_COLS} FROM targets WHERE id = ?", (target_id,)
+            ).fetchone()
+            return _target(row)
+
+        result: WebhookTarget | None = await self._write(fn)
+        return result
+
+    # deliveries
+    async def add_deliveries(
+        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> None:
+        await self._write(
+            lambda conn: _insert_deliveries(conn, [(d, lease_until) for d in deliveries])
+        )
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        def fn(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                f"UPDATE deliveries SET leased_until = ? WHERE id IN ("
+                "  SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+                "  AND (leased_until IS NULL OR leased_until <= ?)"
+                "  ORDER BY next_attempt_at LIMIT ?"
+                f") RETURNING {DELIVERY_COLS}",
+                (lease_until, now, now, limit),
+            ).fetchall()
+            return [_delivery(r) for r in rows]
+
+        result: list[Delivery] = await self._write(fn)
+        return result
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "UPDATE deliveries SET status = ?, next_attempt_at = ?, leased_until = NULL,"
+                " attempt_count = attempt_count + 1 WHERE id = ? RETURNING attempt_count",
+                (status, next_attempt_at, delivery_id),
+            ).fetchone()
+            if row is None:
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery_id, row[0], attempt.at, attempt.status_code, attempt.latency_ms,
+                    attempt.error, attempt.response_excerpt, attempt.retry_after,
+                ),
+            )  # fmt: skip
+
+        await self._write(fn)
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?", (delivery_id,)
+        )
+        if not rows:
+            return None
+        attempts = await self._read(
+            "SELECT at, status_code, latency_ms, error, response_excerpt, retry_after"
+            " FROM attempts WHERE delivery_id = ? ORDER BY n",
+            (delivery_id,),
+        )
+        return _delivery(rows[0], tuple(_attempt(a) for a in attempts))
+
+    async def list_deliveries(
+        self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[Delivery]:
+        where, params = _where(
+            ("status = ?", flt.status),
+            ("target_id = ?", flt.target_id),
+            ("rule_id = ?", flt.rule_id),
+            ("event_id = ?", flt.event_id),
+            ("created_at >= ?", flt.since),
+            ("id < ?", cursor),
+        )
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLS} FROM deliveries {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        page = [_delivery(r) for r in rows[:limit]]
+        return Page(page, page[-1].id if len(rows) > limit else None)
+
+    async def deliveries_for_event(self, event_id: str) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLS} FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,)
+        )
+        return [_delivery(r) for r in rows]
+
+    async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
+        ids = list(delivery_ids)
+
+        def fn(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?,"
+                " leased_until = NULL WHERE id = ?",
+                [(now, i) for i in ids],
+            )
+            return cur.rowcount
+
+        return int(await self._write(fn))
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        rows = [(i,) for i in delivery_ids]
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE deliveries SET leased_until = NULL WHERE id = ? AND status = 'pending'",
+                rows,
+            )
+
+        await self._write(fn)
+
+    async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
+        where, params = _where(
+            ("status = ?", "failed"), ("created_at >= ?", since), ("target_id = ?", target_id)
+        )
+        rows = await self._read(f"SELECT id FROM deliveries {where} ORDER BY id", params)
+        return [r[0] for r in rows]
+
+    async def count_pending(self) -> int:
+        rows = await self._read("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        return int(rows[0][0])
+
+    async def prune(self, events_before: float, idempotency_before: float) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "UPDATE events SET idem_key = NULL WHERE idem_key IS NOT NULL AND received_at < ?",
+                (idempotency_before,),
+            )
+            old = "SELECT id FROM events WHERE received_at < ?"
+            conn.execute(
+                "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
+                f" WHERE status != 'pending' AND event_id IN ({old}))",
+                (events_before,),
+            )
+            conn.execute(
+                f"DELETE FROM deliveries WHERE status != 'pending' AND event_id IN ({old})",
+                (events_before,),
+            )
+            return conn.execute(
+                "DELETE FROM events WHERE received_at < ?", (events_before,)
+            ).rowcount
+
+        return int(await self._write(fn))
+
+
+def _insert_deliveries(
+    conn: sqlite3.Connection, leased: Sequence[tuple[Delivery, float | None]]
+) -> None:
+    conn.executemany(INSERT_DELIVERY, [_delivery_row(d, lease) for d, lease in leased])
+    attempts = [
+        (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
+        for d, _ in leased
+        for n, a in enumerate(d.attempts, start=1)
+    ]
+    if attempts:
+        conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attempts)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _bump(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = ?", (key,))
+
+
+def _where(*clauses: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    used = [(sql, value) for sql, value in clauses if value is not None]
+    if not used:
+        return "", ()
+    return "WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+
+
+def _store_error(exc: Exception) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError) and "apps.name" in str(exc):
+        error = StoreError("an app with that name already exists")
+    else:
+        error = StoreError(f"SQLite write failed: {exc}")
+    error.__cause__ = exc
+    return error
