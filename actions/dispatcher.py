@@ -335,8 +335,9 @@ class Dispatcher:
 
 def _refused(reason: str) -> Attempt:
     """An attempt that never left this process."""
-    return Attempt(at=time.time(), status_code=None, latency_ms=0.0, error=reason,
-                   response_excerpt=None)  # fmt: skip
+    return Attempt(
+        at=time.time(), status_code=None, latency_ms=0.0, error=reason, response_excerpt=None
+    )
 
 
 def _redact(url: str) -> str:

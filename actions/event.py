@@ -20,7 +20,7 @@ class EventInfo:
 def rfc3339(epoch: float) -> str:
     """UTC timestamp with millisecond precision, e.g. 2026-11-23T10:00:00.123Z."""
     whole = int(epoch)
-    millis = int(round((epoch - whole) * 1000))
+    millis = round((epoch - whole) * 1000)
     if millis == 1000:
         whole, millis = whole + 1, 0
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"

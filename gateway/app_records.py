@@ -125,7 +125,7 @@ async def update_app(store: Store, app: App, changes: dict[str, Any]) -> App:
     unknown = sorted(set(changes) - set(MUTABLE))
     if unknown:
         raise InvalidInput(unknown[0], f"cannot be changed; changeable: {', '.join(MUTABLE)}")
-    values = {key: VALIDATORS[key](value) for key, value in changes.items()}
+    values: dict[str, Any] = {key: VALIDATORS[key](value) for key, value in changes.items()}
     if "name" in values and values["name"] is None:
         raise InvalidInput("name", "cannot be null")
     updated = dataclasses.replace(app, **values, updated_at=time.time())

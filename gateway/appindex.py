@@ -38,7 +38,8 @@ class AppEntry:
 
 def compile_schema(schema: dict[str, Any]) -> Callable[[Any], Any]:
     """Compile a JSON Schema once; raises fastjsonschema.JsonSchemaDefinitionException."""
-    return fastjsonschema.compile(schema)  # type: ignore[no-any-return]
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    return validate
 
 
 class AppIndex:

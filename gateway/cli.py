@@ -85,9 +85,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.config:
             os.environ["HOOKGATE_CONFIG"] = args.config
         uvicorn.run(
-            "gateway.app:create_app_from_env", factory=True, workers=settings.server.workers,
+            "gateway.app:create_app_from_env",
+            factory=True,
+            workers=settings.server.workers,
             **common,
-        )  # fmt: skip
+        )
     else:
         uvicorn.run(create_app(settings), **common)
     return 0
@@ -95,13 +97,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # apps
 def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
+    schema = None
+    if getattr(args, "schema", None):
+        schema = orjson.loads(Path(args.schema).read_bytes())
+
     async def run(store: Store) -> int:
         if args.action == "create":
-            schema = orjson.loads(Path(args.schema).read_bytes()) if args.schema else None
             app, token = await app_records.create_app(
-                store, args.name, rate=args.rate, burst=args.burst, schema=schema,
+                store,
+                args.name,
+                rate=args.rate,
+                burst=args.burst,
+                schema=schema,
                 signing_secret=args.signing_secret,
-            )  # fmt: skip
+            )
             record = app_records.app_json(app, settings, token)
             if args.json:
                 _print_json(record)
@@ -116,16 +125,24 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
                 _print_json([app_records.app_json(a, settings) for a in apps])
             else:
                 _table(
-                    [(a.id, a.name, "yes" if a.enabled else "no",
-                      app_records.app_json(a, settings)["rate"],
-                      app_records.app_json(a, settings)["burst"]) for a in apps],
+                    [
+                        (
+                            a.id,
+                            a.name,
+                            "yes" if a.enabled else "no",
+                            app_records.app_json(a, settings)["rate"],
+                            app_records.app_json(a, settings)["burst"],
+                        )
+                        for a in apps
+                    ],
                     ("ID", "NAME", "ENABLED", "RATE", "BURST"),
-                )  # fmt: skip
+                )
             return 0
-        app = await store.find_app(args.id)
-        if app is None:
+        found = await store.find_app(args.id)
+        if found is None:
             print(f"hookgate: no app {args.id!r}", file=sys.stderr)
             return 1
+        app = found
         if args.action == "show":
             _print_json(app_records.app_json(app, settings))
         elif args.action == "rotate":
@@ -154,8 +171,9 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
     logic = Logic(default_region=settings.rules.default_region)
-    result = load_dir(directory, action_types=tuple(ACTION_TYPES), env=dict(os.environ),
-                      logic=logic)  # fmt: skip
+    result = load_dir(
+        directory, action_types=tuple(ACTION_TYPES), env=dict(os.environ), logic=logic
+    )
     if args.action == "check":
         if not directory.is_dir():
             print(f"{directory}:-: not a directory", file=sys.stderr)
@@ -182,8 +200,9 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.dryrun import dry_run, secret_lookup
     from rules import RuleSet
 
-    ruleset = RuleSet(result.rules, event_type_fields=settings.ingest.event_type_fields,
-                      logic=logic)  # fmt: skip
+    ruleset = RuleSet(
+        result.rules, event_type_fields=settings.ingest.event_type_fields, logic=logic
+    )
     report = dry_run(ruleset, args.app or "", event, secret_lookup({}))
     if args.json:
         _print_json(report)
@@ -194,8 +213,10 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print("matching rules: " + ", ".join(report["matched_rules"]))
     for request in report["requests"]:
-        print(f"\n[{request['rule_id']}] {request['action_type']} -> {request['method']} "
-              f"{request['url']}")  # fmt: skip
+        print(
+            f"\n[{request['rule_id']}] {request['action_type']} -> {request['method']} "
+            f"{request['url']}"
+        )
         if "error" in request:
             print(f"  error: {request['error']}")
             continue
@@ -212,18 +233,30 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     async def run(store: Store) -> int:
         if args.action == "list":
             page = await store.list_events(
-                app_id=args.app_id, event_type=args.event_type,
-                since=parse_time(args.since, "since"), cursor=args.cursor, limit=args.limit,
-            )  # fmt: skip
+                app_id=args.app_id,
+                event_type=args.event_type,
+                since=parse_time(args.since, "since"),
+                cursor=args.cursor,
+                limit=args.limit,
+            )
             if args.json:
-                _print_json({"data": [event_json(e) for e in page.data],
-                             "next_cursor": page.next_cursor})  # fmt: skip
+                _print_json(
+                    {"data": [event_json(e) for e in page.data], "next_cursor": page.next_cursor}
+                )
             else:
                 _table(
-                    [(e.id, e.app_id, e.event_type, event_json(e)["received_at"],
-                      ",".join(e.matched_rules)) for e in page.data],
+                    [
+                        (
+                            e.id,
+                            e.app_id,
+                            e.event_type,
+                            event_json(e)["received_at"],
+                            ",".join(e.matched_rules),
+                        )
+                        for e in page.data
+                    ],
                     ("ID", "APP", "TYPE", "RECEIVED", "MATCHED"),
-                )  # fmt: skip
+                )
                 if page.next_cursor:
                     print(f"more: --cursor {page.next_cursor}")
             return 0
@@ -244,20 +277,31 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
     async def run(store: Store) -> int:
         if args.action == "list":
             page = await store.list_deliveries(
-                DeliveryFilter(status=args.status, target_id=args.target_id,
-                               rule_id=args.rule_id, event_id=args.event_id,
-                               since=parse_time(args.since, "since")),
-                cursor=args.cursor, limit=args.limit,
-            )  # fmt: skip
+                DeliveryFilter(
+                    status=args.status,
+                    target_id=args.target_id,
+                    rule_id=args.rule_id,
+                    event_id=args.event_id,
+                    since=parse_time(args.since, "since"),
+                ),
+                cursor=args.cursor,
+                limit=args.limit,
+            )
             if args.json:
-                _print_json({"data": [delivery_json(d, attempts=False) for d in page.data],
-                             "next_cursor": page.next_cursor})  # fmt: skip
+                _print_json(
+                    {
+                        "data": [delivery_json(d, attempts=False) for d in page.data],
+                        "next_cursor": page.next_cursor,
+                    }
+                )
             else:
                 _table(
-                    [(d.id, d.status, d.attempt_count, d.rule_id or d.target_id, d.url)
-                     for d in page.data],
+                    [
+                        (d.id, d.status, d.attempt_count, d.rule_id or d.target_id, d.url)
+                        for d in page.data
+                    ],
                     ("ID", "STATUS", "ATTEMPTS", "RULE/TARGET", "URL"),
-                )  # fmt: skip
+                )
             return 0
         if args.action == "recover":
             since = parse_time(args.since, "since")
@@ -290,8 +334,10 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookgate", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="TOML settings file (default $HOOKGATE_CONFIG, "
-                        "else ./hookgate.toml if present)")  # fmt: skip
+    common.add_argument(
+        "--config",
+        help="TOML settings file (default $HOOKGATE_CONFIG, else ./hookgate.toml if present)",
+    )
     common.add_argument("--json", action="store_true", help="print records as JSON")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -301,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
-    apps = sub.add_parser("apps", help="integration apps").add_subparsers(dest="action",
-                                                                          required=True)  # fmt: skip
+    apps = sub.add_parser("apps", help="integration apps").add_subparsers(
+        dest="action", required=True
+    )
     create = apps.add_parser("create", parents=[common], help="create an app; prints its URL")
     create.add_argument("name")
     create.add_argument("--rate", type=float)
@@ -314,13 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = apps.add_parser(name, parents=[common], help=f"{name} an app (id or name)")
         p.add_argument("id")
         if name == "rotate":
-            p.add_argument("--grace", type=float, default=0,
-                           help="seconds the old token keeps working")  # fmt: skip
+            p.add_argument(
+                "--grace", type=float, default=0, help="seconds the old token keeps working"
+            )
     for p in apps.choices.values():
         p.set_defaults(func=cmd_apps)
 
-    rules = sub.add_parser("rules", help="rule files").add_subparsers(dest="action",
-                                                                      required=True)  # fmt: skip
+    rules = sub.add_parser("rules", help="rule files").add_subparsers(dest="action", required=True)
     check = rules.add_parser("check", parents=[common], help="validate a rules directory")
     check.add_argument("dir", nargs="?")
     test = rules.add_parser("test", parents=[common], help="dry-run an event against the rules")
@@ -330,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     for p in rules.choices.values():
         p.set_defaults(func=cmd_rules)
 
-    events = sub.add_parser("events", help="stored events").add_subparsers(dest="action",
-                                                                          required=True)  # fmt: skip
+    events = sub.add_parser("events", help="stored events").add_subparsers(
+        dest="action", required=True
+    )
     lst = events.add_parser("list", parents=[common])
     lst.add_argument("--app-id")
     lst.add_argument("--event-type")
@@ -356,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--limit", type=int, default=50)
     for name in ("show", "retry"):
         deliveries.add_parser(name, parents=[common]).add_argument("id")
-    recover = deliveries.add_parser("recover", parents=[common],
-                                    help="re-queue failed deliveries since a time")  # fmt: skip
+    recover = deliveries.add_parser(
+        "recover", parents=[common], help="re-queue failed deliveries since a time"
+    )
     recover.add_argument("--since", required=True, help="RFC 3339 time or epoch seconds")
     recover.add_argument("--target-id")
     for p in deliveries.choices.values():

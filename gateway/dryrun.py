@@ -48,7 +48,11 @@ def dry_run(
         "event_type": event_type,
         "matched_rules": [m.rule.id for m in matches],
         "requests": preview_requests(
-            matches, info, event, now=now, secret_for=secret_for,
+            matches,
+            info,
+            event,
+            now=now,
+            secret_for=secret_for,
             user_agent=f"hookgate/{__version__}",
         ),
-    }  # fmt: skip
+    }

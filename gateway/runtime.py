@@ -91,8 +91,9 @@ class _StoreSource:
         event = await self._gw.store.get_event(event_id)
         if event is None:
             return None
-        return self._gw.event_info(event.id, event.app_id, event.event_type,
-                                   event.received_at, event.payload)  # fmt: skip
+        return self._gw.event_info(
+            event.id, event.app_id, event.event_type, event.received_at, event.payload
+        )
 
     def target(self, target_id: str) -> TargetInfo | None:
         target = self._gw.rules.targets.get(target_id)

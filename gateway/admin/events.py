@@ -61,9 +61,10 @@ async def replay(request: Request) -> Response:
         await gw.store.add_deliveries(deliveries, gw.lease_until())
         gw.dispatch(
             deliveries,
-            gw.event_info(event.id, event.app_id, event.event_type, event.received_at,
-                          event.payload),
-        )  # fmt: skip
+            gw.event_info(
+                event.id, event.app_id, event.event_type, event.received_at, event.payload
+            ),
+        )
     return JSONResponse(
         {
             "event_id": event.id,

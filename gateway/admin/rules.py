@@ -24,8 +24,12 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 
 def error_json(error: RuleError) -> dict[str, Any]:
-    return {"file": error.file, "rule_id": error.rule_id, "message": error.message,
-            "text": str(error)}  # fmt: skip
+    return {
+        "file": error.file,
+        "rule_id": error.rule_id,
+        "message": error.message,
+        "text": str(error),
+    }
 
 
 def state_json(gw: Gateway) -> dict[str, Any]:

@@ -92,80 +92,152 @@ def _json(value: Any) -> str:
 
 def _app_row(app: App) -> tuple[Any, ...]:
     return (
-        app.id, app.name, app.token_hash, int(app.enabled), app.rate, app.burst,
-        None if app.schema is None else _json(app.schema), app.signing_secret, app.created_at,
-        app.updated_at, app.previous_token_hash, app.previous_token_expires_at,
-    )  # fmt: skip
+        app.id,
+        app.name,
+        app.token_hash,
+        int(app.enabled),
+        app.rate,
+        app.burst,
+        None if app.schema is None else _json(app.schema),
+        app.signing_secret,
+        app.created_at,
+        app.updated_at,
+        app.previous_token_hash,
+        app.previous_token_expires_at,
+    )
 
 
 def _app(row: Sequence[Any]) -> App:
     return App(
-        id=row[0], name=row[1], token_hash=row[2], enabled=bool(row[3]), rate=row[4],
-        burst=row[5], schema=None if row[6] is None else orjson.loads(row[6]),
-        signing_secret=row[7], created_at=row[8], updated_at=row[9],
-        previous_token_hash=row[10], previous_token_expires_at=row[11],
-    )  # fmt: skip
+        id=row[0],
+        name=row[1],
+        token_hash=row[2],
+        enabled=bool(row[3]),
+        rate=row[4],
+        burst=row[5],
+        schema=None if row[6] is None else orjson.loads(row[6]),
+        signing_secret=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        previous_token_hash=row[10],
+        previous_token_expires_at=row[11],
+    )
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
     return (
-        event.id, event.app_id, event.event_type, event.received_at, event.payload,
-        _json(event.headers), _json(event.matched_rules), event.idempotency_key,
-    )  # fmt: skip
+        event.id,
+        event.app_id,
+        event.event_type,
+        event.received_at,
+        event.payload,
+        _json(event.headers),
+        _json(event.matched_rules),
+        event.idempotency_key,
+    )
 
 
 def _event(row: Sequence[Any]) -> Event:
     return Event(
-        id=row[0], app_id=row[1], event_type=row[2], received_at=row[3], payload=bytes(row[4]),
-        headers=orjson.loads(row[5]), matched_rules=tuple(orjson.loads(row[6])),
+        id=row[0],
+        app_id=row[1],
+        event_type=row[2],
+        received_at=row[3],
+        payload=bytes(row[4]),
+        headers=orjson.loads(row[5]),
+        matched_rules=tuple(orjson.loads(row[6])),
         idempotency_key=row[7],
-    )  # fmt: skip
+    )
 
 
 def _delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
     return (
-        d.id, d.event_id, d.rule_id, d.target_id, d.action_type, d.url, d.status, d.body,
-        _json(d.retry), d.secret_env, d.timeout_seconds, d.disable_after, d.created_at,
-        d.next_attempt_at, d.attempt_count, _json(d.headers), lease_until,
-    )  # fmt: skip
+        d.id,
+        d.event_id,
+        d.rule_id,
+        d.target_id,
+        d.action_type,
+        d.url,
+        d.status,
+        d.body,
+        _json(d.retry),
+        d.secret_env,
+        d.timeout_seconds,
+        d.disable_after,
+        d.created_at,
+        d.next_attempt_at,
+        d.attempt_count,
+        _json(d.headers),
+        lease_until,
+    )
 
 
 def _delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery:
     return Delivery(
-        id=row[0], event_id=row[1], rule_id=row[2], target_id=row[3], action_type=row[4],
-        url=row[5], status=row[6], body=None if row[7] is None else bytes(row[7]),
-        retry=tuple(orjson.loads(row[8])), secret_env=row[9], timeout_seconds=row[10],
-        disable_after=row[11], created_at=row[12], next_attempt_at=row[13],
-        attempt_count=row[14], headers=tuple(tuple(h) for h in orjson.loads(row[15])),
+        id=row[0],
+        event_id=row[1],
+        rule_id=row[2],
+        target_id=row[3],
+        action_type=row[4],
+        url=row[5],
+        status=row[6],
+        body=None if row[7] is None else bytes(row[7]),
+        retry=tuple(orjson.loads(row[8])),
+        secret_env=row[9],
+        timeout_seconds=row[10],
+        disable_after=row[11],
+        created_at=row[12],
+        next_attempt_at=row[13],
+        attempt_count=row[14],
+        headers=tuple(tuple(h) for h in orjson.loads(row[15])),
         attempts=attempts,
-    )  # fmt: skip
+    )
 
 
 def _attempt(row: Sequence[Any]) -> Attempt:
     return Attempt(
-        at=row[0], status_code=row[1], latency_ms=row[2], error=row[3],
-        response_excerpt=row[4], retry_after=row[5],
-    )  # fmt: skip
+        at=row[0],
+        status_code=row[1],
+        latency_ms=row[2],
+        error=row[3],
+        response_excerpt=row[4],
+        retry_after=row[5],
+    )
 
 
 def _target_row(t: WebhookTarget) -> tuple[Any, ...]:
     return (
-        t.id, t.url, t.secret, _json(list(t.events)),
-        None if t.filter is None else _json(t.filter), t.status,
-        _json(t.retry if isinstance(t.retry, str) else list(t.retry)), t.disable_after,
-        t.description, t.created_at, t.updated_at, t.consecutive_failures,
-    )  # fmt: skip
+        t.id,
+        t.url,
+        t.secret,
+        _json(list(t.events)),
+        None if t.filter is None else _json(t.filter),
+        t.status,
+        _json(t.retry if isinstance(t.retry, str) else list(t.retry)),
+        t.disable_after,
+        t.description,
+        t.created_at,
+        t.updated_at,
+        t.consecutive_failures,
+    )
 
 
 def _target(row: Sequence[Any]) -> WebhookTarget:
     retry = orjson.loads(row[6])
     return WebhookTarget(
-        id=row[0], url=row[1], secret=row[2], events=tuple(orjson.loads(row[3])),
-        filter=None if row[4] is None else orjson.loads(row[4]), status=row[5],
-        retry=retry if isinstance(retry, str) else tuple(retry), disable_after=row[7],
-        description=row[8], created_at=row[9], updated_at=row[10],
+        id=row[0],
+        url=row[1],
+        secret=row[2],
+        events=tuple(orjson.loads(row[3])),
+        filter=None if row[4] is None else orjson.loads(row[4]),
+        status=row[5],
+        retry=retry if isinstance(retry, str) else tuple(retry),
+        disable_after=row[7],
+        description=row[8],
+        created_at=row[9],
+        updated_at=row[10],
         consecutive_failures=row[11],
-    )  # fmt: skip
+    )
 
 
 class _EventOp:
@@ -258,7 +330,7 @@ class SqliteStore:
             try:
                 # aiosqlite's public calls are one thread hop each; `_execute` runs the whole
                 # batch in the connection's thread as one hop.
-                results = await self._db._execute(self._apply_batch, ops)
+                results = await self._db._execute(self._apply_batch, ops)  # type: ignore[no-untyped-call]
             except Exception as exc:
                 error = StoreError(f"SQLite write failed: {exc}")
                 error.__cause__ = exc
@@ -531,10 +603,16 @@ class SqliteStore:
             conn.execute(
                 "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    delivery_id, row[0], attempt.at, attempt.status_code, attempt.latency_ms,
-                    attempt.error, attempt.response_excerpt, attempt.retry_after,
+                    delivery_id,
+                    row[0],
+                    attempt.at,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.error,
+                    attempt.response_excerpt,
+                    attempt.retry_after,
                 ),
-            )  # fmt: skip
+            )
 
         await self._write(fn)
 

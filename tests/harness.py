@@ -1,0 +1,372 @@
+"""Test harness: real servers on free loopback ports, a recording webhook sink, and the
+suite-wide watch for leaked secrets and 5xx answers.
+
+Everything binds 127.0.0.1 port 0 (the socket is handed to uvicorn, or to a child process
+as an inherited fd), so runs never clash and no traffic leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings
+from gateway.logs import JsonFormatter
+
+ADMIN_TOKEN = "test-admin-token"
+REPO = Path(__file__).resolve().parents[1]
+
+# Suite-wide evidence, checked once at the end of the session (see conftest.py).
+SECRETS: set[str] = set()
+LOG_LINES: list[str] = []
+LOG_FILES: list[Path] = []
+SERVER_ERRORS: list[str] = []
+
+
+def track_secret(value: str | None) -> None:
+    """Remember a token or secret; the session fails if any log line contains it."""
+    if value:
+        SECRETS.add(value)
+
+
+class CollectingHandler(logging.Handler):
+    """Keeps every log record of the session, formatted as the gateway's JSON lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            LOG_LINES.append(self.format(record))
+
+
+def make_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings for a test server: data and rules under `tmp`, private targets allowed,
+    fast polling; the real environment is ignored."""
+    base: dict[str, dict[str, Any]] = {
+        "server": {"admin_token": ADMIN_TOKEN, "public_url": "http://127.0.0.1:9"},
+        "storage": {"data_dir": str(tmp / "data"), "synchronous": "normal"},
+        "rules": {"dir": str(tmp / "rules.d"), "poll_seconds": 0.2},
+        "delivery": {"allow_private_targets": True, "poll_seconds": 0.2, "timeout_seconds": 5},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return load_settings(None, env={}, **base)
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
+
+
+class FiveHundredWatch:
+    """ASGI wrapper noting every 5xx the gateway answers (the suite allows none)."""
+
+    def __init__(self, app: Any, name: str) -> None:
+        self.app = app
+        self.name = name
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def watch(message: Any) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 500:
+                SERVER_ERRORS.append(
+                    f"{self.name}: {scope.get('method')} {scope.get('route', '')} "
+                    f"-> {message['status']}"
+                )
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, *, lifespan: str = "on") -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread (its own event loop); yield the base URL."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan=lifespan,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if errors or not thread.is_alive():
+            raise RuntimeError(f"server did not start: {errors}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start within 15 s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@dataclass
+class Gateway:
+    """A running gateway (in a thread) and clients for it."""
+
+    base_url: str
+    app: Any
+    settings: Settings
+    admin: httpx.Client
+    public: httpx.Client
+
+    @property
+    def gw(self) -> Any:
+        return self.app.gateway
+
+    def create_app(self, name: str, **fields: Any) -> tuple[str, str]:
+        """Create an integration app; returns (app id, token)."""
+        response = self.admin.post("/v1/apps", json={"name": name, **fields})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        track_secret(body["token"])
+        track_secret(fields.get("signing_secret"))
+        return body["id"], body["token"]
+
+    def post_event(self, token: str, payload: Any, **kwargs: Any) -> httpx.Response:
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return self.public.post(f"/api/event/{token}", content=content, headers=headers, **kwargs)
+
+
+@contextlib.contextmanager
+def running_gateway(settings: Settings, **app_kwargs: Any) -> Iterator[Gateway]:
+    app = create_app(settings, **app_kwargs)
+    with serve_in_thread(FiveHundredWatch(app, "gateway")) as url:
+        auth = {"authorization": f"Bearer {settings.server.admin_token}"}
+        with (
+            httpx.Client(base_url=url, headers=auth, trust_env=False, timeout=30) as admin,
+            httpx.Client(base_url=url, trust_env=False, timeout=30) as public,
+        ):
+            yield Gateway(url, app, settings, admin, public)
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Sink:
+    """A real HTTP receiver for outbound webhooks; answers per path as configured."""
+
+    base_url: str = ""
+    received: list[Received] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    hang: set[str] = field(default_factory=set)
+    default_status: int = 200
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base_url + path
+
+    def requests_to(self, path: str) -> list[Received]:
+        with self._cond:
+            return [r for r in self.received if r.path == path]
+
+    def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 10.0
+    ) -> list[Received]:
+        """Block until `count` requests arrived (at `path`, if given); return them."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                got = [r for r in self.received if path is None or r.path == path]
+                if len(got) >= count:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"sink got {len(got)} of {count} requests in {timeout} s")
+                self._cond.wait(remaining)
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path
+        with self._cond:
+            self.received.append(
+                Received(
+                    request.method,
+                    path,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                    time.time(),
+                )
+            )
+            self._cond.notify_all()
+        if path in self.hang:
+            await _forever()
+        status = self.statuses.get(path, self.default_status)
+        return Response(b'{"ok":true}', status_code=status, media_type="application/json")
+
+
+async def _forever() -> None:
+    import asyncio
+
+    await asyncio.Event().wait()
+
+
+@contextlib.contextmanager
+def running_sink() -> Iterator[Sink]:
+    sink = Sink()
+    app = Starlette(routes=[Route("/{path:path}", sink.endpoint, methods=["POST", "PUT", "GET"])])
+    with serve_in_thread(app, lifespan="off") as url:
+        sink.base_url = url
+        yield sink
+
+
+class ServerProcess:
+    """`hookgate serve` in a child process on an inherited socket (for kill -9 tests and
+    several gateways sharing Redis). Its stderr goes to a file scanned for leaks."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], name: str = "server") -> None:
+        self.tmp = tmp
+        self.env = env
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+        self.log_path = tmp / f"{name}-{len(LOG_FILES)}.log"
+        self._n = 0
+
+    def start(self) -> str:
+        sock = free_socket()
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        self._n += 1
+        self.log_path = self.tmp / f"{self.name}-{self._n}.log"
+        LOG_FILES.append(self.log_path)
+        env = {**os.environ, **self.env}
+        env.setdefault("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "serve",
+                    "--fd",
+                    str(sock.fileno()),
+                    "--port",
+                    str(port),
+                ],
+                cwd=self.tmp,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=(sock.fileno(),),
+            )
+        sock.close()
+        self.base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (
+                    httpx.get(self.base_url + "/readyz", timeout=1, trust_env=False).status_code
+                    == 200
+                ):
+                    return self.base_url
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def admin(self) -> httpx.Client:
+        token = self.env.get("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        return httpx.Client(
+            base_url=self.base_url,
+            trust_env=False,
+            timeout=30,
+            headers={"authorization": f"Bearer {token}"},
+        )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def scan_for_leaks() -> list[str]:
+    """Every (secret prefix, log line) where a tracked secret appears in a log."""
+    texts = list(LOG_LINES)
+    for path in LOG_FILES:
+        with contextlib.suppress(OSError):
+            texts.extend(path.read_text(errors="replace").splitlines())
+    leaks = []
+    for secret in SECRETS:
+        for line in texts:
+            if secret in line:
+                leaks.append(f"{secret[:6]}…: {line[:200]}")
+                break
+    for line in texts:
+        if '"status":5' in line and '"logger":"hookgate.access"' in line:
+            leaks.append(f"5xx answered: {line[:200]}")
+    return leaks
