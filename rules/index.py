@@ -9,6 +9,7 @@ size of the rule set.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
@@ -96,19 +97,7 @@ class RuleSet:
     def _compiled(self, rule: Rule) -> Rule:
         if rule.when is None or rule.condition is not None:
             return rule
-        condition = self._logic.compile(rule.when)
-        return Rule(
-            id=rule.id,
-            description=rule.description,
-            apps=rule.apps,
-            event_types=rule.event_types,
-            when=rule.when,
-            enabled=rule.enabled,
-            actions=rule.actions,
-            source=rule.source,
-            condition=condition,
-            target_id=rule.target_id,
-        )
+        return dataclasses.replace(rule, condition=self._logic.compile(rule.when))
 
     @property
     def version(self) -> str:
@@ -178,7 +167,9 @@ class RuleSet:
         `event_type` defaults to `event_type_of(event)`; pass None for an event without a
         type (only rules for every type apply). `data` may carry an `EventData` already built
         for `event` (built here otherwise, once, and only if a condition needs it). A
-        condition that fails at runtime counts as no match; it never raises from here.
+        condition that fails at runtime counts as no match (see `evaluation_errors` and
+        `on_error`) and does not stop the others. Only an event that is not JSON data at all
+        raises (`EvaluationError`).
         """
         if event_type is UNSET:
             event_type = self.event_type_of(event)

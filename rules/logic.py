@@ -147,6 +147,44 @@ def escape_pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+class _OperatorState:
+    """What the extra operators use: default region, clock, regex cache.
+
+    Kept apart from `Logic` so that the engine's callbacks do not point back at the `Logic`
+    that owns the engine (no reference cycle through the native extension).
+    """
+
+    __slots__ = ("_cache_size", "_clock", "_patterns", "default_region")
+
+    def __init__(self, default_region: str, clock: Callable[[], datetime], cache_size: int) -> None:
+        self.default_region = default_region
+        self._clock = clock
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._cache_size = cache_size
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def pattern(self, source: str) -> re.Pattern[str]:
+        compiled = self._patterns.get(source)
+        if compiled is None:
+            compiled = re.compile(source)
+            if len(self._patterns) >= self._cache_size:
+                self._patterns.clear()
+            self._patterns[source] = compiled
+        return compiled
+
+    def bind(self, op: Operator) -> Callable[[str], str]:
+        """`op` as a datalogic custom operator: JSON array of arguments in, JSON out."""
+        function = op.function
+        context: OperatorContext = self
+
+        def call(args_json: str) -> str:
+            return orjson.dumps(function(context, orjson.loads(args_json))).decode()
+
+        return call
+
+
 class Logic:
     """A JSON-Logic evaluator: one datalogic engine, the extra operators, and their state.
 
@@ -154,15 +192,7 @@ class Logic:
     evaluating are thread-safe. Sessions (`session()`) are not: open one per thread or call.
     """
 
-    __slots__ = (
-        "_clock",
-        "_default_region",
-        "_engine",
-        "_operator_names",
-        "_pattern_cache_size",
-        "_patterns",
-        "_rewriter",
-    )
+    __slots__ = ("_engine", "_operator_names", "_rewriter", "_state")
 
     def __init__(
         self,
@@ -174,13 +204,14 @@ class Logic:
         problem = region_problem(default_region)
         if problem:
             raise ValueError(f"default_region: {problem}")
-        self._default_region = default_region.upper()
-        self._clock = clock or functools.partial(datetime.now, UTC)
-        self._patterns: dict[str, re.Pattern[str]] = {}
-        self._pattern_cache_size = pattern_cache_size
+        self._state = _OperatorState(
+            default_region.upper(),
+            clock or functools.partial(datetime.now, UTC),
+            pattern_cache_size,
+        )
         self._engine = datalogic_py.Engine(
             families=[],
-            custom_operators={name: self._bind(op) for name, op in OPERATORS.items()},
+            custom_operators={name: self._state.bind(op) for name, op in OPERATORS.items()},
         )
         core = set()
         for info in self._engine.operators():
@@ -194,31 +225,16 @@ class Logic:
     @property
     def default_region(self) -> str:
         """Region in which `e164` reads national phone numbers."""
-        return self._default_region
+        return self._state.default_region
 
     def now(self) -> datetime:
         """The time `now` reports (injectable through `clock` for tests)."""
-        return self._clock()
+        return self._state.now()
 
     def pattern(self, source: str) -> re.Pattern[str]:
         """`source` compiled once per `Logic`; the cache is bounded because a pattern may come
         from event data."""
-        compiled = self._patterns.get(source)
-        if compiled is None:
-            compiled = re.compile(source)
-            if len(self._patterns) >= self._pattern_cache_size:
-                self._patterns.clear()
-            self._patterns[source] = compiled
-        return compiled
-
-    def _bind(self, op: Operator) -> Callable[[str], str]:
-        function = op.function
-        context: OperatorContext = self
-
-        def call(args_json: str) -> str:
-            return orjson.dumps(function(context, orjson.loads(args_json))).decode()
-
-        return call
+        return self._state.pattern(source)
 
     # -- compile and evaluate --------------------------------------------------------------
 

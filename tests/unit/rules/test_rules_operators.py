@@ -55,15 +55,15 @@ def test_regex_patterns_are_cached_per_logic_instance(logic: Logic) -> None:
     condition = logic.compile({"regex_match": ["^a+$", {"var": "v"}]})
     assert condition({"v": "aaa"}) and not condition({"v": "b"})
     assert logic.pattern("^a+$") is logic.pattern("^a+$")
-    assert "^a+$" in logic._patterns
-    assert other._patterns == {}
+    assert "^a+$" in logic._state._patterns
+    assert other._state._patterns == {}
 
 
 def test_regex_cache_is_bounded() -> None:
     logic = Logic(pattern_cache_size=4)
     for i in range(10):
         logic.evaluate({"regex_match": [{"var": "p"}, "x"]}, {"p": f"x{{0,{i}}}"})
-    assert len(logic._patterns) <= 4
+    assert len(logic._state._patterns) <= 4
 
 
 def test_regex_pattern_from_data_that_is_invalid_fails_at_runtime(logic: Logic) -> None:
