@@ -294,7 +294,7 @@ class _Loader:
         secret_env = table.get("secret_env")
         if secret_env is not None:
             self.secret_env(f"{where}.secret_env", secret_env, error)
-        retry = self.retry(f"{where}.retry", table.get("retry", "none"), error)
+        retry = self.retry(f"{where}.retry", table["retry"], error) if "retry" in table else None
         body = None
         if "body" in table:
             try:

@@ -29,8 +29,9 @@ class Action:
     type: str
     url: str
     secret_env: str | None = None
-    # "none", "standard", or the delays in seconds before each retry.
-    retry: str | tuple[float, ...] = "none"
+    # "none", "standard", or the delays in seconds before each retry; None: the action
+    # type's own default (standard for webhook, none for forward).
+    retry: str | tuple[float, ...] | None = None
     # Compiled body; None: the caller sends the envelope (webhook) or the event (forward).
     body: Template | None = None
     timeout_seconds: float | None = None
@@ -43,7 +44,9 @@ class Action:
             "type": self.type,
             "url": self.url,
             "secret_env": self.secret_env,
-            "retry": self.retry if isinstance(self.retry, str) else list(self.retry),
+            "retry": self.retry
+            if self.retry is None or isinstance(self.retry, str)
+            else list(self.retry),
             "body": None if self.body is None else self.body.source,
             "timeout_seconds": self.timeout_seconds,
             "disable_after": self.disable_after,
