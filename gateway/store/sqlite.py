@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ APP_COLS = (
     "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
     "updated_at, previous_token_hash, previous_token_expires_at"
 )
+APP_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in APP_COLS.split(", ")[1:])
 EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
@@ -347,55 +349,29 @@ class SqliteStore:
                     op.future.set_exception(value)
 
     def _apply_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
-        """Run in the writer thread: apply every op in one transaction and commit once."""
+        """Run in the writer thread: apply every op in one transaction and commit once.
+
+        Each op succeeds or fails alone (savepoints): a bad write fails its own caller,
+        never the other requests that happened to share its group commit.
+        """
         assert self._db is not None
         conn = self._db._conn
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             events = [op for op in ops if isinstance(op, _EventOp)]
-            accepted = self._apply_events(conn, events) if events else {}
+            outcomes = _apply_event_ops(conn, events) if events else {}
             for op in ops:
                 if isinstance(op, _EventOp):
-                    results.append((True, accepted[op.event.id]))
-                    continue
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append((True, op.fn(conn)))
-                    conn.execute("RELEASE op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, _store_error(exc)))
+                    results.append(outcomes[id(op)])
+                else:
+                    results.append(_savepoint(conn, op.fn))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return results
-
-    @staticmethod
-    def _apply_events(conn: sqlite3.Connection, ops: list[_EventOp]) -> dict[str, Accepted]:
-        plain = [op for op in ops if op.event.idempotency_key is None]
-        keyed = [op for op in ops if op.event.idempotency_key is not None]
-        accepted = {op.event.id: Accepted(op.event.id) for op in plain}
-        conn.executemany(INSERT_EVENT, [_event_row(op.event) for op in plain])
-        inserted = list(plain)
-        for op in keyed:
-            cur = conn.execute(INSERT_EVENT_KEYED, _event_row(op.event))
-            if cur.rowcount == 1:
-                accepted[op.event.id] = Accepted(op.event.id)
-                inserted.append(op)
-                continue
-            row = conn.execute(
-                "SELECT id FROM events WHERE app_id = ? AND idem_key = ?",
-                (op.event.app_id, op.event.idempotency_key),
-            ).fetchone()
-            accepted[op.event.id] = Accepted(row[0] if row else op.event.id, duplicate=True)
-        pending = [(d, op.lease_until) for op in inserted for d in op.deliveries]
-        if pending:
-            _insert_deliveries(conn, pending)
-        return accepted
 
     async def _submit(self, op: _Op) -> Any:
         if self._writer is None or self._writer.done():
@@ -424,7 +400,13 @@ class SqliteStore:
 
     async def save_app(self, app: App) -> None:
         def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(f"REPLACE INTO apps ({APP_COLS}) VALUES ({_marks(12)})", _app_row(app))
+            # An upsert on the id, not REPLACE: REPLACE would resolve a clash on the unique
+            # name by deleting the other app; this raises instead.
+            conn.execute(
+                f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(12)}) ON CONFLICT (id) DO UPDATE"
+                f" SET {APP_UPDATE}",
+                _app_row(app),
+            )
             _bump(conn, "apps_version")
 
         await self._write(fn)
@@ -709,6 +691,61 @@ class SqliteStore:
             ).rowcount
 
         return int(await self._write(fn))
+
+
+def _apply_event_ops(conn: sqlite3.Connection, ops: list[_EventOp]) -> dict[int, tuple[bool, Any]]:
+    """All events in one go (the fast path); if that fails, each alone, so that only the
+    bad one fails. Keyed by `id(op)`."""
+    ok, value = _savepoint(conn, partial(_apply_events, ops=ops))
+    if ok:
+        return {id(op): (True, accepted) for op, accepted in zip(ops, value, strict=True)}
+    outcomes: dict[int, tuple[bool, Any]] = {}
+    for op in ops:
+        ok, value = _savepoint(conn, partial(_apply_events, ops=[op]))
+        outcomes[id(op)] = (True, value[0]) if ok else (False, value)
+    return outcomes
+
+
+def _apply_events(conn: sqlite3.Connection, ops: list[_EventOp]) -> list[Accepted]:
+    """Insert events and their deliveries; a repeated idempotency key inserts nothing and
+    answers the original id."""
+    accepted: dict[int, Accepted] = {}
+    plain = [op for op in ops if op.event.idempotency_key is None]
+    conn.executemany(INSERT_EVENT, [_event_row(op.event) for op in plain])
+    inserted = list(plain)
+    for op in ops:
+        if op.event.idempotency_key is None:
+            accepted[id(op)] = Accepted(op.event.id)
+            continue
+        cur = conn.execute(INSERT_EVENT_KEYED, _event_row(op.event))
+        if cur.rowcount == 1:
+            accepted[id(op)] = Accepted(op.event.id)
+            inserted.append(op)
+            continue
+        row = conn.execute(
+            "SELECT id FROM events WHERE app_id = ? AND idem_key = ?",
+            (op.event.app_id, op.event.idempotency_key),
+        ).fetchone()
+        accepted[id(op)] = Accepted(row[0] if row else op.event.id, duplicate=True)
+    pending = [(d, op.lease_until) for op in inserted for d in op.deliveries]
+    if pending:
+        _insert_deliveries(conn, pending)
+    return [accepted[id(op)] for op in ops]
+
+
+def _savepoint(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+) -> tuple[bool, Any]:
+    """Run `fn` inside a savepoint: (True, result), or (False, StoreError) rolled back."""
+    conn.execute("SAVEPOINT op")
+    try:
+        value = fn(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return False, _store_error(exc)
+    conn.execute("RELEASE op")
+    return True, value
 
 
 def _insert_deliveries(
