@@ -1,0 +1,806 @@
+"""The `Store` contract: every backend passes the same tests (memory and SQLite today).
+
+Each test runs once per backend in `BACKENDS` on a freshly opened store; the SQLite-only
+tests at the end cover what only a durable backend has (group commit, reopening the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actions.ids import delivery_id
+from actions.model import Attempt, Delivery
+from gateway.errors import StoreError
+from gateway.ids import hash_token, new_token, sortable_id
+from gateway.models import App, Event, WebhookTarget
+from gateway.store import DeliveryFilter, Store
+from gateway.store.memory import MemoryStore
+from gateway.store.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
+
+BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda tmp: MemoryStore(),
+    "sqlite": lambda tmp: SqliteStore(tmp / "store" / "hookgate.db", synchronous="normal"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend = BACKENDS[request.param](tmp_path)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def make_app(name: str, **fields: Any) -> App:
+    return App(
+        id=fields.pop("id", None) or sortable_id("app_"),
+        name=name,
+        token_hash=hash_token(new_token()),
+        **fields,
+    )
+
+
+def make_event(
+    app_id: str,
+    at: float,
+    *,
+    event_type: str | None = "order.created",
+    key: str | None = None,
+    **fields: Any,
+) -> Event:
+    return Event(
+        id=sortable_id("evt_", at),
+        app_id=app_id,
+        event_type=event_type,
+        received_at=at,
+        payload=fields.pop("payload", b'{"n": 1}'),
+        idempotency_key=key,
+        **fields,
+    )
+
+
+def make_delivery(event_id: str, at: float, **fields: Any) -> Delivery:
+    return Delivery(
+        id=fields.pop("id", None) or delivery_id(at),
+        event_id=event_id,
+        action_type=fields.pop("action_type", "webhook"),
+        url=fields.pop("url", "http://127.0.0.1:9/hook"),
+        created_at=at,
+        next_attempt_at=fields.pop("next_attempt_at", at),
+        **fields,
+    )
+
+
+def make_target(at: float, **fields: Any) -> WebhookTarget:
+    return WebhookTarget(
+        id=fields.pop("id", None) or sortable_id("wht_", at),
+        url=fields.pop("url", "http://127.0.0.1:9/target"),
+        secret=fields.pop("secret", "whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1zdG9yZQ=="),
+        created_at=at,
+        updated_at=at,
+        **fields,
+    )
+
+
+def attempt(at: float, status_code: int | None, **fields: Any) -> Attempt:
+    return Attempt(
+        at=at,
+        status_code=status_code,
+        latency_ms=fields.pop("latency_ms", 12.5),
+        error=fields.pop("error", None),
+        response_excerpt=fields.pop("response_excerpt", "ok"),
+        **fields,
+    )
+
+
+async def add_with_delivery(store: Store, app_id: str, at: float, **fields: Any) -> Delivery:
+    event = make_event(app_id, at)
+    delivery = make_delivery(event.id, at, **fields)
+    await store.add_event(event, [delivery])
+    return delivery
+
+
+# apps
+
+
+async def test_created_apps_read_back_with_every_field(store: Store) -> None:
+    full = make_app(
+        "billing",
+        enabled=False,
+        rate=2.5,
+        burst=7,
+        schema={"type": "object", "required": ["id"]},
+        signing_secret="whsec_c2lnbmluZw==",
+        created_at=T0,
+        updated_at=T0 + 1,
+        previous_token_hash=hash_token("old"),
+        previous_token_expires_at=T0 + 60,
+    )
+    plain = make_app("shop", created_at=T0 + 2)
+    await store.create_app(full)
+    await store.create_app(plain)
+
+    assert await store.get_app(full.id) == full
+    assert await store.get_app(plain.id) == plain
+    assert await store.get_app("app_missing") is None
+    assert await store.list_apps() == sorted([full, plain], key=lambda a: a.id)
+
+
+async def test_find_app_by_id_or_by_name(store: Store) -> None:
+    app = make_app("billing")
+    await store.create_app(app)
+    assert await store.find_app(app.id) == app
+    assert await store.find_app("billing") == app
+    assert await store.find_app("nobody") is None
+
+
+async def test_an_app_name_is_taken_once(store: Store) -> None:
+    first = make_app("billing")
+    await store.create_app(first)
+    with pytest.raises(StoreError):
+        await store.create_app(make_app("billing"))
+    assert await store.list_apps() == [first]
+
+
+async def test_saving_an_app_under_a_taken_name_fails_and_keeps_the_other_app(
+    store: Store,
+) -> None:
+    first, second = make_app("billing"), make_app("shop")
+    await store.create_app(first)
+    await store.create_app(second)
+    with pytest.raises(StoreError):
+        await store.save_app(dataclasses.replace(second, name="billing"))
+    assert await store.get_app(first.id) == first
+    assert await store.get_app(second.id) == second
+
+
+async def test_save_app_updates_in_place(store: Store) -> None:
+    app = make_app("billing")
+    await store.create_app(app)
+    renamed = dataclasses.replace(app, name="invoices", enabled=False, rate=1.0, burst=2)
+    await store.save_app(renamed)
+    assert await store.get_app(app.id) == renamed
+    assert await store.find_app("invoices") == renamed
+    assert await store.find_app("billing") is None
+    assert await store.list_apps() == [renamed]
+
+
+async def test_delete_app(store: Store) -> None:
+    app = make_app("billing")
+    await store.create_app(app)
+    assert await store.delete_app(app.id) is True
+    assert await store.get_app(app.id) is None
+    assert await store.delete_app(app.id) is False
+    assert await store.list_apps() == []
+
+
+async def test_apps_version_changes_on_every_change_and_only_then(store: Store) -> None:
+    seen = [await store.apps_version()]
+    app = make_app("billing")
+    await store.create_app(app)
+    seen.append(await store.apps_version())
+    await store.save_app(dataclasses.replace(app, enabled=False))
+    seen.append(await store.apps_version())
+    other = make_app("shop")
+    await store.create_app(other)
+    seen.append(await store.apps_version())
+    await store.delete_app(other.id)
+    seen.append(await store.apps_version())
+    assert len(set(seen)) == len(seen), seen
+
+    with pytest.raises(StoreError):
+        await store.create_app(make_app("billing"))
+    await store.delete_app("app_missing")
+    assert await store.apps_version() == seen[-1]
+
+
+# events
+
+
+async def test_add_event_without_deliveries(store: Store) -> None:
+    event = make_event(
+        "app_1",
+        T0,
+        payload=b'{"b": 2,  "a": "\xc3\xa9"}',
+        headers={"content-type": "application/json", "user-agent": "curl"},
+        matched_rules=("r1", "r2"),
+    )
+    accepted = await store.add_event(event, [])
+    assert (accepted.event_id, accepted.duplicate) == (event.id, False)
+    assert await store.get_event(event.id) == event
+    assert await store.get_event("evt_missing") is None
+    assert await store.deliveries_for_event(event.id) == []
+    assert await store.count_events() == 1
+    assert await store.count_pending() == 0
+
+
+async def test_add_event_commits_its_deliveries_with_it(store: Store) -> None:
+    event = make_event("app_1", T0)
+    rendered = make_delivery(
+        event.id,
+        T0,
+        id=delivery_id(T0),
+        rule_id="notify",
+        body=b'{"text": "hi"}',
+        retry=(0.0, 5.0, 300.0),
+        secret_env="HOOK_SECRET",
+        timeout_seconds=3.5,
+        headers=(("x-team", "ops"), ("x-env", "test")),
+    )
+    target = make_delivery(
+        event.id,
+        T0,
+        id=delivery_id(T0 + 0.001),
+        target_id="wht_1",
+        disable_after=3,
+        retry=(5.0,),
+    )
+    accepted = await store.add_event(event, [target, rendered])
+    assert accepted.event_id == event.id and not accepted.duplicate
+    assert await store.deliveries_for_event(event.id) == [rendered, target]
+    assert await store.get_delivery(rendered.id) == rendered
+    assert await store.count_pending() == 2
+
+
+async def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
+    store: Store,
+) -> None:
+    first = make_event("app_1", T0, key="order-42")
+    await store.add_event(first, [make_delivery(first.id, T0)])
+
+    again = make_event("app_1", T0 + 1, key="order-42", payload=b'{"n": 2}')
+    extra = [make_delivery(again.id, T0 + 1), make_delivery(again.id, T0 + 1.001)]
+    accepted = await store.add_event(again, extra)
+
+    assert (accepted.event_id, accepted.duplicate) == (first.id, True)
+    assert await store.get_event(again.id) is None
+    assert await store.get_event(first.id) == first
+    assert await store.count_events() == 1
+    assert await store.deliveries_for_event(again.id) == []
+    assert await store.get_delivery(extra[0].id) is None
+    assert await store.count_pending() == 1
+
+
+async def test_idempotency_keys_are_per_app(store: Store) -> None:
+    one = make_event("app_1", T0, key="k")
+    two = make_event("app_2", T0 + 1, key="k")
+    assert (await store.add_event(one, [])).duplicate is False
+    assert (await store.add_event(two, [])).duplicate is False
+    assert await store.count_events() == 2
+
+
+async def test_concurrent_events_with_one_key_store_exactly_one(store: Store) -> None:
+    events = [make_event("app_1", T0 + i / 1000, key="same") for i in range(50)]
+    results = await asyncio.gather(
+        *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in events)
+    )
+    originals = [r for r in results if not r.duplicate]
+    assert len(originals) == 1
+    winner = originals[0].event_id
+    assert {r.event_id for r in results} == {winner}
+    assert await store.count_events() == 1
+    listed = await store.list_deliveries(DeliveryFilter())
+    assert [d.event_id for d in listed.data] == [winner]
+    assert await store.count_pending() == 1
+
+
+async def test_find_idempotent_honours_since(store: Store) -> None:
+    event = make_event("app_1", T0, key="k1")
+    await store.add_event(event, [])
+    assert await store.find_idempotent("app_1", "k1", T0 - 1) == event.id
+    assert await store.find_idempotent("app_1", "k1", T0) == event.id
+    assert await store.find_idempotent("app_1", "k1", T0 + 1) is None
+    assert await store.find_idempotent("app_1", "other", T0 - 1) is None
+    assert await store.find_idempotent("app_2", "k1", T0 - 1) is None
+
+
+async def _seed_events(store: Store) -> list[Event]:
+    """Six events, one second apart: apps a/b alternate, types x, y, x, None, x, y."""
+    kinds = ["x", "y", "x", None, "x", "y"]
+    events = [
+        make_event("app_a" if i % 2 == 0 else "app_b", T0 + i, event_type=kind)
+        for i, kind in enumerate(kinds)
+    ]
+    for event in events:
+        await store.add_event(event, [])
+    return events
+
+
+async def test_list_events_newest_first_with_filters(store: Store) -> None:
+    events = await _seed_events(store)
+    newest_first = events[::-1]
+
+    page = await store.list_events()
+    assert page.data == newest_first and page.next_cursor is None
+    assert (await store.list_events(app_id="app_a")).data == [events[4], events[2], events[0]]
+    assert (await store.list_events(event_type="x")).data == [events[4], events[2], events[0]]
+    assert (await store.list_events(app_id="app_b", event_type="y")).data == [
+        events[5],
+        events[1],
+    ]
+    assert (await store.list_events(since=T0 + 3)).data == newest_first[:3]
+    assert (await store.list_events(app_id="app_nobody")).data == []
+    assert await store.count_events() == 6
+
+
+async def test_list_events_cursor_walks_every_page(store: Store) -> None:
+    events = await _seed_events(store)
+    seen: list[Event] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await store.list_events(cursor=cursor, limit=4)
+        pages += 1
+        seen += page.data
+        if page.next_cursor is None:
+            break
+        assert page.next_cursor == page.data[-1].id
+        cursor = page.next_cursor
+    assert pages == 2
+    assert seen == events[::-1]
+
+    exact = await store.list_events(limit=6)
+    assert len(exact.data) == 6 and exact.next_cursor is None
+
+    filtered = await store.list_events(app_id="app_a", limit=2)
+    assert filtered.data == [events[4], events[2]]
+    rest = await store.list_events(app_id="app_a", limit=2, cursor=filtered.next_cursor)
+    assert rest.data == [events[0]] and rest.next_cursor is None
+
+
+# webhook targets
+
+
+async def test_target_crud_and_targets_version(store: Store) -> None:
+    versions = [await store.targets_version()]
+    first = make_target(
+        T0,
+        events=("order.created", "order.paid"),
+        filter={">": [{"var": "total"}, 100]},
+        retry=(1.0, 30.0),
+        disable_after=None,
+        description="orders over 100",
+    )
+    second = make_target(T0 + 1, retry="none")
+    await store.create_target(first)
+    versions.append(await store.targets_version())
+    await store.create_target(second)
+    versions.append(await store.targets_version())
+
+    assert await store.get_target(first.id) == first
+    assert await store.get_target(second.id) == second
+    assert await store.get_target("wht_missing") is None
+    assert await store.list_targets() == [first, second]
+
+    changed = dataclasses.replace(second, url="http://127.0.0.1:9/other", status="disabled")
+    await store.save_target(changed)
+    versions.append(await store.targets_version())
+    assert await store.get_target(second.id) == changed
+
+    assert await store.delete_target(first.id) is True
+    versions.append(await store.targets_version())
+    assert await store.delete_target(first.id) is False
+    assert await store.targets_version() == versions[-1]
+    assert await store.list_targets() == [changed]
+    assert len(set(versions)) == len(versions), versions
+
+
+async def test_consecutive_failures_disable_a_target_at_disable_after(store: Store) -> None:
+    target = make_target(T0, disable_after=3)
+    await store.create_target(target)
+
+    one = await store.record_target_outcome(target.id, False, 3)
+    two = await store.record_target_outcome(target.id, False, 3)
+    assert one is not None and two is not None
+    assert (one.consecutive_failures, one.status) == (1, "active")
+    assert (two.consecutive_failures, two.status) == (2, "active")
+
+    before = await store.targets_version()
+    three = await store.record_target_outcome(target.id, False, 3)
+    assert three is not None
+    assert (three.consecutive_failures, three.status) == (3, "disabled")
+    assert await store.get_target(target.id) == three
+    assert await store.targets_version() != before
+
+
+async def test_a_success_resets_the_failure_count(store: Store) -> None:
+    target = make_target(T0)
+    await store.create_target(target)
+    await store.record_target_outcome(target.id, False, 3)
+    await store.record_target_outcome(target.id, False, 3)
+    reset = await store.record_target_outcome(target.id, True, 3)
+    assert reset is not None
+    assert (reset.consecutive_failures, reset.status) == (0, "active")
+    for _ in range(2):
+        after = await store.record_target_outcome(target.id, False, 3)
+    assert after is not None
+    assert (after.consecutive_failures, after.status) == (2, "active")
+    stored = await store.get_target(target.id)
+    assert stored is not None and stored.consecutive_failures == 2
+
+
+async def test_gone_disables_at_once_and_no_limit_never_disables(store: Store) -> None:
+    gone = make_target(T0)
+    patient = make_target(T0 + 1, disable_after=None)
+    await store.create_target(gone)
+    await store.create_target(patient)
+
+    result = await store.record_target_outcome(gone.id, False, None, gone=True)
+    assert result is not None and result.status == "disabled"
+    for _ in range(10):
+        result = await store.record_target_outcome(patient.id, False, None)
+    assert result is not None
+    assert (result.consecutive_failures, result.status) == (10, "active")
+    assert await store.record_target_outcome("wht_missing", False, 3) is None
+
+
+# deliveries
+
+
+async def test_claim_due_honours_next_attempt_at_and_limit(store: Store) -> None:
+    event = make_event("app_1", T0)
+    due = [make_delivery(event.id, T0 + i / 1000, next_attempt_at=T0 + i) for i in range(3)]
+    later = make_delivery(event.id, T0 + 0.9, next_attempt_at=T0 + 100)
+    await store.add_event(event, [*due, later])
+
+    assert await store.claim_due(T0 - 1, 10, T0 + 1000) == []
+    first = await store.claim_due(T0 + 5, 2, T0 + 1000)
+    assert [d.id for d in first] == [due[0].id, due[1].id]
+    rest = await store.claim_due(T0 + 5, 10, T0 + 1000)
+    assert [d.id for d in rest] == [due[2].id]
+    assert await store.claim_due(T0 + 5, 10, T0 + 1000) == []
+    assert [d.id for d in await store.claim_due(T0 + 100, 10, T0 + 1000)] == [later.id]
+
+
+async def test_a_leased_delivery_is_claimed_again_only_after_its_lease(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    claimed = await store.claim_due(T0, 10, T0 + 60)
+    assert [d.id for d in claimed] == [delivery.id]
+    assert claimed[0].status == "pending" and claimed[0].attempt_count == 0
+
+    assert await store.claim_due(T0 + 30, 10, T0 + 90) == []
+    assert await store.claim_due(T0 + 59.9, 10, T0 + 120) == []
+    again = await store.claim_due(T0 + 60, 10, T0 + 120)
+    assert [d.id for d in again] == [delivery.id]
+
+
+async def test_add_event_leases_its_deliveries_until_lease_until(store: Store) -> None:
+    event = make_event("app_1", T0)
+    delivery = make_delivery(event.id, T0)
+    await store.add_event(event, [delivery], lease_until=T0 + 10)
+    assert await store.claim_due(T0 + 1, 10, T0 + 60) == []
+    assert [d.id for d in await store.claim_due(T0 + 10, 10, T0 + 60)] == [delivery.id]
+
+
+async def test_add_deliveries_and_their_lease(store: Store) -> None:
+    event = make_event("app_1", T0)
+    await store.add_event(event, [])
+    free, leased = make_delivery(event.id, T0), make_delivery(event.id, T0 + 0.001)
+    await store.add_deliveries([free])
+    await store.add_deliveries([leased], lease_until=T0 + 30)
+    assert [d.id for d in await store.deliveries_for_event(event.id)] == [free.id, leased.id]
+    assert [d.id for d in await store.claim_due(T0, 10, T0 + 60)] == [free.id]
+    assert [d.id for d in await store.claim_due(T0 + 30, 10, T0 + 90)] == [leased.id]
+
+
+async def test_finish_attempt_records_attempts_in_order_and_moves_status(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0, retry=(5.0, 300.0))
+    await store.claim_due(T0, 10, T0 + 60)
+
+    failed = attempt(T0, 503, error="HTTP 503", response_excerpt="busy", retry_after=7.0)
+    await store.finish_attempt(delivery.id, failed, "pending", T0 + 7)
+    after_one = await store.get_delivery(delivery.id)
+    assert after_one is not None
+    assert after_one.status == "pending"
+    assert after_one.next_attempt_at == T0 + 7
+    assert after_one.attempt_count == 1
+    assert after_one.attempts == (failed,)
+
+    # finishing released the lease: due again at T0 + 7, long before the lease ran out
+    assert await store.claim_due(T0 + 6, 10, T0 + 120) == []
+    assert [d.id for d in await store.claim_due(T0 + 7, 10, T0 + 120)] == [delivery.id]
+
+    refused = attempt(T0 + 7, None, latency_ms=0.5, error="connection refused")
+    await store.finish_attempt(delivery.id, refused, "pending", T0 + 307)
+    ok = attempt(T0 + 307, 200, latency_ms=40.25, response_excerpt='{"ok": true}')
+    await store.claim_due(T0 + 307, 10, T0 + 400)
+    await store.finish_attempt(delivery.id, ok, "succeeded", None)
+
+    done = await store.get_delivery(delivery.id)
+    assert done is not None
+    assert done.status == "succeeded"
+    assert done.next_attempt_at is None
+    assert done.attempt_count == 3
+    assert done.attempts == (failed, refused, ok)
+    assert await store.count_pending() == 0
+    assert await store.claim_due(T0 + 10_000, 10, T0 + 10_060) == []
+
+
+async def test_a_failed_delivery_is_not_claimed(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    await store.claim_due(T0, 10, T0 + 60)
+    await store.finish_attempt(delivery.id, attempt(T0, 500, error="HTTP 500"), "failed", None)
+    stored = await store.get_delivery(delivery.id)
+    assert stored is not None and stored.status == "failed"
+    assert await store.claim_due(T0 + 1000, 10, T0 + 1060) == []
+    assert await store.get_delivery("dlv_missing") is None
+
+
+async def test_requeue_makes_deliveries_pending_and_due_now(store: Store) -> None:
+    one = await add_with_delivery(store, "app_1", T0)
+    two = await add_with_delivery(store, "app_1", T0 + 1)
+    await store.claim_due(T0 + 1, 10, T0 + 60)
+    await store.finish_attempt(one.id, attempt(T0 + 1, 500, error="HTTP 500"), "failed", None)
+
+    assert await store.requeue([one.id, two.id, "dlv_missing"], T0 + 5) == 2
+    requeued = await store.get_delivery(one.id)
+    assert requeued is not None
+    assert (requeued.status, requeued.next_attempt_at) == ("pending", T0 + 5)
+    assert len(requeued.attempts) == 1
+    # requeue also drops the lease `two` still held
+    claimed = await store.claim_due(T0 + 5, 10, T0 + 65)
+    assert sorted(d.id for d in claimed) == sorted([one.id, two.id])
+    assert await store.count_pending() == 2
+
+
+async def test_release_drops_the_lease(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, T0 + 60)) == 1
+    await store.release([delivery.id])
+    assert [d.id for d in await store.claim_due(T0 + 1, 10, T0 + 61)] == [delivery.id]
+    await store.release([])
+
+
+async def test_failed_since_filters_by_time_and_target(store: Store) -> None:
+    old = await add_with_delivery(store, "app_1", T0, target_id="wht_a")
+    new_a = await add_with_delivery(store, "app_1", T0 + 10, target_id="wht_a")
+    new_b = await add_with_delivery(store, "app_1", T0 + 11, target_id="wht_b")
+    fine = await add_with_delivery(store, "app_1", T0 + 12, target_id="wht_a")
+    await store.claim_due(T0 + 20, 10, T0 + 80)
+    for d in (old, new_a, new_b):
+        await store.finish_attempt(d.id, attempt(T0 + 20, 500, error="HTTP 500"), "failed", None)
+    await store.finish_attempt(fine.id, attempt(T0 + 20, 200), "succeeded", None)
+
+    assert await store.failed_since(T0 + 5) == [new_a.id, new_b.id]
+    assert await store.failed_since(T0) == [old.id, new_a.id, new_b.id]
+    assert await store.failed_since(T0 + 5, "wht_a") == [new_a.id]
+    assert await store.failed_since(T0 + 100) == []
+
+
+async def test_list_deliveries_filters_and_cursor(store: Store) -> None:
+    e1, e2 = make_event("app_1", T0), make_event("app_1", T0 + 1)
+    d = [
+        make_delivery(e1.id, T0, rule_id="notify"),
+        make_delivery(e1.id, T0 + 0.5, target_id="wht_a"),
+        make_delivery(e2.id, T0 + 1, rule_id="notify"),
+        make_delivery(e2.id, T0 + 1.5, target_id="wht_a"),
+        make_delivery(e2.id, T0 + 2, target_id="wht_b"),
+    ]
+    await store.add_event(e1, d[:2])
+    await store.add_event(e2, d[2:])
+    await store.claim_due(T0 + 5, 10, T0 + 60)
+    await store.finish_attempt(d[1].id, attempt(T0 + 5, 500, error="HTTP 500"), "failed", None)
+    await store.finish_attempt(d[2].id, attempt(T0 + 5, 204), "succeeded", None)
+
+    def ids(items: list[Delivery]) -> list[str]:
+        return [x.id for x in items]
+
+    everything = await store.list_deliveries(DeliveryFilter())
+    assert ids(everything.data) == ids(d[::-1]) and everything.next_cursor is None
+    by_status = await store.list_deliveries(DeliveryFilter(status="pending"))
+    assert ids(by_status.data) == [d[4].id, d[3].id, d[0].id]
+    by_target = await store.list_deliveries(DeliveryFilter(target_id="wht_a"))
+    assert ids(by_target.data) == [d[3].id, d[1].id]
+    by_rule = await store.list_deliveries(DeliveryFilter(rule_id="notify"))
+    assert ids(by_rule.data) == [d[2].id, d[0].id]
+    by_event = await store.list_deliveries(DeliveryFilter(event_id=e1.id))
+    assert ids(by_event.data) == [d[1].id, d[0].id]
+    since = await store.list_deliveries(DeliveryFilter(since=T0 + 1))
+    assert ids(since.data) == [d[4].id, d[3].id, d[2].id]
+    both = await store.list_deliveries(DeliveryFilter(status="failed", target_id="wht_a"))
+    assert ids(both.data) == [d[1].id]
+    assert (await store.list_deliveries(DeliveryFilter(target_id="wht_zzz"))).data == []
+
+    walked: list[str] = []
+    cursor: str | None = None
+    for _ in range(3):
+        page = await store.list_deliveries(DeliveryFilter(), cursor=cursor, limit=2)
+        walked += ids(page.data)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert cursor == page.data[-1].id
+    assert cursor is None
+    assert walked == ids(d[::-1])
+
+
+async def test_deliveries_for_event_and_count_pending(store: Store) -> None:
+    e1, e2 = make_event("app_1", T0), make_event("app_1", T0 + 1)
+    one = [make_delivery(e1.id, T0 + i / 100) for i in range(3)]
+    two = [make_delivery(e2.id, T0 + 1)]
+    await store.add_event(e1, one)
+    await store.add_event(e2, two)
+    assert await store.deliveries_for_event(e1.id) == one
+    assert await store.deliveries_for_event(e2.id) == two
+    assert await store.deliveries_for_event("evt_missing") == []
+    assert await store.count_pending() == 4
+    await store.claim_due(T0 + 1, 10, T0 + 60)
+    await store.finish_attempt(one[0].id, attempt(T0 + 1, 200), "succeeded", None)
+    await store.finish_attempt(one[1].id, attempt(T0 + 1, None, error="x"), "skipped", None)
+    assert await store.count_pending() == 2
+
+
+# retention
+
+
+async def test_prune_drops_old_events_and_finished_deliveries_but_keeps_pending(
+    store: Store,
+) -> None:
+    old = make_event("app_1", T0)
+    done = make_delivery(old.id, T0)
+    failed = make_delivery(old.id, T0 + 0.001)
+    waiting = make_delivery(old.id, T0 + 0.002, next_attempt_at=T0 + 10_000)
+    await store.add_event(old, [done, failed, waiting])
+    new = make_event("app_1", T0 + 100)
+    new_done = make_delivery(new.id, T0 + 100)
+    await store.add_event(new, [new_done])
+    await store.claim_due(T0 + 100, 10, T0 + 160)
+    await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None)
+    await store.finish_attempt(failed.id, attempt(T0, 500, error="HTTP 500"), "failed", None)
+    await store.finish_attempt(new_done.id, attempt(T0 + 100, 200), "succeeded", None)
+
+    assert await store.prune(T0 + 50, T0 + 50) == 1
+
+    assert await store.get_event(old.id) is None
+    assert await store.get_delivery(done.id) is None
+    assert await store.get_delivery(failed.id) is None
+    kept = await store.get_delivery(waiting.id)
+    assert kept is not None and kept.status == "pending"
+    assert await store.get_event(new.id) == new
+    assert await store.get_delivery(new_done.id) is not None
+    assert await store.count_events() == 1
+    assert await store.count_pending() == 1
+    assert await store.prune(T0 + 50, T0 + 50) == 0
+
+
+async def test_prune_forgets_idempotency_keys_older_than_the_cutoff(store: Store) -> None:
+    old = make_event("app_1", T0, key="old-key")
+    recent = make_event("app_1", T0 + 100, key="recent-key")
+    await store.add_event(old, [])
+    await store.add_event(recent, [])
+
+    assert await store.prune(T0 - 1, T0 + 50) == 0  # no event is old enough to drop
+    assert await store.get_event(old.id) is not None
+    assert await store.find_idempotent("app_1", "old-key", 0) is None
+    assert await store.find_idempotent("app_1", "recent-key", 0) == recent.id
+
+    reused = make_event("app_1", T0 + 200, key="old-key")
+    accepted = await store.add_event(reused, [])
+    assert (accepted.event_id, accepted.duplicate) == (reused.id, False)
+    assert await store.get_event(reused.id) == reused
+    repeat = await store.add_event(make_event("app_1", T0 + 201, key="recent-key"), [])
+    assert (repeat.event_id, repeat.duplicate) == (recent.id, True)
+
+
+async def test_ping_answers_on_an_open_store(store: Store) -> None:
+    await store.ping()
+
+
+# SQLite only: group commit and durability
+
+
+def count_batches(store: SqliteStore) -> list[int]:
+    """Record the size of every group commit the store's writer applies from now on."""
+    batches: list[int] = []
+    apply_batch = store._apply_batch
+
+    def counting(ops: list[Any]) -> list[tuple[bool, Any]]:
+        batches.append(len(ops))
+        return apply_batch(ops)
+
+    store._apply_batch = counting  # type: ignore[method-assign]
+    return batches
+
+
+async def test_sqlite_group_commit_commits_every_concurrent_event_durably(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "hookgate.db"
+    store = SqliteStore(path, synchronous="full")
+    await store.open()
+    batches = count_batches(store)
+    events = [make_event("app_1", T0 + i / 1000, key=f"k{i}") for i in range(200)]
+    try:
+        results = await asyncio.gather(
+            *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in events)
+        )
+    finally:
+        await store.close()
+    assert [(r.event_id, r.duplicate) for r in results] == [(e.id, False) for e in events]
+    assert sum(batches) == 200
+    assert len(batches) < 200  # grouped: fewer transactions than events
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.count_events() == 200
+        assert await reopened.count_pending() == 200
+        for event in events[::37]:
+            assert await reopened.get_event(event.id) == event
+            assert len(await reopened.deliveries_for_event(event.id)) == 1
+        duplicate = await reopened.add_event(make_event("app_1", T0 + 5, key="k7"), [])
+        assert (duplicate.event_id, duplicate.duplicate) == (events[7].id, True)
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_a_failing_write_fails_only_its_own_op(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hookgate.db", synchronous="normal")
+    await store.open()
+    taken = make_app("billing")
+    await store.create_app(taken)
+    batches = count_batches(store)
+    events = [make_event("app_1", T0 + i / 1000) for i in range(50)]
+    fresh = make_app("shop")
+    try:
+        results = await asyncio.gather(
+            *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in events[:25]),
+            store.create_app(make_app("billing")),
+            store.create_app(fresh),
+            *(store.add_event(e, []) for e in events[25:]),
+            return_exceptions=True,
+        )
+        assert max(batches) == len(results)  # all in one group commit
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1 and isinstance(errors[0], StoreError)
+        assert isinstance(results[25], StoreError)
+        assert await store.count_events() == 50
+        assert await store.count_pending() == 25
+        assert await store.list_apps() == sorted([taken, fresh], key=lambda a: a.id)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_failing_event_fails_only_its_own_op(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hookgate.db", synchronous="normal")
+    await store.open()
+    stored = make_event("app_1", T0)
+    await store.add_event(stored, [])
+    same_id = dataclasses.replace(make_event("app_1", T0 + 1), id=stored.id)
+    others = [make_event("app_1", T0 + 2 + i / 1000) for i in range(20)]
+    batches = count_batches(store)
+    try:
+        results = await asyncio.gather(
+            *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in others[:10]),
+            store.add_event(same_id, [make_delivery(same_id.id, T0 + 1)]),
+            *(store.add_event(e, []) for e in others[10:]),
+            return_exceptions=True,
+        )
+        assert max(batches) == len(results)  # all in one group commit
+        assert isinstance(results[10], StoreError)
+        assert [r.event_id for r in results if not isinstance(r, BaseException)] == [
+            e.id for e in others
+        ]
+        assert await store.count_events() == 21
+        assert await store.count_pending() == 10
+        assert await store.get_event(stored.id) == stored
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hookgate.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.add_event(make_event("app_1", T0), [])
+    with pytest.raises(StoreError):
+        await store.ping()
