@@ -1,0 +1,266 @@
+"""`make bench` / `python -m bench`: run every benchmark, print a table and `name=value`
+lines, and regenerate docs/performance.md.
+
+Ingest figures are ratios against `bench/baseline.py` measured in the same invocation,
+alternating A B A B and quoting medians, because this machine is noisy. Never used by the
+test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import match, procs, workdir, wrk
+
+REPO = procs.REPO
+REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": str(os.cpu_count()), "cpu": model, "python": platform.python_version()}
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def bench_ingest(tmp: Path, seconds: int, rounds: int, redis: bool) -> dict[str, float]:
+    """Baseline vs hookgate (SQLite, durable commit, 100 rules, one delivery per event)."""
+    results: dict[str, list[wrk.WrkResult]] = {"baseline": [], "hookgate": [], "hookgate_redis": []}
+    with procs.uvicorn_app("bench.sink:app", tmp, "sink") as sink:
+        work = tmp / "ingest"
+        work.mkdir()
+        workdir.write_rules(work, matching_urls=[sink.url + "/hook"])
+        token = workdir.create_apps(work, ["bench-app"])[0]
+        variants = ["baseline", "hookgate"] + (["hookgate_redis"] if redis else [])
+        for round_no in range(rounds):
+            for variant in variants:
+                if variant == "baseline":
+                    with procs.uvicorn_app("bench.baseline:app", tmp, "baseline") as base:
+                        result = wrk.run(base.url + "/api/event/x", tmp, seconds=seconds)
+                else:
+                    extra = {}
+                    if variant == "hookgate_redis":
+                        extra = {
+                            "HOOKGATE_LIMITS_BACKEND": "redis",
+                            "HOOKGATE_REDIS_URL": REDIS_URL,
+                            "HOOKGATE_REDIS_KEY_PREFIX": f"hgbench:{os.getpid()}:",
+                        }
+                    before = workdir.count_rows(work, "SELECT count(*) FROM events")
+                    with procs.hookgate(work, workdir.base_env(work, **extra), variant) as hg:
+                        result = wrk.run(f"{hg.url}/api/event/{token}", tmp, seconds=seconds)
+                    stored = workdir.count_rows(work, "SELECT count(*) FROM events") - before
+                    if stored != result.accepted:
+                        raise SystemExit(
+                            f"{variant}: {result.accepted} events answered 202 but {stored} stored"
+                        )
+                results[variant].append(result)
+                log(
+                    f"ingest round {round_no + 1} {variant}: {result.rps:.0f} req/s, "
+                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                    f"202s {result.accepted}, other {result.other}"
+                )
+    out: dict[str, float] = {}
+    for variant, runs in results.items():
+        if not runs:
+            continue
+        out[f"ingest_{variant}_rps"] = statistics.median(r.rps for r in runs)
+        out[f"ingest_{variant}_p50_ms"] = statistics.median(r.p50_ms for r in runs)
+        out[f"ingest_{variant}_p99_ms"] = statistics.median(r.p99_ms for r in runs)
+        out[f"ingest_{variant}_non202"] = float(sum(r.other for r in runs))
+    out["ingest_ratio"] = out["ingest_hookgate_rps"] / out["ingest_baseline_rps"]
+    if redis:
+        out["ingest_redis_ratio"] = out["ingest_hookgate_redis_rps"] / out["ingest_baseline_rps"]
+    return out
+
+
+def bench_delivery(tmp: Path, count: int, seconds: int, rounds: int) -> dict[str, float]:
+    """Drain `count` queued deliveries to a fast sink; then ingest with vs without a hung
+    second target."""
+    out: dict[str, float] = {}
+    with procs.uvicorn_app("bench.sink:app", tmp, "dsink") as sink:
+        work = tmp / "delivery"
+        work.mkdir()
+        workdir.write_rules(work, matching_urls=[sink.url + "/hook"])
+        workdir.create_apps(work, ["bench-app"])
+        with procs.hookgate(work, workdir.base_env(work), "hookgate-drain"):
+            start_count = int(httpx.get(sink.url + "/count", trust_env=False).text)
+            queued_at = workdir.queue_deliveries(work, sink.url + "/hook", count)
+            deadline = time.monotonic() + 600
+            while int(httpx.get(sink.url + "/count", trust_env=False).text) - start_count < count:
+                if time.monotonic() > deadline:
+                    raise SystemExit("delivery drain did not finish within 10 minutes")
+                time.sleep(0.05)
+            drained_at = time.time()
+        out["delivery_drain_per_s"] = count / (drained_at - queued_at)
+        log(f"delivery: {count} drained at {out['delivery_drain_per_s']:.0f}/s")
+
+        hang = procs.HangServer()
+        try:
+            plain, hung = tmp / "plain", tmp / "hung"
+            for path, urls in (
+                (plain, [sink.url + "/hook"]),
+                (hung, [sink.url + "/hook", f"http://127.0.0.1:{hang.port}/hook"]),
+            ):
+                path.mkdir()
+                workdir.write_rules(path, matching_urls=urls)
+            tokens = {p: workdir.create_apps(p, ["bench-app"])[0] for p in (plain, hung)}
+            runs: dict[str, list[float]] = {"plain": [], "hung": []}
+            for _ in range(rounds):
+                for name, path in (("plain", plain), ("hung", hung)):
+                    env = workdir.base_env(path, HOOKGATE_DELIVERY_TIMEOUT_SECONDS="15")
+                    with procs.hookgate(path, env, f"hookgate-{name}") as hg:
+                        result = wrk.run(f"{hg.url}/api/event/{tokens[path]}", tmp, seconds=seconds)
+                    runs[name].append(result.rps)
+                    log(f"ingest with {name} target: {result.rps:.0f} req/s")
+        finally:
+            hang.close()
+    out["delivery_ingest_plain_rps"] = statistics.median(runs["plain"])
+    out["delivery_ingest_hung_rps"] = statistics.median(runs["hung"])
+    out["delivery_hung_cost_pct"] = 100 * (
+        1 - out["delivery_ingest_hung_rps"] / out["delivery_ingest_plain_rps"]
+    )
+    return out
+
+
+def bench_memory(tmp: Path, seconds: int) -> dict[str, float]:
+    """RSS with 10 000 apps and 10 000 rules loaded, idle and after an ingest run."""
+    work = tmp / "memory"
+    work.mkdir()
+    names = [f"app-{i}" for i in range(10_000)]
+    tokens = workdir.create_apps(work, names)
+    with procs.uvicorn_app("bench.sink:app", tmp, "msink") as sink:
+        workdir.write_rules(
+            work, matching_urls=[sink.url + "/hook"], total=10_000, event_types=500, apps=names[:50]
+        )
+        with procs.hookgate(work, workdir.base_env(work), "hookgate-memory") as hg:
+            time.sleep(2)
+            idle = hg.rss_mb()
+            workers = [procs.rss_mb(pid) for pid in procs.children(hg.popen.pid)]
+            wrk.run(f"{hg.url}/api/event/{tokens[0]}", tmp, seconds=seconds)
+            time.sleep(1)
+            after = hg.rss_mb()
+    out = {"memory_idle_mb": idle, "memory_after_ingest_mb": after}
+    if workers:
+        out["memory_worker_idle_mb"] = max(workers)
+    return out
+
+
+TARGETS = [
+    ("ingest_ratio", ">=", 0.6, "ingest ratio hookgate/baseline (durable commit)"),
+    ("ingest_hookgate_p99_ms", "<=", 25.0, "ingest p99 at 50 connections (ms)"),
+    ("match_median_us", "<=", 20.0, "match median, 10 000 rules (us)"),
+    ("match_p99_us", "<=", 100.0, "match p99, 10 000 rules (us)"),
+    ("delivery_drain_per_s", ">=", 1500.0, "deliveries/s to a loopback sink"),
+    ("delivery_hung_cost_pct", "<=", 10.0, "ingest cost of a hung target (%)"),
+    ("memory_idle_mb", "<=", 150.0, "RSS, 10 000 apps + 10 000 rules, idle (MB)"),
+    ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
+    ("ingest_redis_ratio", ">=", 0.5, "ingest ratio with limits.backend = redis"),
+]
+
+
+def verdict(figures: dict[str, float]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, op, bound, label in TARGETS:
+        if name not in figures:
+            continue
+        value = figures[name]
+        ok = value >= bound if op == ">=" else value <= bound
+        rows.append((label, f"{value:.3g}", f"{op} {bound:g}", "met" if ok else "MISSED"))
+    return rows
+
+
+def write_docs(figures: dict[str, float], info: dict[str, str], command: str) -> None:
+    path = REPO / "docs" / "performance.md"
+    text = path.read_text() if path.exists() else ""
+    marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
+    lines = [
+        marker_start,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        f"with `{command}` on {info['nproc']} cores ({info['cpu']}), Python {info['python']}.",
+        "",
+        "| figure | value | target | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {label} | {value} | {target} | {ok} |" for label, value, target, ok in verdict(figures)
+    ]
+    lines += ["", "All figures:", "", "```"]
+    lines += [f"{k}={v:.4g}" for k, v in sorted(figures.items())]
+    lines += ["```", "", marker_end]
+    block = "\n".join(lines)
+    if marker_start in text and marker_end in text:
+        head, rest = text.split(marker_start, 1)
+        tail = rest.split(marker_end, 1)[1]
+        text = head + block + tail
+    else:
+        text = (text.rstrip() + "\n\n" if text else "# Performance\n\n") + block + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
+    parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
+    parser.add_argument("--rounds", type=int, default=2, help="A B alternations per comparison")
+    parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    args = parser.parse_args()
+    if not wrk.have_wrk():
+        print(wrk.INSTALL_HINT, file=sys.stderr)
+        return 2
+    only = set(args.only or ("ingest", "match", "delivery", "memory"))
+    info = machine()
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "match" in only:
+            figures.update(match.run())
+            median, p99 = figures["match_median_us"], figures["match_p99_us"]
+            log(f"match: median {median:.2f} us, p99 {p99:.2f} us")
+        if "ingest" in only:
+            figures.update(bench_ingest(tmp, args.seconds, args.rounds, not args.no_redis))
+        if "delivery" in only:
+            figures.update(
+                bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)
+            )
+        if "memory" in only:
+            figures.update(bench_memory(tmp, max(5, args.seconds * 2 // 3)))
+    print(f"\nmachine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}")
+    print(f"{'figure':48} {'value':>10}  {'target':>10}")
+    for label, value, target, ok in verdict(figures):
+        print(f"{label:48} {value:>10}  {target:>10}  {ok}")
+    print()
+    for key, value in sorted(figures.items()):
+        print(f"{key}={value:.4g}")
+    command = "make bench" if not sys.argv[1:] else "python -m bench " + " ".join(sys.argv[1:])
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "last.json").write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
+    if not args.no_docs and only == {"ingest", "match", "delivery", "memory"}:
+        write_docs(figures, info, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
