@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -80,6 +80,11 @@ class DispatchSettings:
 
 
 Observer = Callable[[Delivery, Attempt, DeliveryStatus], None]
+LineLogger = Callable[[str, dict[str, Any]], None]
+
+
+def _log_line(msg: str, fields: dict[str, Any]) -> None:
+    log.info(msg, extra={"fields": fields})
 
 
 class _HostQueue:
@@ -99,12 +104,14 @@ class Dispatcher:
         *,
         env: Mapping[str, str],
         observe: Observer | None = None,
+        log_line: LineLogger = _log_line,
     ) -> None:
         self._source = source
         self._client = client
         self._settings = settings
         self._env = env
         self._observe = observe
+        self._log_line = log_line
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._hosts: dict[str, _HostQueue] = {}
         self._held: set[str] = set()
@@ -307,21 +314,19 @@ class Dispatcher:
         if next_at is not None:
             heapq.heappush(self._wake_at, next_at)
             self._wake.set()
-        log.info(
+        self._log_line(
             "delivery attempt",
-            extra={
-                "fields": {
-                    "delivery_id": delivery.id,
-                    "event_id": delivery.event_id,
-                    "rule_id": delivery.rule_id,
-                    "target_id": delivery.target_id,
-                    "url": _redact(delivery.url),
-                    "attempt": delivery.attempt_count + 1,
-                    "status_code": attempt.status_code,
-                    "latency_ms": round(attempt.latency_ms, 2),
-                    "outcome": status,
-                    "error": attempt.error,
-                }
+            {
+                "delivery_id": delivery.id,
+                "event_id": delivery.event_id,
+                "rule_id": delivery.rule_id,
+                "target_id": delivery.target_id,
+                "url": _redact(delivery.url),
+                "attempt": delivery.attempt_count + 1,
+                "status_code": attempt.status_code,
+                "latency_ms": round(attempt.latency_ms, 2),
+                "outcome": status,
+                "error": attempt.error,
             },
         )
         if self._observe is not None:

@@ -1,26 +1,42 @@
 """Structured logging: one JSON object per line on stderr.
 
-Request and delivery lines carry their fields in `extra={"fields": {...}}`. Nothing here
-ever sees a token or a secret: the ingest route logs its route template, not its path.
+Ordinary log records go through `logging` with `JsonFormatter`. Request and delivery-attempt
+lines are the high-volume ones (one per request), so `AccessLog` writes them without a
+LogRecord each: it serialises the fields with orjson and hands the lines to the JSON
+handler's stream in batches, flushed at least every 100 ms. When logging has not been set
+up by `configure_logging` (tests, embedding), it falls back to plain `logging` calls so
+whatever handler is installed still sees every line.
+
+Nothing here ever sees a token or a secret: the ingest route logs its route template, not
+its path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 ACCESS = "hookgate.access"
+FLUSH_SECONDS = 0.1
+FLUSH_BYTES = 64 * 1024
+
+
+def _timestamp(epoch: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
+    )
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -33,9 +49,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure_logging(level: str = "info", stream: Any = None) -> None:
+class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure_logging` installs; `AccessLog` writes past it to its stream."""
+
+
+def configure_logging(level: str = "info", stream: IO[str] | None = None) -> None:
     """Route the `hookgate` loggers (and uvicorn's error log) to JSON lines on stderr."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    # Every LogRecord would otherwise call getpid() and look up thread and process names.
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    handler = JsonStreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     for name in ("hookgate", "uvicorn.error"):
         logger = logging.getLogger(name)
@@ -44,3 +68,72 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         logger.propagate = False
     # uvicorn's access log prints the request path, and an event URL's path is a secret.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+class AccessLog:
+    """High-volume JSON lines (requests, delivery attempts), batched onto the log stream."""
+
+    def __init__(self, name: str = ACCESS) -> None:
+        self._logger = logging.getLogger(name)
+        self._name = name
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def _stream(self) -> IO[str] | None:
+        logger = self._logger
+        while logger is not None:
+            for handler in logger.handlers:
+                if isinstance(handler, JsonStreamHandler):
+                    return handler.stream  # type: ignore[no-any-return]
+            if not logger.propagate:
+                return None
+            logger = logger.parent  # type: ignore[assignment]
+        return None
+
+    @property
+    def enabled(self) -> bool:
+        return self._logger.isEnabledFor(logging.INFO)
+
+    def write(self, msg: str, fields: dict[str, Any]) -> None:
+        """Log one line at info level with `fields`."""
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        if self._stream() is None:
+            self._logger.info(msg, extra={"fields": fields})
+            return
+        now = time.time()
+        head = {"ts": _timestamp(now), "level": "info", "logger": self._name, "msg": msg}
+        line = orjson.dumps({**head, **fields}, default=str) + b"\n"
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = b"".join(self._lines).decode()
+        self._lines.clear()
+        self._size = 0
+        stream = self._stream()
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.write(data)
+                stream.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop(), name="hookgate-access-log")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.flush()
