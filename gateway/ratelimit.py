@@ -23,6 +23,11 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger("hookgate.ratelimit")
 
+# Float TATs drift by a few ulps per request (10 x 0.1 is not 1.0), which would refuse the
+# last token of a burst or under-count `remaining`; comparisons allow one microsecond, the
+# resolution of the Redis script.
+SLACK = 1e-6
+
 
 class Decision(NamedTuple):
     """Outcome of one check. A NamedTuple, not a dataclass: built on every request."""
@@ -70,7 +75,7 @@ class MemoryBuckets:
             tat = now
         new_tat = tat + interval
         allow_at = new_tat - app_burst * interval
-        if now < allow_at:
+        if now < allow_at - SLACK:
             return Decision(False, allow_at - now, 0, app_burst, tat - now, "app")
         g_interval = self._global_interval
         g_tat = self._global_tat
@@ -78,13 +83,14 @@ class MemoryBuckets:
             g_tat = now
         g_new = g_tat + g_interval
         g_allow = g_new - self._global_burst * g_interval
-        if now < g_allow:
+        if now < g_allow - SLACK:
             return Decision(False, g_allow - now, 0, app_burst, tat - now, "global")
         self._tat[app_key] = new_tat
         self._global_tat = g_new
         if now >= self._next_sweep:
             self._sweep(now)
-        return Decision(True, 0.0, int((now - allow_at) / interval), app_burst, new_tat - now, "")
+        remaining = int((now - allow_at + SLACK) / interval)
+        return Decision(True, 0.0, remaining, app_burst, new_tat - now, "")
 
     async def check(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
         return self.check_now(app_key, app_rate, app_burst)
