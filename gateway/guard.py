@@ -31,8 +31,22 @@ class GuessGuard:
     @classmethod
     def with_redis(cls, per_minute: int, url: str, key_prefix: str) -> GuessGuard:
         uri = "async+" + url if not url.startswith("async+") else url
-        storage = RedisStorage(uri, implementation="redispy", key_prefix=key_prefix)
+        # Short timeouts, as for the rate-limit client: a Redis that stopped answering must
+        # cost an unknown-token request a fraction of a second, not redis-py's 5 s default.
+        storage = RedisStorage(
+            uri,
+            implementation="redispy",
+            key_prefix=key_prefix,
+            socket_connect_timeout=0.25,
+            socket_timeout=0.5,
+        )
         return cls(per_minute, storage)
+
+    async def close(self) -> None:
+        """Close the storage's Redis connections, if it has any."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
     def blocked(self, address: str) -> bool:
         """Whether `address` is serving a block; the hot path, no I/O."""
