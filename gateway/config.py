@@ -151,6 +151,7 @@ def _coerce(section: str, key: str, value: Any, hint: Any, source: str) -> Any:
     """Convert a TOML or environment value to the field's type, with a clear error."""
     where = f"{section}.{key} ({source})"
     origin = typing.get_origin(hint)
+    given = value  # what the operator wrote, for the error message
     try:
         if hint is bool:
             if isinstance(value, bool):
@@ -161,7 +162,8 @@ def _coerce(section: str, key: str, value: Any, hint: Any, source: str) -> Any:
                 return False
             raise ValueError(value)
         if hint is int:
-            if isinstance(value, bool):
+            # int(8000.5) would silently drop the fraction of a TOML float
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if hint is float:
@@ -185,9 +187,8 @@ def _coerce(section: str, key: str, value: Any, hint: Any, source: str) -> Any:
                 raise ValueError(value)
             return tuple(value)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{where}: cannot use {value!r} as {getattr(hint, '__name__', hint)}"
-        ) from exc
+        kind = "a list of strings" if origin is tuple else getattr(hint, "__name__", hint)
+        raise ConfigError(f"{where}: cannot use {given!r} as {kind}") from exc
     raise ConfigError(f"{where}: unsupported setting type")
 
 
