@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,9 @@ def redis_available() -> str:
 @pytest.fixture
 def redis_url(redis_available: str, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """A Redis URL plus a key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"hgtest:{os.getpid()}:{request.node.name[:40]}:"
+    # Glob characters (`[redis]` of a parametrized test) would break the SCAN MATCH cleanup.
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name[:40])
+    prefix = f"hgtest:{os.getpid()}:{name}:"
     yield {"url": redis_available, "prefix": prefix}
     client = redis.Redis.from_url(redis_available)
     for pattern in (f"{prefix}*", f"{{{prefix}*"):
