@@ -7,6 +7,7 @@ path only ever increments a counter keyed by a tuple.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 
 HELP = {
@@ -65,10 +66,10 @@ class Metrics:
             lines.append(f"# TYPE {name} {kind}")
             for (n, labels), v in sorted(self._counters.items()):
                 if n == name:
-                    lines.append(f"{name}{_fmt(labels)} {v:g}")
+                    lines.append(f"{name}{_fmt(labels)} {_num(v)}")
             if name in self._gauges:
                 try:
-                    lines.append(f"{name} {self._gauges[name]():g}")
+                    lines.append(f"{name} {_num(self._gauges[name]())}")
                 except Exception:  # a gauge that cannot be read is left out of this scrape
                     lines.pop()
                     lines.pop()
@@ -80,20 +81,33 @@ class Metrics:
                 for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
                     cumulative += count
                     lines.append(
-                        f"{name}_bucket{_fmt((*labels, ('le', f'{bound:g}')))} {cumulative:g}"
+                        f"{name}_bucket{_fmt((*labels, ('le', f'{bound:g}')))} {_num(cumulative)}"
                     )
                 cumulative += counts[len(LATENCY_BUCKETS)]
-                lines.append(f"{name}_bucket{_fmt((*labels, ('le', '+Inf')))} {cumulative:g}")
-                lines.append(f"{name}_sum{_fmt(labels)} {counts[-1]:g}")
-                lines.append(f"{name}_count{_fmt(labels)} {cumulative:g}")
+                lines.append(f"{name}_bucket{_fmt((*labels, ('le', '+Inf')))} {_num(cumulative)}")
+                lines.append(f"{name}_sum{_fmt(labels)} {_num(counts[-1])}")
+                lines.append(f"{name}_count{_fmt(labels)} {_num(cumulative)}")
         return "\n".join(lines) + "\n"
 
 
 def _fmt(labels: Labels) -> str:
     if not labels:
         return ""
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels
-    )
-    return "{" + inner + "}"
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+def _escape(value: str) -> str:
+    """Label value escaping of the text format: backslash, double quote and line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    """A sample value, exactly: `:g` keeps 6 digits, so 1234567 would read 1.23457e+06."""
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
