@@ -144,6 +144,15 @@ async def test_find_app_by_id_or_by_name(store: Store) -> None:
     assert await store.find_app("nobody") is None
 
 
+async def test_find_app_prefers_an_id_to_a_name(store: Store) -> None:
+    first = make_app("billing")
+    impostor = make_app(first.id)  # named like the other app's id
+    await store.create_app(first)
+    await store.create_app(impostor)
+    assert await store.find_app(first.id) == first
+    assert await store.find_app(impostor.id) == impostor
+
+
 async def test_an_app_name_is_taken_once(store: Store) -> None:
     first = make_app("billing")
     await store.create_app(first)
@@ -250,6 +259,25 @@ async def test_add_event_commits_its_deliveries_with_it(store: Store) -> None:
     assert await store.deliveries_for_event(event.id) == [rendered, target]
     assert await store.get_delivery(rendered.id) == rendered
     assert await store.count_pending() == 2
+
+
+async def test_a_delivery_added_with_an_attempt_keeps_it(store: Store) -> None:
+    event = make_event("app_1", T0)
+    unsendable = attempt(T0, None, latency_ms=0.0, error="template failed", response_excerpt=None)
+    failed = make_delivery(
+        event.id, T0, status="failed", next_attempt_at=None, attempt_count=1, attempts=(unsendable,)
+    )
+    await store.add_event(event, [failed])
+    assert await store.get_delivery(failed.id) == failed
+    assert await store.count_pending() == 0
+
+    await store.requeue([failed.id], T0 + 1)
+    await store.claim_due(T0 + 1, 10, T0 + 60)
+    ok = attempt(T0 + 1, 200)
+    await store.finish_attempt(failed.id, ok, "succeeded", None)
+    done = await store.get_delivery(failed.id)
+    assert done is not None
+    assert (done.attempt_count, done.attempts) == (2, (unsendable, ok))
 
 
 async def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
@@ -454,8 +482,8 @@ async def test_claim_due_honours_next_attempt_at_and_limit(store: Store) -> None
     await store.add_event(event, [*due, later])
 
     assert await store.claim_due(T0 - 1, 10, T0 + 1000) == []
-    first = await store.claim_due(T0 + 5, 2, T0 + 1000)
-    assert [d.id for d in first] == [due[0].id, due[1].id]
+    first = await store.claim_due(T0 + 5, 2, T0 + 1000)  # the two that fell due first
+    assert sorted(d.id for d in first) == [due[0].id, due[1].id]
     rest = await store.claim_due(T0 + 5, 10, T0 + 1000)
     assert [d.id for d in rest] == [due[2].id]
     assert await store.claim_due(T0 + 5, 10, T0 + 1000) == []
