@@ -19,8 +19,11 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
+# Local development: the example rules, and webhook targets on this machine allowed.
 run: $(STAMP)
-	HOOKGATE_RULES_DIR=$${HOOKGATE_RULES_DIR:-examples/rules.d} $(BIN)/hookgate serve
+	HOOKGATE_RULES_DIR=$${HOOKGATE_RULES_DIR:-examples/rules.d} \
+	HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS=$${HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS:-true} \
+	$(BIN)/hookgate serve
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check gateway rules actions tests bench

@@ -50,6 +50,7 @@ class TargetInfo:
 class DeliverySource(Protocol):
     """The store as the dispatcher sees it (the gateway adapts its `Store` to this)."""
 
+    async def has_due(self, now: float) -> bool: ...
     async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]: ...
     async def finish_attempt(
         self,
@@ -60,7 +61,7 @@ class DeliverySource(Protocol):
     ) -> None: ...
     async def release(self, delivery_ids: list[str]) -> None: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
-    def target(self, target_id: str) -> TargetInfo | None: ...
+    async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
         self, target_id: str, ok: bool, disable_after: int | None, gone: bool
     ) -> None: ...
@@ -129,13 +130,16 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop sending; deliveries held but not finished get their leases released so a
         restart sends them at once."""
+        # Taken before cancelling: a cancelled drain task forgets its in-flight delivery on
+        # the way out, and that delivery's lease must be released too.
+        snapshot = set(self._held)
         tasks = [t for t in (self._poller, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        held = list(self._held)
+        held = sorted(snapshot | self._held)
         self._held.clear()
         self._hosts.clear()
         if held:
@@ -210,6 +214,9 @@ class Dispatcher:
                 limit = min(room, settings.claim_batch)
                 now = time.time()
                 try:
+                    # A read first: claiming is a write, and most polls find nothing due.
+                    if not await self._source.has_due(now):
+                        break
                     claimed = await self._source.claim_due(now, limit, now + settings.lease_seconds)
                 except Exception as exc:
                     log.warning("claiming deliveries failed: %s", exc)
@@ -230,7 +237,7 @@ class Dispatcher:
         target: TargetInfo | None = None
         rule_key = (delivery.rule_id, delivery.url)
         if delivery.target_id is not None:
-            target = self._source.target(delivery.target_id)
+            target = await self._source.target(delivery.target_id)
             if target is None or not target.active:
                 return await self._finish(
                     delivery, _refused("target is disabled or deleted"), "skipped", None

@@ -81,8 +81,10 @@ class DeliverySettings:
     concurrency: int = 64
     per_host_concurrency: int = 8
     allow_private_targets: bool = False
-    poll_seconds: float = 1.0
+    poll_seconds: float = 0.25
     lease_seconds: float = 60.0
+    workers: int = 1  # delivery worker processes `serve` runs; 0: deliver inside the server
+    worker_nice: int = 10
 
 
 @dataclass(frozen=True, slots=True)

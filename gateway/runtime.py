@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,21 +24,19 @@ import redis.asyncio as aioredis
 from actions import (
     Attempt,
     Delivery,
-    DeliveryStatus,
     Dispatcher,
-    DispatchSettings,
     EventInfo,
-    TargetInfo,
 )
 from gateway import keys
 from gateway.appindex import AppIndex
-from gateway.config import Settings
+from gateway.config import RulesSettings, Settings
+from gateway.delivery import StoreSource, build_http_client, dispatch_settings
 from gateway.guard import GuessGuard
+from gateway.logs import AccessLog
 from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
 from gateway.rulestate import RuleState
 from gateway.store import Store, build_store
-from gateway.version import __version__
 from rules import Logic
 
 log = logging.getLogger("hookgate")
@@ -66,53 +66,6 @@ def ensure_admin_token(settings: Settings) -> tuple[str, bool]:
     return token, True
 
 
-class _StoreSource:
-    """Adapts the store (plus in-memory app and target views) to `DeliverySource`."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
-
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        return await self._gw.store.claim_due(now, limit, lease_until)
-
-    async def finish_attempt(
-        self,
-        delivery_id: str,
-        attempt: Attempt,
-        status: DeliveryStatus,
-        next_attempt_at: float | None,
-    ) -> None:
-        await self._gw.store.finish_attempt(delivery_id, attempt, status, next_attempt_at)
-
-    async def release(self, delivery_ids: list[str]) -> None:
-        await self._gw.store.release(delivery_ids)
-
-    async def event_info(self, event_id: str) -> EventInfo | None:
-        event = await self._gw.store.get_event(event_id)
-        if event is None:
-            return None
-        return self._gw.event_info(
-            event.id, event.app_id, event.event_type, event.received_at, event.payload
-        )
-
-    def target(self, target_id: str) -> TargetInfo | None:
-        target = self._gw.rules.targets.get(target_id)
-        if target is None:
-            return None
-        return TargetInfo(target.secret, target.status == "active", target.disable_after)
-
-    async def target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool
-    ) -> None:
-        updated = await self._gw.store.record_target_outcome(target_id, ok, disable_after, gone)
-        if updated is not None and updated.status != "active":
-            log.warning(
-                "webhook target disabled",
-                extra={"fields": {"target_id": target_id, "gone": gone}},
-            )
-            await self._gw.rules.refresh_targets(force=True)
-
-
 class Gateway:
     def __init__(
         self,
@@ -123,6 +76,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.access = AccessLog()
         self.store: Store = store if store is not None else build_store(settings)
         self.started_at = time.time()
         limits = settings.limits
@@ -161,59 +115,91 @@ class Gateway:
             logic=self.logic,
             event_type_fields=settings.ingest.event_type_fields,
             metrics=self.metrics,
+            default_dir=Path(settings.rules.dir) == Path(RulesSettings().dir),
+            on_reloaded=self._rules_reloaded,
         )
         delivery = settings.delivery
         self._own_client = http_client is None
-        self.http = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=delivery.concurrency,
-                max_keepalive_connections=delivery.concurrency,
-            ),
-            timeout=delivery.timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-        )
-        self.dispatch_settings = DispatchSettings(
-            timeout_seconds=delivery.timeout_seconds,
-            concurrency=delivery.concurrency,
-            per_host_concurrency=delivery.per_host_concurrency,
-            allow_private_targets=delivery.allow_private_targets,
-            poll_seconds=delivery.poll_seconds,
-            lease_seconds=delivery.lease_seconds,
-            user_agent=f"hookgate/{__version__}",
-        )
+        self.http = http_client or build_http_client(settings)
+        self.dispatch_settings = dispatch_settings(settings)
+        # Inline: this process sends what it accepts. Otherwise `hookgate serve` runs
+        # delivery worker processes (gateway.worker) and this one only queues.
+        self.inline_delivery = delivery.workers == 0 or settings.storage.backend == "memory"
         self.dispatcher = Dispatcher(
-            _StoreSource(self),
+            StoreSource(
+                self.store,
+                targets=lambda: self.rules.targets,
+                app_name=self.app_name,
+                on_target_disabled=lambda: self.rules.refresh_targets(force=True),
+            ),
             self.http,
             self.dispatch_settings,
             env=os.environ,
             observe=self._observe_attempt,
+            log_line=self.access.write,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._sighup_loop: asyncio.AbstractEventLoop | None = None
+        self._sighup_reloads: set[asyncio.Task[object]] = set()
         self._pending_gauge = 0
         self.metrics.gauge("hookgate_rules_loaded", lambda: float(len(self.rules.current)))
         self.metrics.gauge("hookgate_delivery_queue_depth", lambda: float(self._pending_gauge))
 
     # lifecycle
     async def start(self) -> None:
+        self.access.start()
         await self.store.open()
         await self.apps.refresh(force=True)
         await self.rules.reload()
         await self.rules.refresh_targets(force=True)
-        self.dispatcher.start()
+        if self.inline_delivery:
+            self.dispatcher.start()
         settings = self.settings
         self._spawn(self.apps.watch(0.5), "apps")
         self._spawn(self.rules.watch(settings.rules.poll_seconds, settings.rules.reload), "rules")
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
+        self._install_sighup()
+
+    def _install_sighup(self) -> None:
+        """Reload the rules on SIGHUP. Only the main thread may own signal handlers, so a
+        gateway served from another thread (tests, embedding) goes without."""
+        if (
+            not hasattr(signal, "SIGHUP")
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (RuntimeError, ValueError, NotImplementedError) as exc:
+            log.warning("SIGHUP rule reload unavailable: %s", exc)
+            return
+        self._sighup_loop = loop
+
+    def _on_sighup(self) -> None:
+        log.info("SIGHUP received; reloading rules")
+        task = asyncio.create_task(self.rules.reload(), name="hookgate-sighup-reload")
+        self._sighup_reloads.add(task)
+        task.add_done_callback(self._sighup_reloads.discard)
+
+    def _rules_reloaded(self) -> None:
+        # "reload rules to reset": every successful reload (file change, SIGHUP, API) forgets
+        # rule actions disabled after consecutive failures.
+        self.dispatcher.reset_rule_failures()
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"hookgate-{name}"))  # type: ignore[arg-type]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        if self._sighup_loop is not None:
+            with contextlib.suppress(Exception):
+                self._sighup_loop.remove_signal_handler(signal.SIGHUP)
+            self._sighup_loop = None
+        tasks = (*self._tasks, *self._sighup_reloads)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
@@ -223,10 +209,19 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.buckets.close()
         await self.store.close()
+        await self.access.stop()
 
     # used by ingest and the admin API
-    def lease_until(self) -> float:
+    def lease_until(self) -> float | None:
+        """Lease for deliveries this process will send itself (inline delivery); with
+        worker processes, rows are left unleased for a worker to claim at once."""
+        if not self.inline_delivery:
+            return None
         return time.time() + self.dispatch_settings.lease_seconds
+
+    def app_name(self, app_id: str) -> str:
+        app = self.apps.by_id.get(app_id)
+        return app.name if app else app_id
 
     def event_info(
         self,
@@ -240,7 +235,9 @@ class Gateway:
         return EventInfo(event_id, event_type, app.name if app else app_id, received_at, payload)
 
     def dispatch(self, deliveries: Sequence[Delivery], event: EventInfo | None = None) -> None:
-        self.dispatcher.submit(deliveries, event)
+        """Hand freshly committed deliveries to the inline dispatcher (workers poll)."""
+        if self.inline_delivery:
+            self.dispatcher.submit(deliveries, event)
 
     def _observe_attempt(self, delivery: Delivery, attempt: Attempt, status: str) -> None:
         self.metrics.inc("hookgate_deliveries_total", outcome=status)

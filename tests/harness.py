@@ -68,7 +68,12 @@ def make_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
         "server": {"admin_token": ADMIN_TOKEN, "public_url": "http://127.0.0.1:9"},
         "storage": {"data_dir": str(tmp / "data"), "synchronous": "normal"},
         "rules": {"dir": str(tmp / "rules.d"), "poll_seconds": 0.2},
-        "delivery": {"allow_private_targets": True, "poll_seconds": 0.2, "timeout_seconds": 5},
+        "delivery": {
+            "allow_private_targets": True,
+            "poll_seconds": 0.2,
+            "timeout_seconds": 5,
+            "workers": 0,
+        },
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
@@ -201,9 +206,13 @@ class Sink:
     base_url: str = ""
     received: list[Received] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
-    hang: set[str] = field(default_factory=set)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # response headers by path
+    hang: set[str] = field(default_factory=set)  # paths held unanswered until the sink stops
     default_status: int = 200
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    _closing: threading.Event = field(default_factory=threading.Event)
+    _release: Any = None  # asyncio.Event in the sink's loop, made by the first held request
+    _loop: Any = None
 
     def url(self, path: str = "/hook") -> str:
         return self.base_url + path
@@ -242,15 +251,29 @@ class Sink:
             )
             self._cond.notify_all()
         if path in self.hang:
-            await _forever()
+            await self._hold()
         status = self.statuses.get(path, self.default_status)
-        return Response(b'{"ok":true}', status_code=status, media_type="application/json")
+        return Response(
+            b'{"ok":true}',
+            status_code=status,
+            headers=self.headers.get(path),
+            media_type="application/json",
+        )
 
+    async def _hold(self) -> None:
+        """Never answer while the sink runs; let go at shutdown, so stopping it does not
+        wait out uvicorn's graceful-shutdown timeout."""
+        import asyncio
 
-async def _forever() -> None:
-    import asyncio
+        if self._release is None:
+            self._loop, self._release = asyncio.get_running_loop(), asyncio.Event()
+        if not self._closing.is_set():
+            await self._release.wait()
 
-    await asyncio.Event().wait()
+    def _let_go(self) -> None:
+        self._closing.set()
+        if self._release is not None:
+            self._loop.call_soon_threadsafe(self._release.set)
 
 
 @contextlib.contextmanager
@@ -259,7 +282,10 @@ def running_sink() -> Iterator[Sink]:
     app = Starlette(routes=[Route("/{path:path}", sink.endpoint, methods=["POST", "PUT", "GET"])])
     with serve_in_thread(app, lifespan="off") as url:
         sink.base_url = url
-        yield sink
+        try:
+            yield sink
+        finally:
+            sink._let_go()
 
 
 class ServerProcess:

@@ -104,6 +104,9 @@ class Store(Protocol):
     async def add_deliveries(
         self, deliveries: Sequence[Delivery], lease_until: float | None = None
     ) -> None: ...
+    async def has_due(self, now: float) -> bool:
+        """Whether any pending, unleased delivery is due (a cheap read before claiming)."""
+
     async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
         """Lease up to `limit` pending deliveries whose `next_attempt_at` has come."""
 

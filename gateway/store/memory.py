@@ -162,6 +162,15 @@ class MemoryStore:
             if lease_until is not None:
                 self._leases[delivery.id] = lease_until
 
+    async def has_due(self, now: float) -> bool:
+        return any(
+            d.status == "pending"
+            and d.next_attempt_at is not None
+            and d.next_attempt_at <= now
+            and self._leases.get(d.id, 0.0) <= now
+            for d in self._deliveries.values()
+        )
+
     async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
         due = sorted(
             (

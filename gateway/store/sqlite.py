@@ -552,6 +552,14 @@ class SqliteStore:
             lambda conn: _insert_deliveries(conn, [(d, lease_until) for d in deliveries])
         )
 
+    async def has_due(self, now: float) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND (leased_until IS NULL OR leased_until <= ?) LIMIT 1",
+            (now, now),
+        )
+        return bool(rows)
+
     async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
         def fn(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(

@@ -1,0 +1,124 @@
+"""Wiring between the store and the `actions` dispatcher, shared by the server (inline
+delivery) and the delivery worker process: the HTTP client, dispatch settings, and the
+adapter that lets the dispatcher read and write delivery rows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from actions import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    DispatchSettings,
+    EventInfo,
+    TargetInfo,
+)
+from gateway.config import Settings
+from gateway.models import WebhookTarget
+from gateway.store import Store
+from gateway.version import __version__
+
+log = logging.getLogger("hookgate.delivery")
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one client every delivery goes through (pool limits and timeouts from config;
+    redirects never followed; proxies from the environment ignored)."""
+    delivery = settings.delivery
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=delivery.concurrency,
+            max_keepalive_connections=delivery.concurrency,
+        ),
+        timeout=delivery.timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def dispatch_settings(settings: Settings) -> DispatchSettings:
+    delivery = settings.delivery
+    return DispatchSettings(
+        timeout_seconds=delivery.timeout_seconds,
+        concurrency=delivery.concurrency,
+        per_host_concurrency=delivery.per_host_concurrency,
+        allow_private_targets=delivery.allow_private_targets,
+        poll_seconds=delivery.poll_seconds,
+        lease_seconds=delivery.lease_seconds,
+        user_agent=f"hookgate/{__version__}",
+    )
+
+
+class StoreSource:
+    """The store as a `DeliverySource`, with in-memory views of targets and app names
+    kept fresh by whoever owns them (the rule state in the server, the worker's poller)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        targets: Callable[[], Mapping[str, WebhookTarget]],
+        app_name: Callable[[str], str],
+        on_target_disabled: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        self._store = store
+        self._targets = targets
+        self._app_name = app_name
+        self._on_target_disabled = on_target_disabled
+
+    async def has_due(self, now: float) -> bool:
+        return await self._store.has_due(now)
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        return await self._store.claim_due(now, limit, lease_until)
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        await self._store.finish_attempt(delivery_id, attempt, status, next_attempt_at)
+
+    async def release(self, delivery_ids: list[str]) -> None:
+        await self._store.release(delivery_ids)
+
+    async def event_info(self, event_id: str) -> EventInfo | None:
+        event = await self._store.get_event(event_id)
+        if event is None:
+            return None
+        return EventInfo(
+            event.id,
+            event.event_type,
+            self._app_name(event.app_id),
+            event.received_at,
+            event.payload,
+        )
+
+    async def target(self, target_id: str) -> TargetInfo | None:
+        target = self._targets().get(target_id)
+        if target is None:
+            # Newer than the in-memory view (created a moment ago, maybe by another
+            # process): the store has the last word.
+            target = await self._store.get_target(target_id)
+        if target is None:
+            return None
+        return TargetInfo(target.secret, target.status == "active", target.disable_after)
+
+    async def target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool
+    ) -> None:
+        updated = await self._store.record_target_outcome(target_id, ok, disable_after, gone)
+        if updated is not None and updated.status != "active":
+            log.warning(
+                "webhook target disabled",
+                extra={"fields": {"target_id": target_id, "gone": gone}},
+            )
+            if self._on_target_disabled is not None:
+                await self._on_target_disabled()

@@ -1,0 +1,449 @@
+"""The dispatcher against an in-memory `DeliverySource` and real HTTP sinks on loopback.
+
+Each sink is its own host (its own port), counts the requests in flight at it and can hold
+them until the test opens its gate, so concurrency is measured where it matters: at the
+receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actions import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Dispatcher,
+    DispatchSettings,
+    EventInfo,
+    TargetInfo,
+    delivery_id,
+)
+
+Serve = Callable[[Any], contextlib.AbstractAsyncContextManager[str]]
+EVENT = EventInfo("evt_1", "job_completed", "acme", 1_700_000_000.0, b'{"type":"job_completed"}')
+
+
+class MemorySource:
+    """`DeliverySource` over dicts, with the leasing rules of the real stores."""
+
+    def __init__(self, targets: dict[str, TargetInfo] | None = None) -> None:
+        self.rows: dict[str, Delivery] = {}
+        self.leases: dict[str, float] = {}
+        self.attempts: dict[str, list[Attempt]] = {}
+        self.released: list[str] = []
+        self.event_lookups: list[str] = []
+        self.events: dict[str, EventInfo] = {EVENT.id: EVENT}
+        self.targets = targets or {}
+        self.outcomes: list[tuple[str, bool, bool]] = []
+
+    def add(self, delivery: Delivery, lease_until: float | None = None) -> Delivery:
+        self.rows[delivery.id] = delivery
+        if lease_until is not None:
+            self.leases[delivery.id] = lease_until
+        return delivery
+
+    def _due(self, now: float) -> list[Delivery]:
+        return [
+            d
+            for d in self.rows.values()
+            if d.status == "pending"
+            and d.next_attempt_at is not None
+            and d.next_attempt_at <= now
+            and self.leases.get(d.id, 0.0) <= now
+        ]
+
+    async def has_due(self, now: float) -> bool:
+        return bool(self._due(now))
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        due = self._due(now)[:limit]
+        for d in due:
+            self.leases[d.id] = lease_until
+        return due
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        row = self.rows[delivery_id]
+        self.rows[delivery_id] = dataclasses.replace(
+            row,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            attempt_count=row.attempt_count + 1,
+        )
+        self.attempts.setdefault(delivery_id, []).append(attempt)
+        self.leases.pop(delivery_id, None)
+
+    async def release(self, delivery_ids: list[str]) -> None:
+        self.released.extend(delivery_ids)
+        for i in delivery_ids:
+            self.leases.pop(i, None)
+
+    async def event_info(self, event_id: str) -> EventInfo | None:
+        self.event_lookups.append(event_id)
+        return self.events.get(event_id)
+
+    async def target(self, target_id: str) -> TargetInfo | None:
+        return self.targets.get(target_id)
+
+    async def target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool
+    ) -> None:
+        self.outcomes.append((target_id, ok, gone))
+
+
+class Meter:
+    """Requests in flight across every sink, and the most seen at once."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+
+    def leave(self) -> None:
+        self.inflight -= 1
+
+
+class GatedSink:
+    """A receiver that holds every request until `gate` opens (when `blocking`)."""
+
+    def __init__(self, meter: Meter, *, blocking: bool = False, status: int = 200) -> None:
+        self.meter = meter
+        self.local = Meter()
+        self.blocking = blocking
+        self.status = status
+        self.gate = asyncio.Event()
+        self.received: list[tuple[str, bytes]] = []
+        self.base_url = ""
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base_url + path
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        self.received.append((request.headers.get("x-delivery", ""), body))
+        self.meter.enter()
+        self.local.enter()
+        try:
+            if self.blocking:
+                await self.gate.wait()
+            return Response(b"ok", status_code=self.status)
+        finally:
+            self.local.leave()
+            self.meter.leave()
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self.endpoint, methods=["POST"])])
+
+
+@pytest.fixture
+def meter() -> Meter:
+    return Meter()
+
+
+@pytest.fixture
+async def sinks(serve_app: Serve, meter: Meter) -> AsyncIterator[Callable[..., Any]]:
+    """`await make(blocking=..., status=...)` starts one more sink (one more host)."""
+    async with contextlib.AsyncExitStack() as stack:
+        made: list[GatedSink] = []
+
+        async def make(**kwargs: Any) -> GatedSink:
+            sink = GatedSink(meter, **kwargs)
+            sink.base_url = await stack.enter_async_context(serve_app(sink.app()))
+            made.append(sink)
+            return sink
+
+        try:
+            yield make
+        finally:
+            for sink in made:  # let held requests finish so the servers can stop
+                sink.gate.set()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        yield http
+
+
+def settings(**overrides: Any) -> DispatchSettings:
+    base: dict[str, Any] = {
+        "timeout_seconds": 10.0,
+        "concurrency": 16,
+        "per_host_concurrency": 4,
+        "allow_private_targets": True,
+        "poll_seconds": 0.05,
+        "lease_seconds": 30.0,
+        "user_agent": "hookgate/test",
+    }
+    return DispatchSettings(**(base | overrides))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    source: MemorySource,
+    client: httpx.AsyncClient,
+    dispatch: DispatchSettings,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(source, client, dispatch, env=env or {})
+    dispatcher.start()
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop()
+
+
+def make(url: str, n: int = 0, **fields: Any) -> Delivery:
+    now = time.time()
+    values: dict[str, Any] = {
+        "id": delivery_id(now),
+        "event_id": EVENT.id,
+        "action_type": "webhook",
+        "url": url,
+        "body": b'{"n":%d}' % n,
+        "headers": (("X-Delivery", str(n)),),
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+    return Delivery(**(values | fields))
+
+
+def submit(
+    source: MemorySource, dispatcher: Dispatcher, deliveries: Iterable[Delivery]
+) -> list[Delivery]:
+    """As ingest does: commit leased to this process, then hand over."""
+    rows = [source.add(d, lease_until=time.time() + 30) for d in deliveries]
+    dispatcher.submit(rows)
+    return rows
+
+
+async def eventually(predicate: Callable[[], Any], within: float = 5.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def stays(predicate: Callable[[], bool], seconds: float = 0.3) -> None:
+    """`predicate` holds throughout (a bound that must not be exceeded)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate()
+        await asyncio.sleep(0.01)
+
+
+def finished(source: MemorySource, rows: Iterable[Delivery]) -> bool:
+    return all(source.rows[d.id].status != "pending" for d in rows)
+
+
+async def test_per_host_cap_bounds_requests_in_flight_at_one_host(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks(blocking=True)
+    source = MemorySource()
+    async with running(source, client, settings(per_host_concurrency=2)) as dispatcher:
+        rows = submit(source, dispatcher, [make(sink.url(), n) for n in range(6)])
+        await eventually(lambda: sink.local.inflight == 2)
+        await stays(lambda: sink.local.inflight == 2 and len(sink.received) == 2)
+        sink.gate.set()
+        await eventually(lambda: finished(source, rows))
+    assert sink.local.peak == 2
+    assert sorted(n for n, _ in sink.received) == [str(n) for n in range(6)]
+    assert {source.rows[d.id].status for d in rows} == {"succeeded"}
+
+
+async def test_global_cap_bounds_requests_in_flight_across_hosts(
+    sinks: Callable[..., Any], client: httpx.AsyncClient, meter: Meter
+) -> None:
+    hosts = [await sinks(blocking=True) for _ in range(3)]
+    source = MemorySource()
+    dispatch = settings(concurrency=3, per_host_concurrency=2)
+    async with running(source, client, dispatch) as dispatcher:
+        rows = submit(
+            source,
+            dispatcher,
+            [make(h.url(), i * 10 + n) for i, h in enumerate(hosts) for n in (0, 1)],
+        )
+        await eventually(lambda: meter.inflight == 3)
+        await stays(lambda: meter.inflight == 3)
+        assert all(h.local.peak <= 2 for h in hosts)
+        for h in hosts:
+            h.gate.set()
+        await eventually(lambda: finished(source, rows))
+    assert meter.peak == 3
+    assert sum(len(h.received) for h in hosts) == 6
+
+
+async def test_hung_host_does_not_delay_another_host(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    hung = await sinks(blocking=True)
+    healthy = await sinks()
+    source = MemorySource()
+    dispatch = settings(concurrency=4, per_host_concurrency=2)
+    async with running(source, client, dispatch) as dispatcher:
+        stuck = submit(source, dispatcher, [make(hung.url(), n) for n in range(5)])
+        await eventually(lambda: hung.local.inflight == 2)
+        fine = submit(source, dispatcher, [make(healthy.url(), n) for n in range(10, 16)])
+        await eventually(lambda: finished(source, fine), within=2.0)
+        assert {source.rows[d.id].status for d in fine} == {"succeeded"}
+        assert [source.rows[d.id].status for d in stuck] == ["pending"] * 5
+        assert hung.local.inflight == 2
+
+
+async def test_hung_attempt_ends_as_timeout(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    hung = await sinks(blocking=True)
+    source = MemorySource()
+    async with running(source, client, settings(timeout_seconds=0.5)) as dispatcher:
+        [row] = submit(source, dispatcher, [make(hung.url(), retry=())])
+        await eventually(lambda: finished(source, [row]), within=3.0)
+    [attempt] = source.attempts[row.id]
+    assert source.rows[row.id].status == "failed"
+    assert attempt.status_code is None
+    assert attempt.error == "timed out after 0.5 s"
+
+
+async def test_stop_releases_every_held_lease_in_flight_or_queued(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    hung = await sinks(blocking=True)
+    source = MemorySource()
+    dispatcher = Dispatcher(source, client, settings(per_host_concurrency=1), env={})
+    dispatcher.start()
+    rows = submit(source, dispatcher, [make(hung.url(), n) for n in range(3)])
+    await eventually(lambda: hung.local.inflight == 1)
+    assert dispatcher.held == 3
+    await dispatcher.stop()
+    assert sorted(source.released) == sorted(d.id for d in rows)
+    assert dispatcher.held == 0
+    # Released rows are due again at once for the next process.
+    again = await source.claim_due(time.time(), 10, time.time() + 30)
+    assert sorted(d.id for d in again) == sorted(d.id for d in rows)
+    assert all(source.rows[d.id].attempt_count == 0 for d in rows)
+
+
+async def test_submit_ignores_deliveries_already_held(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks(blocking=True)
+    source = MemorySource()
+    async with running(source, client, settings()) as dispatcher:
+        [row] = submit(source, dispatcher, [make(sink.url(), 1)])
+        await eventually(lambda: sink.local.inflight == 1)
+        dispatcher.submit([row])  # in flight: ignored
+        queued = submit(source, dispatcher, [make(sink.url(), n) for n in (2, 3, 4, 5)])
+        dispatcher.submit(queued)  # waiting in the host queue: ignored too
+        assert dispatcher.held == 5
+        sink.gate.set()
+        await eventually(lambda: finished(source, [row, *queued]))
+        await asyncio.sleep(0.2)  # a duplicate would have been sent by now
+    assert sorted(n for n, _ in sink.received) == ["1", "2", "3", "4", "5"]
+    assert all(len(source.attempts[d.id]) == 1 for d in [row, *queued])
+
+
+async def test_submit_skips_deliveries_not_pending(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource()
+    async with running(source, client, settings()) as dispatcher:
+        failed = make(sink.url(), 1, status="failed", next_attempt_at=None)
+        ok = make(sink.url(), 2)
+        submit(source, dispatcher, [failed, ok])
+        await eventually(lambda: finished(source, [ok]))
+    assert [n for n, _ in sink.received] == ["2"]
+
+
+async def test_poller_claims_due_deliveries_and_retries_at_once_when_due(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks(status=500)
+    source = MemorySource()
+    async with running(source, client, settings(lease_seconds=30.0)):
+        # Committed by another process (no lease), due now; retried with no delay: each
+        # retry must be claimed as soon as it is due, not after a lease runs out.
+        row = source.add(make(sink.url(), 7, retry=(0.0, 0.0)))
+        await eventually(lambda: finished(source, [row]), within=3.0)
+    assert source.rows[row.id].status == "failed"
+    assert [a.status_code for a in source.attempts[row.id]] == [500, 500, 500]
+    assert len(sink.received) == 3
+
+
+async def test_event_fetched_only_when_the_body_needs_it(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource(targets={"wht_off": TargetInfo(None, False, 3)})
+    async with running(source, client, settings()) as dispatcher:
+        rendered = make(sink.url(), 1)  # pre-rendered template body
+        envelope = make(sink.url(), 2, body=None)  # handed over with its event
+        submit(source, dispatcher, [rendered])
+        source.add(envelope, lease_until=time.time() + 30)
+        dispatcher.submit([envelope], EVENT)
+        disabled = make(sink.url(), 3, body=None, target_id="wht_off")
+        submit(source, dispatcher, [disabled])
+        await eventually(lambda: finished(source, [rendered, envelope, disabled]))
+        assert source.event_lookups == []
+
+        claimed_envelope = source.add(make(sink.url(), 4, body=None))  # claimed: no event
+        forward = source.add(make(sink.url(), 5, body=None, action_type="forward"))
+        await eventually(lambda: finished(source, [claimed_envelope, forward]))
+    assert source.event_lookups == [EVENT.id, EVENT.id]
+    assert source.rows[disabled.id].status == "skipped"
+    bodies = {n: body for n, body in sink.received}
+    assert bodies["1"] == b'{"n":1}'
+    assert bodies["2"] == bodies["4"]
+    assert b'"data":{"type":"job_completed"}' in bodies["2"]
+    assert bodies["5"] == b'{"eventType":"job_completed","type":"job_completed"}'
+    assert "3" not in bodies
+
+
+async def test_missing_event_fails_the_delivery(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource()
+    async with running(source, client, settings()):
+        row = source.add(make(sink.url(), 1, body=None, event_id="evt_gone"))
+        await eventually(lambda: finished(source, [row]))
+    assert source.rows[row.id].status == "failed"
+    assert source.attempts[row.id][0].error == "the event behind this delivery is gone"
+    assert sink.received == []
+
+
+async def test_target_outcome_counts_final_outcomes_only(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    sink = await sinks(status=500)
+    source = MemorySource(targets={"wht_1": TargetInfo(None, True, 3)})
+    async with running(source, client, settings()):
+        row = source.add(make(sink.url(), 1, target_id="wht_1", retry=(0.05,)))
+        await eventually(lambda: finished(source, [row]))
+    assert len(source.attempts[row.id]) == 2
+    assert source.outcomes == [("wht_1", False, False)]
