@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from actions import ACTION_TYPES
@@ -43,8 +44,15 @@ class RuleState:
         logic: Logic,
         event_type_fields: tuple[str, ...],
         metrics: Metrics | None = None,
+        default_dir: bool = False,
+        on_reloaded: Callable[[], None] | None = None,
     ) -> None:
+        """`default_dir`: `rules_dir` is the built-in default, whose absence is normal (no
+        rules written yet: logged at info); a configured directory that is missing is more
+        likely a typo (warning). `on_reloaded` runs after every successful reload."""
         self.dir = Path(rules_dir)
+        self._missing_level = logging.INFO if default_dir else logging.WARNING
+        self._on_reloaded = on_reloaded
         self._store = store
         self.logic = logic
         self._fields = event_type_fields
@@ -90,23 +98,23 @@ class RuleState:
         async with self._lock:
             self._stamp = self._dir_stamp()
             self.last_attempt_at = time.time()
-            if not self.dir.is_dir():
-                result_rules: tuple[Rule, ...] = ()
-                errors: tuple[RuleError, ...] = ()
-                files: tuple[str, ...] = ()
-                version = ""
-                if self.dir != Path("./rules.d") and str(self.dir) not in ("rules.d",):
-                    log.warning("rules directory %s does not exist; no rules loaded", self.dir)
-            else:
-                result = await asyncio.to_thread(
-                    load_dir,
+            if not self.dir.exists():
+                log.log(
+                    self._missing_level,
+                    "rules directory %s does not exist; no rules loaded",
                     self.dir,
-                    action_types=tuple(ACTION_TYPES),
-                    env=dict(os.environ),
-                    logic=self.logic,
                 )
-                result_rules, errors = result.rules, result.errors
-                files, version = result.files, result.version
+            # missing_ok: a missing directory is zero rules; a path that is not a directory
+            # is still an error.
+            result = await asyncio.to_thread(
+                load_dir,
+                self.dir,
+                action_types=tuple(ACTION_TYPES),
+                env=dict(os.environ),
+                logic=self.logic,
+                missing_ok=True,
+            )
+            errors = result.errors
             self.errors = errors
             if errors:
                 if self._metrics is not None:
@@ -117,13 +125,16 @@ class RuleState:
                     "rule reload failed; keeping the previous rule set (%d errors)", len(errors)
                 )
                 return errors
-            self.file_rules, self.files, self.file_version = result_rules, files, version
+            self.file_rules, self.files = result.rules, result.files
+            self.file_version = result.version
             self.loaded_at = time.time()
             self._swap()
             log.info(
                 "rules loaded",
                 extra={"fields": {"rules": len(self.file_rules), "version": self.version}},
             )
+            if self._on_reloaded is not None:
+                self._on_reloaded()
             return ()
 
     async def refresh_targets(self, force: bool = False) -> bool:

@@ -66,7 +66,6 @@ async def reload(request: Request) -> Response:
             },
             status_code=422,
         )
-    gw.dispatcher.reset_rule_failures()
     return JSONResponse({"ok": True, "version": gw.rules.version, "rules": len(gw.rules.current)})
 
 
