@@ -35,6 +35,20 @@ def target_rule(target: WebhookTarget, logic: Logic) -> Rule:
     )
 
 
+def dir_stamp(directory: Path) -> tuple[tuple[str, float, int], ...]:
+    """Name, mtime and size of every rule file: what the reload poll compares."""
+    if not directory.is_dir():
+        return ()
+    out = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((path.name, st.st_mtime, st.st_size))
+    return tuple(out)
+
+
 class RuleState:
     def __init__(
         self,
@@ -82,16 +96,7 @@ class RuleState:
         )
 
     def _dir_stamp(self) -> tuple[tuple[str, float, int], ...]:
-        if not self.dir.is_dir():
-            return ()
-        out = []
-        for path in sorted(self.dir.glob("*.toml")):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            out.append((path.name, st.st_mtime, st.st_size))
-        return tuple(out)
+        return dir_stamp(self.dir)
 
     async def reload(self) -> tuple[RuleError, ...]:
         """Load the rule directory; on success swap it in, else keep the last good set."""
@@ -144,9 +149,16 @@ class RuleState:
         if not force and version == self._targets_version:
             return False
         targets = await self._store.list_targets()
-        self.target_rules = tuple(
-            target_rule(t, self.logic) for t in targets if t.status == "active"
-        )
+        rules: list[Rule] = []
+        for target in targets:
+            if target.status != "active":
+                continue
+            try:
+                rules.append(target_rule(target, self.logic))
+            except RuleError as exc:
+                # Validated at creation; one that no longer loads must not stop the rest.
+                log.error("webhook target %s does not load and is skipped: %s", target.id, exc)
+        self.target_rules = tuple(rules)
         self.targets = {t.id: t for t in targets}
         self._targets_version = version
         self._swap()

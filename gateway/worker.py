@@ -22,12 +22,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from actions import Dispatcher
 from gateway.config import Settings
 from gateway.delivery import StoreSource, build_http_client, dispatch_settings
 from gateway.logs import AccessLog, configure_logging
 from gateway.models import WebhookTarget
+from gateway.rulestate import dir_stamp
 from gateway.store import Store, build_store
 
 log = logging.getLogger("hookgate.worker")
@@ -83,6 +85,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log_line=access.write,
     )
     dispatcher.start()
+    # Rule actions disabled after consecutive failures come back when the rules change
+    # (the server reloads them on the same signals: file edits and SIGHUP).
+    rules_dir = Path(settings.rules.dir)
+    stamp = dir_stamp(rules_dir)
+    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, dispatcher.reset_rule_failures)
     log.info("delivery worker started", extra={"fields": {"pid": os.getpid()}})
     parent = os.getppid()
     try:
@@ -97,6 +105,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await views.refresh()
             except Exception as exc:
                 log.warning("worker refresh failed: %s", exc)
+            current = dir_stamp(rules_dir)
+            if current != stamp:
+                stamp = current
+                dispatcher.reset_rule_failures()
     finally:
         await dispatcher.stop()
         await client.aclose()
