@@ -21,8 +21,11 @@ class ForwardAction:
             raise LookupError("the event behind this delivery is gone")
         if event.type is None:
             return event.payload
-        payload = orjson.loads(event.payload)
-        if "eventType" in payload:
+        if "eventType" in orjson.loads(event.payload):
             return event.payload
-        payload["eventType"] = event.type
-        return orjson.dumps(payload)
+        # Spliced in after the opening brace rather than re-encoded, so every byte the
+        # sender wrote (spacing, escapes, number spellings) reaches the receiver unchanged.
+        raw = event.payload.strip()
+        member = b'"eventType":' + orjson.dumps(event.type)
+        separator = b"" if raw[1:].lstrip().startswith(b"}") else b","
+        return b"{" + member + separator + raw[1:]
