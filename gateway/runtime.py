@@ -208,6 +208,8 @@ class Gateway:
             await self.http.aclose()
         with contextlib.suppress(Exception):
             await self.buckets.close()
+        with contextlib.suppress(Exception):
+            await self.guard.close()
         await self.store.close()
         await self.access.stop()
 
