@@ -502,6 +502,19 @@ async def test_a_leased_delivery_is_claimed_again_only_after_its_lease(store: St
     assert [d.id for d in again] == [delivery.id]
 
 
+async def test_has_due_agrees_with_claim_due(store: Store) -> None:
+    assert await store.has_due(T0 + 1000) is False
+    delivery = await add_with_delivery(store, "app_1", T0, next_attempt_at=T0 + 10)
+    assert await store.has_due(T0 + 9) is False
+    assert await store.has_due(T0 + 10) is True
+    await store.claim_due(T0 + 10, 10, T0 + 60)
+    assert await store.has_due(T0 + 30) is False  # leased
+    assert await store.has_due(T0 + 60) is True  # the lease ran out
+    await store.claim_due(T0 + 60, 10, T0 + 120)
+    await store.finish_attempt(delivery.id, attempt(T0 + 60, 200), "succeeded", None)
+    assert await store.has_due(T0 + 10_000) is False
+
+
 async def test_add_event_leases_its_deliveries_until_lease_until(store: Store) -> None:
     event = make_event("app_1", T0)
     delivery = make_delivery(event.id, T0)
