@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -74,9 +74,45 @@ def too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def _schema_path(exc: JsonSchemaValueException) -> str:
-    path = list(exc.path or [])[1:]  # the first element is "data", fastjsonschema's root name
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path)
+def _schema_path(exc: JsonSchemaValueException, payload: Any) -> str:
+    """The JSON pointer (RFC 6901) of the failing value: "" for the whole event.
+
+    fastjsonschema names it like `data.items[1].qty`, which is ambiguous when a key holds
+    '.' or '[' (its own `exc.path` splits `{"a.b": 1}` into `/a/b`), so the name is resolved
+    against the payload itself, taking the longest key that fits at each step.
+    """
+    name = exc.name or "data"
+    rest = name[4:] if name.startswith("data") else ""
+    node = payload
+    parts: list[str] = []
+    while rest:
+        if isinstance(node, list) and rest[0] == "[" and "]" in rest:
+            index, _, rest = rest[1:].partition("]")
+            if not index.isdigit() or int(index) >= len(node):
+                break
+            node = node[int(index)]
+            parts.append(index)
+        elif isinstance(node, dict) and rest[0] == ".":
+            fits = [
+                k
+                for k in node
+                if rest.startswith(k, 1) and (len(rest) == len(k) + 1 or rest[len(k) + 1] in ".[")
+            ]
+            if not fits:
+                break
+            key = max(fits, key=len)
+            node, rest = node[key], rest[len(key) + 1 :]
+            parts.append(key)
+        else:
+            break
+    else:
+        return _pointer(parts)
+    # Not resolvable against the payload (e.g. a key the payload lacks): the split path.
+    return _pointer(str(p) for p in list(exc.path or [])[1:])
+
+
+def _pointer(parts: Iterable[str]) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 class IngestEndpoint:
@@ -213,7 +249,7 @@ class IngestEndpoint:
                 entry.validator(payload)
             except JsonSchemaValueException as exc:
                 raise _error(
-                    422, "schema_violation", detail=exc.message, path=_schema_path(exc)
+                    422, "schema_violation", detail=exc.message, path=_schema_path(exc, payload)
                 ) from None
 
         now = time.time()
