@@ -41,6 +41,7 @@ METHOD_NOT_ALLOWED = b'{"error":"method_not_allowed"}'
 INVALID_SIGNATURE = b'{"error":"invalid_signature"}'
 NOT_OBJECT = b'{"error":"invalid_event","detail":"top level must be an object"}'
 FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/")
+MAX_KEY_BYTES = 255
 KEPT_HEADERS = (b"content-type", b"user-agent", b"idempotency-key", b"webhook-id", b"x-request-id")
 
 access_log = logging.getLogger(ACCESS)
@@ -113,6 +114,17 @@ def _schema_path(exc: JsonSchemaValueException, payload: Any) -> str:
 
 def _pointer(parts: Iterable[str]) -> str:
     return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _idempotency_key(raw: bytes) -> str:
+    """The stored form of an idempotency key: as sent up to 255 bytes, else its SHA-256.
+
+    Cutting long keys short would make distinct keys that share a prefix collide, and the
+    second event would be dropped as a "duplicate" of the first.
+    """
+    if len(raw) <= MAX_KEY_BYTES:
+        return raw.decode("latin-1")
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 class IngestEndpoint:
@@ -254,7 +266,7 @@ class IngestEndpoint:
 
         now = time.time()
         key_bytes = headers.get(b"idempotency-key") or headers.get(b"webhook-id")
-        key = key_bytes.decode("latin-1")[:255] if key_bytes else None
+        key = _idempotency_key(key_bytes) if key_bytes else None
         if key is not None:
             original = await self._original(app.id, key, now)
             if original is not None:
