@@ -123,7 +123,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
     schema = None
     if getattr(args, "schema", None):
-        schema = orjson.loads(Path(args.schema).read_bytes())
+        try:
+            schema = orjson.loads(Path(args.schema).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"hookgate: cannot read schema file {args.schema}: {exc}", file=sys.stderr)
+            return 2
 
     async def run(store: Store) -> int:
         if args.action == "create":
@@ -353,6 +357,17 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _page_limit(value: str) -> int:
+    """`--limit`: records per page, 1-500 as in the API (the store cannot page by 0)."""
+    try:
+        limit = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {value!r}") from None
+    if not 1 <= limit <= 500:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 500, not {limit}")
+    return limit
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookgate", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -407,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--event-type")
     lst.add_argument("--since")
     lst.add_argument("--cursor")
-    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
     show = events.add_parser("show", parents=[common])
     show.add_argument("id")
     for p in events.choices.values():
