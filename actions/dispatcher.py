@@ -228,9 +228,14 @@ class Dispatcher:
 
     # one attempt
     async def deliver(
-        self, delivery: Delivery, event: EventInfo | None = None
+        self, delivery: Delivery, event: EventInfo | None = None, *, probe: bool = False
     ) -> tuple[Attempt, DeliveryStatus]:
-        """Send one attempt of `delivery` now, record it and schedule what follows."""
+        """Send one attempt of `delivery` now, record it and schedule what follows.
+
+        A `probe` (the target test endpoint) is recorded like any delivery but does not
+        count toward disabling its target: testing an endpoint that is not ready yet must
+        not switch it off.
+        """
         settings = self._settings
         action = ACTION_TYPES.get(delivery.action_type)
         secret: str | None = None
@@ -300,7 +305,7 @@ class Dispatcher:
                 )
             status = "pending" if next_at is not None else "failed"
         result = await self._finish(delivery, attempt, status, next_at)
-        if status != "pending":
+        if status != "pending" and not probe:
             if target is not None and delivery.target_id is not None:
                 await self._source.target_outcome(
                     delivery.target_id, attempt.ok, target.disable_after, gone

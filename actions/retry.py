@@ -98,5 +98,7 @@ def next_attempt_at(
         return None
     wait = delays[retry_index]
     if retry_after is not None and math.isfinite(retry_after) and retry_after > wait:
-        wait = retry_after
+        # Honoured, but only up to the longest delay a policy may name: a receiver cannot
+        # park a delivery for years.
+        wait = min(retry_after, MAX_DELAY_SECONDS)
     return now + wait

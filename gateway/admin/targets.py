@@ -89,7 +89,7 @@ async def send_test(request: Request) -> Response:
     # Leased to this request in every delivery mode: sent right here, it must not also be
     # claimed (and sent a second time) by a dispatcher polling the store meanwhile.
     await gw.store.add_deliveries([delivery], now + gw.dispatch_settings.lease_seconds)
-    attempt, status = await gw.dispatcher.deliver(delivery, event)
+    attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True)
     return JSONResponse(
         {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
     )

@@ -237,6 +237,19 @@ def test_test_send_reports_a_failing_target(gateway: harness.Gateway, sink: harn
     assert gateway.admin.post("/v1/webhook-targets/wht_nope/test").status_code == 404
 
 
+def test_failing_test_sends_never_disable_the_target(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    sink.statuses["/probe"] = 500
+    target = create_target(gateway, url=sink.url("/probe"), disable_after=2)
+    for _ in range(3):
+        result = gateway.admin.post(f"/v1/webhook-targets/{target['id']}/test").json()
+        assert result["status"] == "failed"
+    read = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
+    assert read["status"] == "active"
+    assert read["consecutive_failures"] == 0
+
+
 def test_disabled_target_gets_nothing_and_patch_active_resumes(
     gateway: harness.Gateway, sink: harness.Sink
 ) -> None:

@@ -114,3 +114,9 @@ def test_nonsense_retry_after_is_ignored(nonsense: float) -> None:
 def test_negative_attempt_count_is_a_caller_bug() -> None:
     with pytest.raises(ValueError):
         next_attempt_at((), -1, NOW)
+
+
+def test_retry_after_is_capped_at_the_longest_allowed_delay() -> None:
+    from actions.retry import MAX_DELAY_SECONDS
+
+    assert next_attempt_at((1.0,), 1, 1000.0, retry_after=10**9) == 1000.0 + MAX_DELAY_SECONDS
