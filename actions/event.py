@@ -18,9 +18,10 @@ class EventInfo:
 
 
 def rfc3339(epoch: float) -> str:
-    """UTC timestamp with millisecond precision, e.g. 2026-11-23T10:00:00.123Z."""
-    whole = int(epoch)
-    millis = round((epoch - whole) * 1000)
-    if millis == 1000:
-        whole, millis = whole + 1, 0
+    """UTC timestamp with millisecond precision, e.g. 2026-11-23T10:00:00.123Z.
+
+    Truncated, not rounded, so that `since=<a record's time>` still includes that record.
+    """
+    millis_total = int(epoch * 1000)
+    whole, millis = divmod(millis_total, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"

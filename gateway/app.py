@@ -87,15 +87,13 @@ class HookgateApp:
             await self.starlette(scope, receive, send_logged)
         finally:
             route = scope.get("route")
-            access_log.info(
+            self.gateway.access.write(
                 "request",
-                extra={
-                    "fields": {
-                        "method": scope.get("method"),
-                        "route": getattr(route, "path", None) or scope.get("path"),
-                        "status": status,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
+                {
+                    "method": scope.get("method"),
+                    "route": getattr(route, "path", None) or scope.get("path"),
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
 

@@ -40,7 +40,9 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
 
 def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
     if settings.storage.backend == "memory":
-        raise ConfigError("the memory store lives inside a server process; the CLI needs sqlite")
+        raise ConfigError(
+            "the memory store lives inside a server process; the CLI needs sqlite or redis"
+        )
 
     async def run() -> T:
         store = build_store(settings)
@@ -115,7 +117,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.worker import main as worker_main
 
     if settings.storage.backend == "memory":
-        raise ConfigError("a delivery worker needs a shared store (storage.backend = sqlite)")
+        raise ConfigError(
+            "a delivery worker needs a shared store (storage.backend = sqlite or redis)"
+        )
     return worker_main(settings)
 
 
@@ -438,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--event-id")
     lst.add_argument("--since")
     lst.add_argument("--cursor")
-    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
     for name in ("show", "retry"):
         deliveries.add_parser(name, parents=[common]).add_argument("id")
     recover = deliveries.add_parser(

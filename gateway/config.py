@@ -117,7 +117,7 @@ class Settings:
     def validate(self) -> Settings:
         """Refuse combinations that would misbehave silently; return self for chaining."""
         choices = {
-            ("storage", "backend"): ("sqlite", "memory"),
+            ("storage", "backend"): ("sqlite", "redis", "memory"),
             ("storage", "synchronous"): ("full", "normal"),
             ("limits", "backend"): ("memory", "redis"),
             ("limits", "on_redis_error"): ("open", "closed"),

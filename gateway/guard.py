@@ -69,5 +69,10 @@ class GuessGuard:
                 log.warning("token-guessing guard storage unavailable: %s", type(exc).__name__)
             return False
         if not allowed:
-            self._blocked[address] = time.monotonic() + BLOCK_SECONDS
+            now = time.monotonic()
+            if len(self._blocked) >= 1024:
+                # Addresses that never came back would otherwise stay forever.
+                for stale in [a for a, until in self._blocked.items() if until <= now]:
+                    del self._blocked[stale]
+            self._blocked[address] = now + BLOCK_SECONDS
         return not allowed

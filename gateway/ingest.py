@@ -160,17 +160,15 @@ class IngestEndpoint:
         gw = self.gw
         gw.metrics.inc("hookgate_events_total", app=app_id or "-", outcome=str(status))
         if self.log_requests:
-            access_log.info(
+            gw.access.write(
                 "request",
-                extra={
-                    "fields": {
-                        "method": scope.get("method"),
-                        "route": ROUTE,
-                        "status": status,
-                        "app_id": app_id,
-                        "event_id": event_id,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
+                {
+                    "method": scope.get("method"),
+                    "route": ROUTE,
+                    "status": status,
+                    "app_id": app_id,
+                    "event_id": event_id,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
 
@@ -210,13 +208,9 @@ class IngestEndpoint:
             (b"ratelimit-reset", str(max(0, math.ceil(decision.reset))).encode()),
         ]
         if not decision.allowed:
+            # Fail-closed (Redis down, on_redis_error = "closed") is a refusal like any
+            # other: 429 with a short Retry-After, counted under scope "unavailable".
             retry_after = str(max(1, math.ceil(decision.retry_after))).encode()
-            if decision.scope == "unavailable":
-                raise Refusal(
-                    503,
-                    b'{"error":"rate_limiter_unavailable","detail":"try again shortly"}',
-                    [(b"retry-after", retry_after)],
-                )
             gw.metrics.inc("hookgate_rate_limited_total", scope=decision.scope)
             raise Refusal(429, RATE_LIMITED, [(b"retry-after", retry_after), *limit_headers])
 

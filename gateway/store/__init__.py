@@ -1,4 +1,4 @@
-"""Storage backends behind one protocol; `open_store` is the only place that picks one."""
+"""Storage backends behind one protocol; `build_store` is the only place that picks one."""
 
 from __future__ import annotations
 
@@ -19,9 +19,21 @@ def build_store(settings: Settings) -> Store:
     if backend == "sqlite":
         from gateway.store.sqlite import SqliteStore
 
-        return SqliteStore(db_path(settings), synchronous=settings.storage.synchronous)
+        return SqliteStore(
+            db_path(settings),
+            synchronous=settings.storage.synchronous,
+            idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
+        )
+    if backend == "redis":
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(
+            settings.redis.url,
+            key_prefix=settings.redis.key_prefix,
+            idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
+        )
     if backend == "memory":
         from gateway.store.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(idempotency_ttl=settings.ingest.idempotency_ttl_seconds)
     raise ConfigError(f"storage.backend {backend!r} is not available")

@@ -14,7 +14,8 @@ from gateway.store.base import Accepted, DeliveryFilter, Page
 class MemoryStore:
     """Dicts behind the `Store` protocol; ids sort by creation, as in every backend."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idempotency_ttl: float = 86_400.0) -> None:
+        self._idempotency_ttl = idempotency_ttl
         self._apps: dict[str, App] = {}
         self._events: dict[str, Event] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
@@ -73,7 +74,11 @@ class MemoryStore:
         if event.idempotency_key is not None:
             key = (event.app_id, event.idempotency_key)
             original = self._idempotency.get(key)
-            if original is not None:
+            known = self._events.get(original) if original is not None else None
+            expired = known is not None and known.received_at < event.received_at - (
+                self._idempotency_ttl
+            )
+            if original is not None and not expired:
                 return Accepted(original, duplicate=True)
             self._idempotency[key] = event.id
         self._events[event.id] = event

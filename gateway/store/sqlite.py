@@ -276,7 +276,10 @@ _Op = _EventOp | _CallOp
 class SqliteStore:
     """`Store` on one SQLite file in WAL mode; see the module docstring for the write path."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "full", idempotency_ttl: float = 86_400.0
+    ) -> None:
+        self._idempotency_ttl = idempotency_ttl
         self.path = Path(path)
         self._synchronous = synchronous.upper()
         self._db: aiosqlite.Connection | None = None
@@ -360,7 +363,7 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             events = [op for op in ops if isinstance(op, _EventOp)]
-            outcomes = _apply_event_ops(conn, events) if events else {}
+            outcomes = _apply_event_ops(conn, events, self._idempotency_ttl) if events else {}
             for op in ops:
                 if isinstance(op, _EventOp):
                     results.append(outcomes[id(op)])
@@ -701,22 +704,27 @@ class SqliteStore:
         return int(await self._write(fn))
 
 
-def _apply_event_ops(conn: sqlite3.Connection, ops: list[_EventOp]) -> dict[int, tuple[bool, Any]]:
+def _apply_event_ops(
+    conn: sqlite3.Connection, ops: list[_EventOp], ttl: float
+) -> dict[int, tuple[bool, Any]]:
     """All events in one go (the fast path); if that fails, each alone, so that only the
     bad one fails. Keyed by `id(op)`."""
-    ok, value = _savepoint(conn, partial(_apply_events, ops=ops))
+    ok, value = _savepoint(conn, partial(_apply_events, ops=ops, ttl=ttl))
     if ok:
         return {id(op): (True, accepted) for op, accepted in zip(ops, value, strict=True)}
     outcomes: dict[int, tuple[bool, Any]] = {}
     for op in ops:
-        ok, value = _savepoint(conn, partial(_apply_events, ops=[op]))
+        ok, value = _savepoint(conn, partial(_apply_events, ops=[op], ttl=ttl))
         outcomes[id(op)] = (True, value[0]) if ok else (False, value)
     return outcomes
 
 
-def _apply_events(conn: sqlite3.Connection, ops: list[_EventOp]) -> list[Accepted]:
+def _apply_events(
+    conn: sqlite3.Connection, ops: list[_EventOp], ttl: float = 86_400.0
+) -> list[Accepted]:
     """Insert events and their deliveries; a repeated idempotency key inserts nothing and
-    answers the original id."""
+    answers the original id, unless the original is older than `ttl` (its key expired and
+    is handed to the new event, even before the pruner has cleared it)."""
     accepted: dict[int, Accepted] = {}
     plain = [op for op in ops if op.event.idempotency_key is None]
     conn.executemany(INSERT_EVENT, [_event_row(op.event) for op in plain])
@@ -731,9 +739,15 @@ def _apply_events(conn: sqlite3.Connection, ops: list[_EventOp]) -> list[Accepte
             inserted.append(op)
             continue
         row = conn.execute(
-            "SELECT id FROM events WHERE app_id = ? AND idem_key = ?",
+            "SELECT id, received_at FROM events WHERE app_id = ? AND idem_key = ?",
             (op.event.app_id, op.event.idempotency_key),
         ).fetchone()
+        if row is not None and row[1] < op.event.received_at - ttl:
+            conn.execute("UPDATE events SET idem_key = NULL WHERE id = ?", (row[0],))
+            conn.execute(INSERT_EVENT, _event_row(op.event))
+            accepted[id(op)] = Accepted(op.event.id)
+            inserted.append(op)
+            continue
         accepted[id(op)] = Accepted(row[0] if row else op.event.id, duplicate=True)
     pending = [(d, op.lease_until) for op in inserted for d in op.deliveries]
     if pending:
