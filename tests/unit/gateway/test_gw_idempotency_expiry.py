@@ -11,16 +11,20 @@ import pytest
 from gateway.models import Event
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    made: Store = (
-        MemoryStore(idempotency_ttl=60)
-        if request.param == "memory"
-        else SqliteStore(tmp_path / "h.db", synchronous="normal", idempotency_ttl=60)
-    )
+    made: Store
+    if request.param == "memory":
+        made = MemoryStore(idempotency_ttl=60)
+    elif request.param == "sqlite":
+        made = SqliteStore(tmp_path / "h.db", synchronous="normal", idempotency_ttl=60)
+    else:
+        redis = request.getfixturevalue("redis_url")
+        made = RedisStore(redis["url"], key_prefix=redis["prefix"], idempotency_ttl=60)
     await made.open()
     yield made
     await made.close()

@@ -1,7 +1,8 @@
-"""The `Store` contract: every backend passes the same tests (memory and SQLite today).
+"""The `Store` contract: every backend passes the same tests (memory, SQLite and Redis).
 
-Each test runs once per backend in `BACKENDS` on a freshly opened store; the SQLite-only
-tests at the end cover what only a durable backend has (group commit, reopening the file).
+Each test runs once per backend in `BACKENDS` on a freshly opened store (Redis: the test
+Redis under a key prefix of the test's own, deleted afterwards); the SQLite-only tests at
+the end cover what only a file-backed backend has (group commit, reopening the file).
 """
 
 from __future__ import annotations
@@ -16,24 +17,36 @@ import pytest
 
 from actions.ids import delivery_id
 from actions.model import Attempt, Delivery
+from gateway import keys
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
 from gateway.models import App, Event, WebhookTarget
 from gateway.store import DeliveryFilter, Store
 from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SqliteStore(tmp / "store" / "hookgate.db", synchronous="normal"),
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda request, tmp: MemoryStore(),
+    "sqlite": lambda request, tmp: SqliteStore(tmp / "store" / "hookgate.db", synchronous="normal"),
+    "redis": lambda request, tmp: RedisStore(
+        request.getfixturevalue("redis_url")["url"],
+        key_prefix=request.getfixturevalue("redis_url")["prefix"],
+    ),
 }
+NEEDS_REDIS = {"redis"}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.redis) if name in NEEDS_REDIS else name
+        for name in sorted(BACKENDS)
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend = BACKENDS[request.param](tmp_path)
+    backend = BACKENDS[request.param](request, tmp_path)
     await backend.open()
     try:
         yield backend
@@ -384,6 +397,43 @@ async def test_list_events_cursor_walks_every_page(store: Store) -> None:
     assert filtered.data == [events[4], events[2]]
     rest = await store.list_events(app_id="app_a", limit=2, cursor=filtered.next_cursor)
     assert rest.data == [events[0]] and rest.next_cursor is None
+
+
+async def test_an_empty_event_type_is_not_a_missing_one(store: Store) -> None:
+    blank = make_event("app_1", T0, event_type="")
+    untyped = make_event("app_1", T0 + 1, event_type=None)
+    await store.add_event(blank, [])
+    await store.add_event(untyped, [])
+    assert await store.get_event(blank.id) == blank
+    assert await store.get_event(untyped.id) == untyped
+    assert (await store.list_events(event_type="")).data == [blank]
+
+
+async def test_filtered_lists_page_through_sparse_matches(store: Store) -> None:
+    """Few matches among many rows: every page is full and the cursor finds the rest."""
+    events = [
+        make_event("app_rare" if i % 150 == 0 else "app_common", T0 + i, event_type="x")
+        for i in range(450)
+    ]
+    for event in events:
+        delivery = make_delivery(event.id, event.received_at, target_id="wht_" + event.app_id)
+        await store.add_event(event, [delivery])
+    first = await store.list_events(app_id="app_rare", event_type="x", limit=2)
+    assert first.data == [events[300], events[150]]
+    rest = await store.list_events(
+        app_id="app_rare", event_type="x", limit=2, cursor=first.next_cursor
+    )
+    assert rest.data == [events[0]] and rest.next_cursor is None
+    recent = await store.list_events(event_type="x", since=T0 + 448, limit=5)
+    assert recent.data == [events[449], events[448]] and recent.next_cursor is None
+
+    flt = DeliveryFilter(status="pending", target_id="wht_app_rare")
+    page = await store.list_deliveries(flt, limit=2)
+    assert [d.event_id for d in page.data] == [events[300].id, events[150].id]
+    more = await store.list_deliveries(flt, cursor=page.next_cursor, limit=2)
+    assert [d.event_id for d in more.data] == [events[0].id] and more.next_cursor is None
+    late = await store.list_deliveries(DeliveryFilter(status="pending", since=T0 + 449))
+    assert [d.event_id for d in late.data] == [events[449].id]
 
 
 # webhook targets
@@ -839,6 +889,176 @@ async def test_sqlite_a_failing_event_fails_only_its_own_op(tmp_path: Path) -> N
 
 async def test_sqlite_a_closed_store_refuses_work(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "hookgate.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.add_event(make_event("app_1", T0), [])
+    with pytest.raises(StoreError):
+        await store.ping()
+
+
+# Redis only: several processes (here: several store instances) on one Redis
+
+
+@pytest.fixture
+async def redis_pair(redis_url: dict[str, Any]) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one Redis and one key prefix, as two gateway processes would be."""
+    stores = (
+        RedisStore(redis_url["url"], key_prefix=redis_url["prefix"]),
+        RedisStore(redis_url["url"], key_prefix=redis_url["prefix"]),
+    )
+    for s in stores:
+        await s.open()
+    try:
+        yield stores
+    finally:
+        for s in stores:
+            await s.close()
+
+
+@pytest.mark.redis
+async def test_redis_processes_racing_on_one_idempotency_key_store_one_event(
+    redis_pair: tuple[RedisStore, RedisStore],
+) -> None:
+    events = [make_event("app_1", T0 + i / 1000, key="same") for i in range(40)]
+    results = await asyncio.gather(
+        *(
+            redis_pair[i % 2].add_event(e, [make_delivery(e.id, e.received_at)])
+            for i, e in enumerate(events)
+        )
+    )
+    winners = {r.event_id for r in results if not r.duplicate}
+    assert len(winners) == 1
+    assert {r.event_id for r in results} == winners
+    for s in redis_pair:
+        assert await s.count_events() == 1
+        assert await s.count_pending() == 1
+        assert await s.find_idempotent("app_1", "same", T0 - 1) in winners
+
+
+@pytest.mark.redis
+async def test_redis_processes_never_claim_one_delivery_twice(
+    redis_pair: tuple[RedisStore, RedisStore],
+) -> None:
+    one, two = redis_pair
+    event = make_event("app_1", T0)
+    queued = [make_delivery(event.id, T0 + i / 1000) for i in range(60)]
+    await one.add_event(event, queued)
+    claims = await asyncio.gather(
+        *(redis_pair[i % 2].claim_due(T0 + 1, 7, T0 + 60) for i in range(12))
+    )
+    claimed = [d.id for batch in claims for d in batch]
+    assert sorted(claimed) == sorted(d.id for d in queued)  # each once, none left out
+    assert await two.claim_due(T0 + 30, 100, T0 + 90) == []
+    # a process that died holding leases: another one takes its rows when they run out
+    taken_over = await two.claim_due(T0 + 60, 100, T0 + 120)
+    assert sorted(d.id for d in taken_over) == sorted(d.id for d in queued)
+
+
+@pytest.mark.redis
+async def test_redis_writes_seen_by_another_process(
+    redis_pair: tuple[RedisStore, RedisStore],
+) -> None:
+    one, two = redis_pair
+    version = await two.apps_version()
+    app = make_app("billing")
+    await one.create_app(app)
+    assert await two.apps_version() != version
+    assert await two.find_app("billing") == app
+    with pytest.raises(StoreError):
+        await two.create_app(make_app("billing"))
+
+    target = make_target(T0)
+    await one.create_target(target)
+    await one.record_target_outcome(target.id, False, 1)
+    seen = await two.get_target(target.id)
+    assert seen is not None and (seen.status, seen.consecutive_failures) == ("disabled", 1)
+
+    delivery = await add_with_delivery(one, app.id, T0)
+    [claimed] = await two.claim_due(T0, 10, T0 + 60)
+    await two.finish_attempt(claimed.id, attempt(T0, 200), "succeeded", None)
+    done = await one.get_delivery(delivery.id)
+    assert done is not None and done.status == "succeeded" and len(done.attempts) == 1
+
+
+@pytest.mark.redis
+async def test_redis_a_resent_write_applies_once(redis_pair: tuple[RedisStore, RedisStore]) -> None:
+    """redis-py resends a command when the connection drops: the answer may have been lost
+    after the script ran, so the same call arrives twice."""
+    store = redis_pair[0]
+    event = make_event("app_1", T0, key="k")
+    delivery = make_delivery(event.id, T0)
+    assert await store.add_event(event, [delivery]) == await store.add_event(event, [delivery])
+    assert (await store.add_event(event, [delivery])).duplicate is False
+    assert await store.count_events() == 1 and await store.count_pending() == 1
+
+    await store.claim_due(T0, 10, T0 + 60)
+    failed = attempt(T0, 503, error="HTTP 503")
+    for _ in range(2):
+        await store.finish_attempt(delivery.id, failed, "pending", T0 + 5)
+    stored = await store.get_delivery(delivery.id)
+    assert stored is not None and (stored.attempt_count, stored.attempts) == (1, (failed,))
+
+    app = make_app("billing")
+    await store.create_app(app)
+    await store.create_app(app)
+    assert await store.list_apps() == [app]
+
+
+@pytest.mark.redis
+async def test_redis_an_idempotency_key_passes_on_after_its_ttl(redis_url: dict[str, Any]) -> None:
+    """Judged by the events' own times (not by when Redis stored the key), before any
+    pruning."""
+    store = RedisStore(redis_url["url"], key_prefix=redis_url["prefix"], idempotency_ttl=100)
+    await store.open()
+    try:
+        first = make_event("app_1", T0, key="k")
+        await store.add_event(first, [])
+        within = await store.add_event(make_event("app_1", T0 + 100, key="k"), [])
+        assert (within.event_id, within.duplicate) == (first.id, True)
+        later = make_event("app_1", T0 + 100.5, key="k")
+        accepted = await store.add_event(later, [make_delivery(later.id, T0 + 100.5)])
+        assert (accepted.event_id, accepted.duplicate) == (later.id, False)
+        assert await store.find_idempotent("app_1", "k", T0 + 0.5) == later.id
+        again = await store.add_event(make_event("app_1", T0 + 101, key="k"), [])
+        assert (again.event_id, again.duplicate) == (later.id, True)
+        assert await store.count_events() == 2 and await store.count_pending() == 1
+        # pruning the first event leaves the key with its new owner
+        assert await store.prune(T0 + 50, T0 + 50) == 1
+        assert await store.find_idempotent("app_1", "k", T0) == later.id
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_prune_leaves_no_keys_of_what_it_dropped(redis_url: dict[str, Any]) -> None:
+    import redis.asyncio as aioredis
+
+    store = RedisStore(redis_url["url"], key_prefix=redis_url["prefix"])
+    await store.open()
+    client = aioredis.Redis.from_url(redis_url["url"])
+    try:
+        event = make_event("app_1", T0, key="k", event_type="order.paid")
+        done = make_delivery(event.id, T0, target_id="wht_1", rule_id="r1")
+        await store.add_event(event, [done])
+        await store.claim_due(T0, 10, T0 + 60)
+        await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None)
+        assert await store.prune(T0 + 1, T0 + 1) == 1
+        left = sorted(
+            k.decode() for k in await client.keys(keys.store_tag(redis_url["prefix"]) + "*")
+        )
+        assert left == []
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_errors_are_store_errors(redis_url: dict[str, Any]) -> None:
+    unreachable = RedisStore("redis://127.0.0.1:1/0", key_prefix=redis_url["prefix"])
+    with pytest.raises(StoreError):
+        await unreachable.open()
+    store = RedisStore(redis_url["url"], key_prefix=redis_url["prefix"])
     await store.open()
     await store.close()
     with pytest.raises(StoreError):

@@ -1,0 +1,963 @@
+"""Redis store: one Redis shared by several gateway and delivery worker processes.
+
+Key layout (every name in `gateway.keys.STORE_KEYS`, all under one hash tag
+`{<redis.key_prefix>store}:` so each script's keys share a Redis Cluster slot):
+
+- apps and webhook targets: a hash per record (the record as orjson, plus the fields a
+  script changes alone: an app's `name`, a target's `failures` and `status`), a set of ids,
+  `app_names` (name -> id, keeping names unique) and `apps_version`/`targets_version`
+  counters, INCRed on every change so other processes reload;
+- events: a hash per event (`meta` as orjson, `payload` as the raw bytes) and sorted sets
+  of ids (all scores 0, so ordered by id, i.e. by time): every event, per app and per event
+  type, for newest-first lists whose cursor is the last id seen; `events_time` (scored by
+  `received_at`) drives retention;
+- idempotency: a string per (app, key) holding the event id. A key whose event was
+  received more than `ingest.idempotency_ttl_seconds` before a new one passes to the new
+  event; Redis also expires it that long after it was set (a bound on memory, should
+  pruning stop), and `idem_time` lets `prune` forget keys by the time of their event;
+- deliveries: a hash per delivery (static `meta` as orjson, the rendered `body`, and the
+  fields that change: `status`, `next`, `count`), a list of attempts, id indexes overall
+  and per status, target, rule and event. A pending delivery sits in exactly one of two
+  sorted sets: `due` (scored by `next_attempt_at`) or `leases` (scored by when its lease
+  runs out).
+
+Atomicity: every write is one Lua script, which Redis runs alone and replicates and
+persists as a unit. `add_event` checks and sets the idempotency key, writes the event,
+its deliveries and every index in one script, so an event is never visible without its
+deliveries and two processes racing on one key store one event. `claim_due` is one
+script: leases whose time ran out (their process died: the role XAUTOCLAIM plays for a
+stream's consumer group) are claimed again first, then due rows move from `due` to
+`leases`; no two processes can claim one row. `finish_attempt` appends the attempt,
+updates the row, drops the lease and re-queues a retry in `due` in one script.
+
+Scripts that redis-py may resend after a dropped connection are safe to run twice:
+`add_event` answers a replay of itself with the same id, `finish_attempt` does not record
+the same attempt twice. Durability is Redis's: run it with `appendonly yes` (and
+`appendfsync everysec` or `always`) for an answered event to survive a Redis restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from actions.model import Attempt, Delivery, DeliveryStatus
+from gateway import keys
+from gateway.errors import StoreError
+from gateway.models import App, Event, WebhookTarget
+from gateway.store.base import Accepted, DeliveryFilter, Page
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+APP_FIELDS = tuple(f.name for f in dataclasses.fields(App))
+DELIVERY_FIELDS = ("meta", "body", "status", "next", "count")
+PRUNE_BATCH = 200  # events per prune script: Redis serves nothing else while one runs
+SCAN_BATCH = 200  # index entries read per round trip while filtering a list
+
+# Shared by every script: ARGV[1] is the store's tag, `K.<name>` a key (prefix) from
+# `keys.STORE_KEYS`, `opt` decodes an optional string ("" None, "=" + value otherwise).
+_PRELUDE = (
+    "local P = ARGV[1]\nlocal K = {"
+    + ", ".join(f'{name} = P .. "{suffix}"' for name, suffix in keys.STORE_KEYS.items())
+    + "}\n"
+    + """
+local function opt(v) if v == '' then return false end return string.sub(v, 2) end
+local function restatus(id, old, new)
+  if old == new then return end
+  if old then redis.call('ZREM', K.dlvs_by_status .. old, id) end
+  redis.call('ZADD', K.dlvs_by_status .. new, 0, id)
+end
+"""
+)
+
+ADD = """
+local lease, ttl, i = ARGV[2], ARGV[3], 5
+local event_id = ''
+if ARGV[4] == '1' then
+  event_id = ARGV[5]
+  local meta, payload, app, etype, at, idem =
+    ARGV[6], ARGV[7], ARGV[8], opt(ARGV[9]), ARGV[10], opt(ARGV[11])
+  i = 12
+  local ekey = K.event .. event_id
+  local idem_key = idem and (K.idem .. idem)
+  if idem_key then
+    local original = redis.call('GET', idem_key)
+    if original then
+      -- the same id: a replay of this very call after its answer was lost
+      if original == event_id then return {0, event_id} end
+      -- a key older than its time to live passes to the new event, pruned or not yet
+      local first = redis.call('HGET', K.event .. original, 'at')
+      if first and tonumber(first) >= tonumber(at) - tonumber(ttl) then
+        return {1, original}
+      end
+    end
+  end
+  if redis.call('EXISTS', ekey) == 1 then return {0, event_id} end
+  redis.call('HSET', ekey, 'meta', meta, 'payload', payload, 'app', app, 'at', at)
+  redis.call('ZADD', K.events, 0, event_id)
+  redis.call('ZADD', K.events_by_app .. app, 0, event_id)
+  redis.call('ZADD', K.events_by_time, at, event_id)
+  if etype then
+    redis.call('HSET', ekey, 'type', etype)
+    redis.call('ZADD', K.events_by_type .. etype, 0, event_id)
+  end
+  if idem_key then
+    redis.call('SET', idem_key, event_id, 'EX', math.max(1, math.ceil(tonumber(ttl))))
+    redis.call('ZADD', K.idem_by_time, at, idem_key)
+    redis.call('HSET', ekey, 'idem', idem_key)
+  end
+end
+local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local id, meta, body, status, nxt, count, created, ev, target, rule, attempts =
+    ARGV[i], ARGV[i + 1], opt(ARGV[i + 2]), ARGV[i + 3], opt(ARGV[i + 4]), ARGV[i + 5],
+    ARGV[i + 6], ARGV[i + 7], opt(ARGV[i + 8]), opt(ARGV[i + 9]), tonumber(ARGV[i + 10])
+  local dkey = K.delivery .. id
+  if redis.call('EXISTS', dkey) == 0 then
+    redis.call('HSET', dkey, 'meta', meta, 'status', status, 'count', count,
+      'created', created, 'event', ev)
+    if body then redis.call('HSET', dkey, 'body', body) end
+    if nxt then redis.call('HSET', dkey, 'next', nxt) end
+    if target then
+      redis.call('HSET', dkey, 'target', target)
+      redis.call('ZADD', K.dlvs_by_target .. target, 0, id)
+    end
+    if rule then
+      redis.call('HSET', dkey, 'rule', rule)
+      redis.call('ZADD', K.dlvs_by_rule .. rule, 0, id)
+    end
+    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 10 + a]) end
+    redis.call('ZADD', K.deliveries, 0, id)
+    redis.call('ZADD', K.dlvs_by_status .. status, 0, id)
+    redis.call('ZADD', K.dlvs_by_event .. ev, 0, id)
+    if status == 'pending' then
+      if lease ~= '' then redis.call('ZADD', K.leases, lease, id)
+      elseif nxt then redis.call('ZADD', K.due, nxt, id) end
+    end
+  end
+  i = i + 11 + attempts
+end
+return {0, event_id}
+"""
+
+# Expired leases first: their process died or stalled (what XAUTOCLAIM does for a stream's
+# consumer group); one whose retry is not due yet goes back to `due`. Then due rows.
+CLAIM = """
+local now_s, lease, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now = tonumber(now_s)
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', 0, limit)) do
+  local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
+  if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then
+    redis.call('ZADD', K.leases, lease, id)
+    claimed[#claimed + 1] = id
+  else
+    redis.call('ZREM', K.leases, id)
+    if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
+  end
+end
+if #claimed < limit then
+  local due = redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', 0, limit - #claimed)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', K.due, id)
+    if redis.call('HGET', K.delivery .. id, 'status') == 'pending' then
+      redis.call('ZADD', K.leases, lease, id)
+      claimed[#claimed + 1] = id
+    end
+  end
+end
+local out = {}
+for n, id in ipairs(claimed) do
+  local row = redis.call('HMGET', K.delivery .. id, 'meta', 'body', 'status', 'next', 'count')
+  table.insert(row, 1, id)
+  out[n] = row
+end
+return out
+"""
+
+HAS_DUE = """
+local now_s = ARGV[2]
+local now = tonumber(now_s)
+if #redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', 0, 1) > 0 then return 1 end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', 0, 100)) do
+  local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
+  if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then return 1 end
+end
+return 0
+"""
+
+FINISH = """
+local id, attempt, status, nxt = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5])
+local dkey, akey = K.delivery .. id, K.attempts .. id
+local old = redis.call('HGET', dkey, 'status')
+if not old then return 0 end
+-- a replay of this very call after its answer was lost records nothing twice
+if redis.call('LINDEX', akey, -1) == attempt then return 1 end
+redis.call('RPUSH', akey, attempt)
+redis.call('HINCRBY', dkey, 'count', 1)
+redis.call('HSET', dkey, 'status', status)
+if nxt then redis.call('HSET', dkey, 'next', nxt) else redis.call('HDEL', dkey, 'next') end
+redis.call('ZREM', K.leases, id)
+redis.call('ZREM', K.due, id)
+if status == 'pending' and nxt then redis.call('ZADD', K.due, nxt, id) end
+restatus(id, old, status)
+return 1
+"""
+
+REQUEUE = """
+local now, n = ARGV[2], 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local dkey = K.delivery .. id
+  local old = redis.call('HGET', dkey, 'status')
+  if old then
+    redis.call('HSET', dkey, 'status', 'pending', 'next', now)
+    redis.call('ZREM', K.leases, id)
+    redis.call('ZADD', K.due, now, id)
+    restatus(id, old, 'pending')
+    n = n + 1
+  end
+end
+return n
+"""
+
+RELEASE = """
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZREM', K.leases, id) == 1 then
+    local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
+    if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
+  end
+end
+return 0
+"""
+
+CREATE_APP = """
+local id, name, data = ARGV[2], ARGV[3], ARGV[4]
+local akey = K.app .. id
+local owner = redis.call('HGET', K.app_names, name)
+if owner then
+  -- the same record: a replay of this very call after its answer was lost
+  if owner == id and redis.call('HGET', akey, 'data') == data then return 1 end
+  return 0
+end
+if redis.call('EXISTS', akey) == 1 then return -1 end
+redis.call('HSET', akey, 'data', data, 'name', name)
+redis.call('SADD', K.apps, id)
+redis.call('HSET', K.app_names, name, id)
+redis.call('INCR', K.apps_version)
+return 1
+"""
+
+SAVE_APP = """
+local id, name, data = ARGV[2], ARGV[3], ARGV[4]
+local akey = K.app .. id
+local owner = redis.call('HGET', K.app_names, name)
+if owner and owner ~= id then return 0 end
+local old = redis.call('HGET', akey, 'name')
+if old and old ~= name and redis.call('HGET', K.app_names, old) == id then
+  redis.call('HDEL', K.app_names, old)
+end
+redis.call('HSET', akey, 'data', data, 'name', name)
+redis.call('SADD', K.apps, id)
+redis.call('HSET', K.app_names, name, id)
+redis.call('INCR', K.apps_version)
+return 1
+"""
+
+DELETE_APP = """
+local id = ARGV[2]
+local akey = K.app .. id
+local name = redis.call('HGET', akey, 'name')
+if not name then return 0 end
+redis.call('DEL', akey)
+redis.call('SREM', K.apps, id)
+if redis.call('HGET', K.app_names, name) == id then redis.call('HDEL', K.app_names, name) end
+redis.call('INCR', K.apps_version)
+return 1
+"""
+
+FIND_APP = """
+local data = redis.call('HGET', K.app .. ARGV[2], 'data')
+if data then return data end
+local id = redis.call('HGET', K.app_names, ARGV[2])
+if id then return redis.call('HGET', K.app .. id, 'data') end
+return false
+"""
+
+SAVE_TARGET = """
+local id = ARGV[2]
+redis.call('HSET', K.target .. id, 'data', ARGV[3], 'failures', ARGV[4], 'status', ARGV[5])
+redis.call('SADD', K.targets, id)
+redis.call('INCR', K.targets_version)
+return 1
+"""
+
+DELETE_TARGET = """
+if redis.call('DEL', K.target .. ARGV[2]) == 0 then return 0 end
+redis.call('SREM', K.targets, ARGV[2])
+redis.call('INCR', K.targets_version)
+return 1
+"""
+
+TARGET_OUTCOME = """
+local tkey, ok, limit, gone = K.target .. ARGV[2], ARGV[3] == '1', opt(ARGV[4]), ARGV[5] == '1'
+local f = redis.call('HMGET', tkey, 'data', 'failures', 'status')
+if not f[1] then return false end
+local failures = 0
+if not ok then failures = tonumber(f[2]) + 1 end
+local status = f[3]
+if gone or (not ok and limit and failures >= tonumber(limit)) then status = 'disabled' end
+redis.call('HSET', tkey, 'failures', failures, 'status', status)
+if status ~= f[3] then redis.call('INCR', K.targets_version) end
+return {f[1], tostring(failures), status}
+"""
+
+FIND_IDEMPOTENT = """
+local id = redis.call('GET', K.idem .. ARGV[2])
+if not id then return false end
+local at = redis.call('HGET', K.event .. id, 'at')
+if at and tonumber(at) >= tonumber(ARGV[3]) then return id end
+return false
+"""
+
+PRUNE = """
+local batch = tonumber(ARGV[4])
+local forgotten = redis.call('ZRANGEBYSCORE', K.idem_by_time, '-inf', '(' .. ARGV[3],
+  'LIMIT', 0, batch)
+for _, key in ipairs(forgotten) do
+  redis.call('DEL', key)
+  redis.call('ZREM', K.idem_by_time, key)
+end
+local ids = redis.call('ZRANGEBYSCORE', K.events_by_time, '-inf', '(' .. ARGV[2],
+  'LIMIT', 0, batch)
+for _, id in ipairs(ids) do
+  local ekey = K.event .. id
+  local f = redis.call('HMGET', ekey, 'app', 'type', 'idem')
+  redis.call('DEL', ekey)
+  redis.call('ZREM', K.events, id)
+  redis.call('ZREM', K.events_by_time, id)
+  if f[1] then redis.call('ZREM', K.events_by_app .. f[1], id) end
+  if f[2] then redis.call('ZREM', K.events_by_type .. f[2], id) end
+  if f[3] and redis.call('GET', f[3]) == id then
+    redis.call('DEL', f[3])
+    redis.call('ZREM', K.idem_by_time, f[3])
+  end
+  local by_event = K.dlvs_by_event .. id
+  for _, d in ipairs(redis.call('ZRANGE', by_event, 0, -1)) do
+    local dkey = K.delivery .. d
+    local g = redis.call('HMGET', dkey, 'status', 'target', 'rule')
+    if g[1] ~= 'pending' then
+      redis.call('DEL', dkey, K.attempts .. d)
+      redis.call('ZREM', K.deliveries, d)
+      redis.call('ZREM', by_event, d)
+      redis.call('ZREM', K.due, d)
+      redis.call('ZREM', K.leases, d)
+      if g[1] then redis.call('ZREM', K.dlvs_by_status .. g[1], d) end
+      if g[2] then redis.call('ZREM', K.dlvs_by_target .. g[2], d) end
+      if g[3] then redis.call('ZREM', K.dlvs_by_rule .. g[3], d) end
+    end
+  end
+end
+return {#ids, #forgotten}
+"""
+
+_SCRIPTS = {
+    "add": ADD,
+    "claim": CLAIM,
+    "has_due": HAS_DUE,
+    "finish": FINISH,
+    "requeue": REQUEUE,
+    "release": RELEASE,
+    "create_app": CREATE_APP,
+    "save_app": SAVE_APP,
+    "delete_app": DELETE_APP,
+    "find_app": FIND_APP,
+    "save_target": SAVE_TARGET,
+    "delete_target": DELETE_TARGET,
+    "target_outcome": TARGET_OUTCOME,
+    "find_idempotent": FIND_IDEMPOTENT,
+    "prune": PRUNE,
+}
+
+
+def _translated(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The one place redis-py's errors become `StoreError` (connection, timeout, script)."""
+
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except RedisError as exc:
+            raise StoreError(f"Redis store: {type(exc).__name__}: {exc}") from exc
+
+    return call
+
+
+def _opt(value: str | bytes | None) -> bytes:
+    """An optional string for the scripts' `opt()`: empty for None, "=" + value otherwise."""
+    if value is None:
+        return b""
+    return b"=" + (value if isinstance(value, bytes) else value.encode())
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
+# records <-> Redis values
+def _app_data(app: App) -> bytes:
+    return orjson.dumps({name: getattr(app, name) for name in APP_FIELDS})
+
+
+def _app(data: Any) -> App:
+    return App(**orjson.loads(data))
+
+
+def _target_data(t: WebhookTarget) -> bytes:
+    return orjson.dumps(
+        {
+            "id": t.id,
+            "url": t.url,
+            "secret": t.secret,
+            "events": list(t.events),
+            "filter": t.filter,
+            "retry": t.retry if isinstance(t.retry, str) else list(t.retry),
+            "disable_after": t.disable_after,
+            "description": t.description,
+            "created_at": t.created_at,
+            "updated_at": t.updated_at,
+        }
+    )
+
+
+def _target(data: Any, failures: Any, status: Any) -> WebhookTarget:
+    d = orjson.loads(data)
+    retry = d.pop("retry")
+    events = tuple(d.pop("events"))
+    return WebhookTarget(
+        retry=retry if isinstance(retry, str) else tuple(retry),
+        events=events,
+        status=_text(status),  # type: ignore[arg-type]
+        consecutive_failures=int(failures),
+        **d,
+    )
+
+
+def _event_meta(e: Event) -> bytes:
+    return orjson.dumps(
+        {
+            "app_id": e.app_id,
+            "event_type": e.event_type,
+            "received_at": e.received_at,
+            "headers": e.headers,
+            "matched_rules": list(e.matched_rules),
+            "idempotency_key": e.idempotency_key,
+        }
+    )
+
+
+def _event(event_id: bytes | str, meta: Any, payload: Any) -> Event:
+    d = orjson.loads(meta)
+    return Event(
+        id=event_id if isinstance(event_id, str) else _text(event_id),
+        payload=payload,
+        matched_rules=tuple(d.pop("matched_rules")),
+        **d,
+    )
+
+
+def _delivery_args(d: Delivery) -> list[Any]:
+    meta = orjson.dumps(
+        {
+            "event_id": d.event_id,
+            "action_type": d.action_type,
+            "url": d.url,
+            "rule_id": d.rule_id,
+            "target_id": d.target_id,
+            "retry": list(d.retry),
+            "secret_env": d.secret_env,
+            "timeout_seconds": d.timeout_seconds,
+            "disable_after": d.disable_after,
+            "headers": [list(h) for h in d.headers],
+            "created_at": d.created_at,
+        }
+    )
+    return [
+        d.id,
+        meta,
+        _opt(d.body),
+        d.status,
+        _opt(None if d.next_attempt_at is None else _num(d.next_attempt_at)),
+        d.attempt_count,
+        _num(d.created_at),
+        d.event_id,
+        _opt(d.target_id),
+        _opt(d.rule_id),
+        len(d.attempts),
+        *(_attempt_data(a) for a in d.attempts),
+    ]
+
+
+def _delivery(
+    delivery_id: bytes | str, row: Sequence[Any], attempts: tuple[Attempt, ...] = ()
+) -> Delivery:
+    meta, body, status, next_at, count = row
+    d = orjson.loads(meta)
+    return Delivery(
+        id=delivery_id if isinstance(delivery_id, str) else _text(delivery_id),
+        status=_text(status),  # type: ignore[arg-type]
+        body=body,
+        retry=tuple(d.pop("retry")),
+        headers=tuple(tuple(h) for h in d.pop("headers")),
+        next_attempt_at=None if next_at is None else float(next_at),
+        attempt_count=int(count),
+        attempts=attempts,
+        **d,
+    )
+
+
+def _attempt_data(a: Attempt) -> bytes:
+    return orjson.dumps(
+        {
+            "at": a.at,
+            "status_code": a.status_code,
+            "latency_ms": a.latency_ms,
+            "error": a.error,
+            "response_excerpt": a.response_excerpt,
+            "retry_after": a.retry_after,
+        }
+    )
+
+
+class RedisStore:
+    """`Store` on a shared Redis; the module docstring has the key layout and why each
+    write is atomic."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "hookgate:",
+        idempotency_ttl: float = 86_400,
+        max_connections: int = 64,
+    ) -> None:
+        self._url = url
+        self._tag = keys.store_tag(key_prefix).encode()
+        self._prefix = key_prefix
+        self._idem_ttl = _num(idempotency_ttl)
+        self._max_connections = max_connections
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    def _key(self, name: str, suffix: str = "") -> str:
+        return keys.store_key(self._prefix, name, suffix)
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StoreError("the Redis store is not open")
+        return self._client
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        """Run one of `_SCRIPTS`; KEYS[1] only routes the call to the store's slot."""
+        client = self._redis
+        return await self._scripts[script](
+            keys=[self._key("events")], args=[self._tag, *args], client=client
+        )
+
+    # lifecycle
+    async def open(self) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url,
+            max_connections=self._max_connections,
+            timeout=10,
+            decode_responses=False,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            # A pooled connection Redis has dropped fails once on reuse: retry quickly on a
+            # new one. Timeouts are not retried; a connection lost after a script was sent
+            # may run it twice, which the scripts tolerate (see the module docstring).
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            retry_on_error=[RedisConnectionError],
+        )
+        client = aioredis.Redis.from_pool(pool)
+        self._scripts = {
+            name: client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+        }
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            raise StoreError(f"cannot reach the Redis store at {self._url}: {exc}") from exc
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            self._scripts = {}
+            await client.aclose()
+
+    @_translated
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    # apps
+    @_translated
+    async def create_app(self, app: App) -> None:
+        outcome = await self._run("create_app", app.id, app.name, _app_data(app))
+        if outcome == 0:
+            raise StoreError(f"an app named {app.name!r} already exists")
+        if outcome == -1:
+            raise StoreError(f"an app with id {app.id!r} already exists")
+
+    @_translated
+    async def save_app(self, app: App) -> None:
+        if await self._run("save_app", app.id, app.name, _app_data(app)) == 0:
+            raise StoreError(f"an app named {app.name!r} already exists")
+
+    @_translated
+    async def get_app(self, app_id: str) -> App | None:
+        data = await self._redis.hget(self._key("app", app_id), "data")
+        return None if data is None else _app(data)
+
+    @_translated
+    async def find_app(self, id_or_name: str) -> App | None:
+        data = await self._run("find_app", id_or_name)
+        return None if data is None else _app(data)
+
+    @_translated
+    async def list_apps(self) -> list[App]:
+        ids = sorted(await self._redis.smembers(self._key("apps")))
+        pipe = self._redis.pipeline(transaction=False)
+        for app_id in ids:
+            pipe.hget(self._key("app", _text(app_id)), "data")
+        return [_app(data) for data in await pipe.execute() if data is not None]
+
+    @_translated
+    async def delete_app(self, app_id: str) -> bool:
+        return bool(await self._run("delete_app", app_id))
+
+    @_translated
+    async def apps_version(self) -> int:
+        return int(await self._redis.get(self._key("apps_version")) or 0)
+
+    # events
+    @_translated
+    async def add_event(
+        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> Accepted:
+        idem = None
+        if event.idempotency_key is not None:
+            idem = f"{event.app_id}:{event.idempotency_key}"
+        args: list[Any] = [
+            b"" if lease_until is None else _num(lease_until),
+            self._idem_ttl,
+            1,
+            event.id,
+            _event_meta(event),
+            event.payload,
+            event.app_id,
+            _opt(event.event_type),
+            _num(event.received_at),
+            _opt(idem),
+            len(deliveries),
+        ]
+        for delivery in deliveries:
+            args += _delivery_args(delivery)
+        duplicate, event_id = await self._run("add", *args)
+        return Accepted(_text(event_id), duplicate=bool(duplicate))
+
+    @_translated
+    async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None:
+        found = await self._run("find_idempotent", f"{app_id}:{key}", _num(since))
+        return None if found is None else _text(found)
+
+    @_translated
+    async def get_event(self, event_id: str) -> Event | None:
+        meta, payload = await self._redis.hmget(self._key("event", event_id), "meta", "payload")
+        return None if meta is None else _event(event_id, meta, payload)
+
+    @_translated
+    async def list_events(
+        self,
+        *,
+        app_id: str | None = None,
+        event_type: str | None = None,
+        since: float | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Event]:
+        # Walk the narrowest id index; check the app on the hash when the index is the
+        # event type's, and `since` always on the hash.
+        if event_type is not None:
+            index = self._key("events_by_type", event_type)
+        elif app_id is not None:
+            index = self._key("events_by_app", app_id)
+        else:
+            index = self._key("events")
+        want_app = app_id.encode() if app_id is not None and event_type is not None else None
+
+        def keep(fields: list[Any]) -> bool:
+            app, at = fields
+            return (want_app is None or app == want_app) and (
+                since is None or (at is not None and float(at) >= since)
+            )
+
+        filtered = want_app is not None or since is not None
+        ids = await self._page_ids(
+            index, cursor, limit, "event", ("app", "at") if filtered else None, keep
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in ids[:limit]:
+            pipe.hmget(self._key("event", _text(event_id)), "meta", "payload")
+        rows = await pipe.execute()
+        events = [
+            _event(i, meta, payload)
+            for i, (meta, payload) in zip(ids, rows, strict=False)
+            if meta is not None
+        ]
+        return Page(events, _text(ids[limit - 1]) if len(ids) > limit else None)
+
+    async def _page_ids(
+        self,
+        index: str,
+        cursor: str | None,
+        limit: int,
+        record: str,
+        fields: tuple[str, ...] | None,
+        keep: Callable[[list[Any]], bool],
+    ) -> list[bytes]:
+        """Up to `limit + 1` ids from a by-id index, newest first, below `cursor`, whose
+        record `fields` pass `keep` (every id when `fields` is None)."""
+        found: list[bytes] = []
+        top = b"(" + cursor.encode() if cursor else b"+"
+        batch = limit + 1 if fields is None else max(limit + 1, SCAN_BATCH)
+        while len(found) <= limit:
+            ids = cast(
+                list[bytes], await self._redis.zrevrangebylex(index, top, b"-", start=0, num=batch)
+            )
+            if fields is None:
+                found += ids
+            elif ids:
+                pipe = self._redis.pipeline(transaction=False)
+                for i in ids:
+                    pipe.hmget(self._key(record, _text(i)), *fields)
+                rows = await pipe.execute()
+                found += [i for i, row in zip(ids, rows, strict=True) if keep(row)]
+            if len(ids) < batch:
+                break
+            top = b"(" + ids[-1]
+        return found[: limit + 1]
+
+    @_translated
+    async def count_events(self) -> int:
+        return int(await self._redis.zcard(self._key("events")))
+
+    # webhook targets
+    async def create_target(self, target: WebhookTarget) -> None:
+        await self.save_target(target)
+
+    @_translated
+    async def save_target(self, target: WebhookTarget) -> None:
+        await self._run(
+            "save_target",
+            target.id,
+            _target_data(target),
+            target.consecutive_failures,
+            target.status,
+        )
+
+    @_translated
+    async def get_target(self, target_id: str) -> WebhookTarget | None:
+        row = await self._redis.hmget(self._key("target", target_id), "data", "failures", "status")
+        return None if row[0] is None else _target(*row)
+
+    @_translated
+    async def list_targets(self) -> list[WebhookTarget]:
+        ids = sorted(await self._redis.smembers(self._key("targets")))
+        pipe = self._redis.pipeline(transaction=False)
+        for target_id in ids:
+            pipe.hmget(self._key("target", _text(target_id)), "data", "failures", "status")
+        return [_target(*row) for row in await pipe.execute() if row[0] is not None]
+
+    @_translated
+    async def delete_target(self, target_id: str) -> bool:
+        return bool(await self._run("delete_target", target_id))
+
+    @_translated
+    async def targets_version(self) -> int:
+        return int(await self._redis.get(self._key("targets_version")) or 0)
+
+    @_translated
+    async def record_target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+    ) -> WebhookTarget | None:
+        row = await self._run(
+            "target_outcome",
+            target_id,
+            int(ok),
+            _opt(None if disable_after is None else str(disable_after)),
+            int(gone),
+        )
+        return None if row is None else _target(*row)
+
+    # deliveries
+    @_translated
+    async def add_deliveries(
+        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+    ) -> None:
+        if not deliveries:
+            return
+        args: list[Any] = [
+            b"" if lease_until is None else _num(lease_until),
+            self._idem_ttl,
+            0,
+            len(deliveries),
+        ]
+        for delivery in deliveries:
+            args += _delivery_args(delivery)
+        await self._run("add", *args)
+
+    @_translated
+    async def has_due(self, now: float) -> bool:
+        return bool(await self._run("has_due", _num(now)))
+
+    @_translated
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        if limit < 1:
+            return []
+        rows = await self._run("claim", _num(now), _num(lease_until), limit)
+        return [_delivery(row[0], row[1:]) for row in rows]
+
+    @_translated
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        await self._run(
+            "finish",
+            delivery_id,
+            _attempt_data(attempt),
+            status,
+            _opt(None if next_attempt_at is None else _num(next_attempt_at)),
+        )
+
+    @_translated
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self._key("delivery", delivery_id), *DELIVERY_FIELDS)
+        pipe.lrange(self._key("attempts", delivery_id), 0, -1)
+        row, attempts = await pipe.execute()
+        if row[0] is None:
+            return None
+        return _delivery(delivery_id, row, tuple(Attempt(**orjson.loads(a)) for a in attempts))
+
+    async def _deliveries(self, ids: Sequence[bytes]) -> list[Delivery]:
+        """Rows without their attempts (as every list answers), skipping vanished ids."""
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id in ids:
+            pipe.hmget(self._key("delivery", _text(delivery_id)), *DELIVERY_FIELDS)
+        rows = await pipe.execute()
+        return [_delivery(i, row) for i, row in zip(ids, rows, strict=True) if row[0] is not None]
+
+    @_translated
+    async def list_deliveries(
+        self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[Delivery]:
+        # The most selective index the filter names; the rest is checked on hash fields.
+        wanted = {
+            "event": flt.event_id,
+            "target": flt.target_id,
+            "rule": flt.rule_id,
+            "status": flt.status,
+        }
+        used = next((name for name, value in wanted.items() if value is not None), None)
+        index = self._key("deliveries") if used is None else self._key(f"dlvs_by_{used}")
+        if used is not None:
+            index += str(wanted[used])
+        checks = [(n, str(v).encode()) for n, v in wanted.items() if v is not None and n != used]
+        fields = (*(name for name, _ in checks), "created")
+
+        def keep(row: list[Any]) -> bool:
+            if flt.since is not None and float(row[-1]) < flt.since:
+                return False
+            return all(value == expected for value, (_, expected) in zip(row, checks, strict=False))
+
+        filtered = bool(checks) or flt.since is not None
+        ids = await self._page_ids(
+            index, cursor, limit, "delivery", fields if filtered else None, keep
+        )
+        page = await self._deliveries(ids[:limit])
+        return Page(page, _text(ids[limit - 1]) if len(ids) > limit else None)
+
+    @_translated
+    async def deliveries_for_event(self, event_id: str) -> list[Delivery]:
+        ids = cast(
+            list[bytes], await self._redis.zrange(self._key("dlvs_by_event", event_id), 0, -1)
+        )
+        return await self._deliveries(ids)
+
+    @_translated
+    async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
+        if not delivery_ids:
+            return 0
+        return int(await self._run("requeue", _num(now), *delivery_ids))
+
+    @_translated
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        if delivery_ids:
+            await self._run("release", *delivery_ids)
+
+    @_translated
+    async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
+        ids = cast(
+            list[bytes], await self._redis.zrange(self._key("dlvs_by_status", "failed"), 0, -1)
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id in ids:
+            pipe.hmget(self._key("delivery", _text(delivery_id)), "created", "target")
+        rows = await pipe.execute()
+        wanted = None if target_id is None else target_id.encode()
+        return [
+            _text(i)
+            for i, (created, target) in zip(ids, rows, strict=True)
+            if created is not None
+            and float(created) >= since
+            and (wanted is None or target == wanted)
+        ]
+
+    @_translated
+    async def count_pending(self) -> int:
+        return int(await self._redis.zcard(self._key("dlvs_by_status", "pending")))
+
+    @_translated
+    async def prune(self, events_before: float, idempotency_before: float) -> int:
+        dropped = 0
+        while True:
+            events, keys_forgotten = await self._run(
+                "prune", _num(events_before), _num(idempotency_before), PRUNE_BATCH
+            )
+            dropped += int(events)
+            if events < PRUNE_BATCH and keys_forgotten < PRUNE_BATCH:
+                return dropped
