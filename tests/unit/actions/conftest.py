@@ -31,13 +31,20 @@ def known_answer() -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """Run `app` under uvicorn in this event loop on a free port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+async def serve(app: ASGIApp, *, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
+    """Run `app` under uvicorn in this event loop on a free port; yield its base URL.
+
+    `host` may be an IPv6 literal ("::1"); `options` go to `uvicorn.Config` (e.g. the
+    `ssl_certfile` and `ssl_keyfile` of a test certificate, which makes the URL https).
+    """
+    ipv6 = ":" in host
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app, lifespan="off", ws="none", log_level="warning", access_log=False, **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -47,7 +54,8 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
                 task.result()  # surfaces the startup error
             assert asyncio.get_running_loop().time() < deadline, "uvicorn did not start"
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://{f'[{host}]' if ipv6 else host}:{port}"
     finally:
         server.should_exit = True
         await task
@@ -55,7 +63,7 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def serve_app() -> Callable[[ASGIApp], contextlib.AbstractAsyncContextManager[str]]:
+def serve_app() -> Callable[..., contextlib.AbstractAsyncContextManager[str]]:
     return serve
 
 

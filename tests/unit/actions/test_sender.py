@@ -1,5 +1,6 @@
 """The sender against real local servers: a Starlette sink under uvicorn, a listener that
-never answers, a raw server that trickles, and a closed port. httpx is never mocked."""
+never answers, a raw server that trickles, and a closed port. httpx is never mocked; every
+case runs over httpx's default transport and over `FastTransport`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from actions.sender import parse_retry_after, send
 from actions.signing import Signer, Verifier, generate_secret
+from actions.transport import FastTransport
 
 BODY = b'{"id": "evt_1", "type": "job_completed"}'
 HEADERS = {"Content-Type": "application/json", "User-Agent": "hookgate/test"}
@@ -79,6 +81,15 @@ def sink_app(received: list[tuple[str, dict[str, str], bytes]]) -> Starlette:
             Route("/trickle-body", trickle_body, methods=["POST"]),
         ]
     )
+
+
+@pytest.fixture(params=["httpx", "fast"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The conftest client, once per transport: the sender must not care which it gets."""
+    transport = FastTransport() if request.param == "fast" else None
+    # trust_env=False: a proxy in the environment must not see (or break) loopback traffic.
+    async with httpx.AsyncClient(trust_env=False, transport=transport) as http:
+        yield http
 
 
 @pytest.fixture
