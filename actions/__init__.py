@@ -15,6 +15,7 @@ from actions.retry import RetryPolicy, next_attempt_at, parse_retry
 from actions.sender import send
 from actions.signing import Signer, Verifier, decode_secret, generate_secret, verify
 from actions.ssrf import check_url, check_url_syntax
+from actions.transport import FastTransport
 from actions.webhook import envelope
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "DispatchSettings",
     "Dispatcher",
     "EventInfo",
+    "FastTransport",
     "RetryPolicy",
     "SignatureError",
     "Signer",
