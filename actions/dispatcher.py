@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -122,6 +123,8 @@ class Dispatcher:
         self._poller: asyncio.Task[None] | None = None
         self._signers: dict[str, Signer] = {}
         self._rule_failures: dict[tuple[str | None, str], int] = {}
+        self._recording: set[asyncio.Task[Any]] = set()
+        self._recording_ids: set[str] = set()
 
     # lifecycle
     def start(self) -> None:
@@ -139,6 +142,9 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Attempts already made are recorded before anything is handed back.
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         held = sorted(snapshot | self._held)
         self._held.clear()
         self._hosts.clear()
@@ -182,13 +188,14 @@ class Dispatcher:
                 delivery, event = queue.items.popleft()
                 try:
                     async with self._sem:
-                        await self.deliver(delivery, event)
+                        await self.deliver(delivery, event, background=True)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("delivery %s failed unexpectedly", delivery.id)
                 finally:
-                    self._held.discard(delivery.id)
+                    if delivery.id not in self._recording_ids:
+                        self._held.discard(delivery.id)
         finally:
             queue.active -= 1
             if queue.active == 0 and not queue.items and self._hosts.get(host) is queue:
@@ -228,7 +235,12 @@ class Dispatcher:
 
     # one attempt
     async def deliver(
-        self, delivery: Delivery, event: EventInfo | None = None, *, probe: bool = False
+        self,
+        delivery: Delivery,
+        event: EventInfo | None = None,
+        *,
+        probe: bool = False,
+        background: bool = False,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
 
@@ -304,6 +316,34 @@ class Dispatcher:
                     delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
                 )
             status = "pending" if next_at is not None else "failed"
+        record = self._record(delivery, attempt, status, next_at, target, gone, probe)
+        if not background:
+            return await record
+        # The host slot is free as soon as the answer is in; recording it (a store commit)
+        # finishes on its own, and the lease is held until then.
+        self._recording_ids.add(delivery.id)
+        task = asyncio.create_task(record)
+        self._recording.add(task)
+        task.add_done_callback(partial(self._recorded, delivery.id))
+        return attempt, status
+
+    def _recorded(self, delivery_id: str, task: asyncio.Task[Any]) -> None:
+        self._recording.discard(task)
+        self._recording_ids.discard(delivery_id)
+        self._held.discard(delivery_id)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recording delivery %s failed: %s", delivery_id, task.exception())
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_at: float | None,
+        target: TargetInfo | None,
+        gone: bool,
+        probe: bool,
+    ) -> tuple[Attempt, DeliveryStatus]:
         result = await self._finish(delivery, attempt, status, next_at)
         if status != "pending" and not probe:
             if target is not None and delivery.target_id is not None:
@@ -311,6 +351,7 @@ class Dispatcher:
                     delivery.target_id, attempt.ok, target.disable_after, gone
                 )
             elif delivery.disable_after is not None:
+                rule_key = (delivery.rule_id, delivery.url)
                 failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
                 self._rule_failures[rule_key] = failures
         return result
@@ -323,6 +364,8 @@ class Dispatcher:
         next_at: float | None,
     ) -> tuple[Attempt, DeliveryStatus]:
         await self._source.finish_attempt(delivery.id, attempt, status, next_at)
+        # Recorded, so no longer ours: a retry due at once may be claimed right away.
+        self._held.discard(delivery.id)
         if next_at is not None:
             heapq.heappush(self._wake_at, next_at)
             self._wake.set()

@@ -81,17 +81,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         common.update(host=host, port=port)
     print(f"hookgate listening on http://{host}:{port}", flush=True)
-    pool = None
-    if settings.delivery.workers > 0 and settings.storage.backend != "memory":
-        from gateway.worker import WorkerPool
-
-        pool = WorkerPool(settings.delivery.workers, args.config)
-        pool.start()
-    try:
-        _run_uvicorn(args, settings, common)
-    finally:
-        if pool is not None:
-            pool.stop()
+    _run_uvicorn(args, settings, common)
     return 0
 
 

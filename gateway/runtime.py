@@ -37,6 +37,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
 from gateway.rulestate import RuleState
 from gateway.store import Store, build_store
+from gateway.workerhost import WorkerHost
 from rules import Logic
 
 log = logging.getLogger("hookgate")
@@ -124,14 +125,18 @@ class Gateway:
         self.dispatch_settings = dispatch_settings(settings)
         # Inline: this process sends what it accepts. Otherwise `hookgate serve` runs
         # delivery worker processes (gateway.worker) and this one only queues.
-        self.inline_delivery = delivery.workers == 0 or settings.storage.backend == "memory"
+        self.inline_delivery = delivery.workers == 0
+        source = StoreSource(
+            self.store,
+            targets=lambda: self.rules.targets,
+            app_name=self.app_name,
+            on_target_disabled=lambda: self.rules.refresh_targets(force=True),
+        )
+        # Inline delivery uses this dispatcher's poller; with workers it only serves the
+        # target test endpoint, and the workers reach the store through `workers`.
+        self.workers = None if self.inline_delivery else WorkerHost(settings, source)
         self.dispatcher = Dispatcher(
-            StoreSource(
-                self.store,
-                targets=lambda: self.rules.targets,
-                app_name=self.app_name,
-                on_target_disabled=lambda: self.rules.refresh_targets(force=True),
-            ),
+            source,
             self.http,
             self.dispatch_settings,
             env=os.environ,
@@ -152,8 +157,10 @@ class Gateway:
         await self.apps.refresh(force=True)
         await self.rules.reload()
         await self.rules.refresh_targets(force=True)
-        if self.inline_delivery:
+        if self.workers is None:
             self.dispatcher.start()
+        else:
+            await self.workers.start()
         settings = self.settings
         self._spawn(self.apps.watch(0.5), "apps")
         self._spawn(self.rules.watch(settings.rules.poll_seconds, settings.rules.reload), "rules")
@@ -187,11 +194,16 @@ class Gateway:
         # "reload rules to reset": every successful reload (file change, SIGHUP, API) forgets
         # rule actions disabled after consecutive failures.
         self.dispatcher.reset_rule_failures()
+        if self.workers is not None:
+            self.workers.reset_rule_failures()
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"hookgate-{name}"))  # type: ignore[arg-type]
 
     async def stop(self) -> None:
+        if self.workers is not None:
+            # First, while the store is open: stopping workers hand their leases back.
+            await self.workers.stop()
         if self._sighup_loop is not None:
             with contextlib.suppress(Exception):
                 self._sighup_loop.remove_signal_handler(signal.SIGHUP)
@@ -238,8 +250,10 @@ class Gateway:
 
     def dispatch(self, deliveries: Sequence[Delivery], event: EventInfo | None = None) -> None:
         """Hand freshly committed deliveries to the inline dispatcher (workers poll)."""
-        if self.inline_delivery:
+        if self.workers is None:
             self.dispatcher.submit(deliveries, event)
+        else:
+            self.workers.wake()
 
     def _observe_attempt(self, delivery: Delivery, attempt: Attempt, status: str) -> None:
         self.metrics.inc("hookgate_deliveries_total", outcome=status)

@@ -1,31 +1,37 @@
-"""The delivery worker: a process that sends what ingest queued.
+"""A delivery worker process: runs the dispatcher, sends, and reports back.
 
-Sending a webhook costs far more CPU than accepting one (an HTTP exchange, signing, a
-recorded attempt), so by default `hookgate serve` runs delivery in a child process at a
-lower scheduling priority (`delivery.worker_nice`): under a burst the kernel gives the
-ingest process the CPU, deliveries wait durably in the store, and they drain as soon as
-there is room. The worker shares nothing with the server but the store: it claims due
-deliveries with leases, so several workers (or a restarted one) never lose or double-own
-a row, and a worker whose server has gone away exits on its own.
-
-`hookgate worker` runs one standalone (e.g. on another host sharing the store).
+Two ways to run one:
+- linked (`python -m gateway.worker`, spawned by the server's `WorkerHost`): settings and
+  every store access go over stdin/stdout (`gateway.wire`); the worker holds no database
+  connection, so the server's store keeps a single writer. It exits when its stdin closes
+  (the server is gone) or on the server's `stop`.
+- standalone (`hookgate worker`): opens the configured store itself. Meant for a store
+  built for several writers (`storage.backend = "redis"`), to add delivery capacity on
+  other hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+from typing import Any
 
-from actions import Dispatcher
-from gateway.config import Settings
+from actions import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Dispatcher,
+    EventInfo,
+    TargetInfo,
+)
+from gateway import wire
+from gateway.config import Settings, load_settings
 from gateway.delivery import StoreSource, build_http_client, dispatch_settings
 from gateway.logs import AccessLog, configure_logging
 from gateway.models import WebhookTarget
@@ -35,10 +41,164 @@ from gateway.store import Store, build_store
 log = logging.getLogger("hookgate.worker")
 
 REFRESH_SECONDS = 0.5
+EVENT_CACHE = 50_000
+
+
+class RemoteSource:
+    """`DeliverySource` answered by the server over the worker's stdout/stdin."""
+
+    def __init__(self, writer: asyncio.StreamWriter | Any) -> None:
+        self._writer = writer
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._closed: str | None = None
+        # Events that came with claimed deliveries, so sending them asks nothing more.
+        self._events: dict[str, EventInfo] = {}
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        if self._closed is not None:
+            raise ConnectionError(self._closed)
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(wire.dumps([request_id, op, *args]))
+        try:
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    def answered(self, request_id: int, ok: bool, result: Any) -> None:
+        future = self._pending.get(request_id)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(result)
+        else:
+            future.set_exception(RuntimeError(f"server refused the request: {result}"))
+
+    def fail_all(self, reason: str) -> None:
+        self._closed = reason
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+
+    async def has_due(self, now: float) -> bool:
+        return bool(await self._call("has_due", now))
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        deliveries, events = await self._call("claim", now, limit, lease_until)
+        if len(self._events) > EVENT_CACHE:
+            self._events.clear()
+        for data in events:
+            event = wire.event_from(data)
+            if event is not None:
+                self._events[event.id] = event
+        return [wire.delivery_from(d) for d in deliveries]
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+    ) -> None:
+        await self._call("finish", delivery_id, attempt, status, next_attempt_at)
+
+    async def release(self, delivery_ids: list[str]) -> None:
+        await self._call("release", delivery_ids)
+
+    async def event_info(self, event_id: str) -> EventInfo | None:
+        cached = self._events.get(event_id)
+        if cached is not None:
+            return cached
+        return wire.event_from(await self._call("event", event_id))
+
+    async def target(self, target_id: str) -> TargetInfo | None:
+        return wire.target_from(await self._call("target", target_id))
+
+    async def target_outcome(
+        self, target_id: str, ok: bool, disable_after: int | None, gone: bool
+    ) -> None:
+        await self._call("outcome", target_id, ok, disable_after, gone)
+
+
+async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+async def run_linked() -> None:
+    """The worker as the server's child: settings and store access over stdin/stdout."""
+    reader, writer = await _stdio()
+    first = await reader.readline()
+    if not first:
+        return
+    _, name, sections = wire.loads(first)
+    if name != "config":
+        raise RuntimeError(f"expected the server's config first, got {name!r}")
+    settings = load_settings(None, env={}, **sections)
+    configure_logging(settings.log.level)
+    if settings.delivery.worker_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.delivery.worker_nice)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # The server owns these (Ctrl-C, shutdown, rule reloads) and tells the worker what
+        # to do; a worker whose server died sees its stdin close.
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            loop.add_signal_handler(sig, lambda: None)
+    source = RemoteSource(writer)
+    access = AccessLog()
+    access.start()
+    client = build_http_client(settings)
+    dispatcher = Dispatcher(
+        source, client, dispatch_settings(settings), env=os.environ, log_line=access.write
+    )
+    dispatcher.start()
+    log.info("delivery worker started", extra={"fields": {"pid": os.getpid()}})
+    stopping = False
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                if not stopping:
+                    log.info("server is gone; worker exiting")
+                source.fail_all("server closed the pipe")
+                break
+            message = wire.loads(line)
+            if message[0] != 0:
+                source.answered(message[0], message[1], message[2])
+            elif message[1] == "wake":
+                dispatcher.wake()
+            elif message[1] == "reset":
+                dispatcher.reset_rule_failures()
+            elif message[1] == "stop" and not stopping:
+                stopping = True
+                # Stopping hands unsent deliveries back, which needs the pipe: keep reading.
+                task = asyncio.create_task(_stop(dispatcher, client, access, writer))
+                task.add_done_callback(lambda _: reader.feed_eof())
+    finally:
+        if not stopping:
+            await _stop(dispatcher, client, access, writer)
+
+
+async def _stop(dispatcher: Dispatcher, client: Any, access: AccessLog, writer: Any) -> None:
+    await dispatcher.stop()
+    await client.aclose()
+    await access.stop()
+    with contextlib.suppress(Exception):
+        writer.close()
 
 
 class StoreViews:
-    """Targets and app names, reloaded when the store says they changed."""
+    """Targets and app names for a standalone worker, reloaded when the store says they
+    changed."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -58,8 +218,8 @@ class StoreViews:
         return self.app_names.get(app_id, app_id)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Deliver until `stop` is set (or SIGTERM/SIGINT, or the parent process exits)."""
+async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Deliver from the configured store until `stop` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,35 +232,27 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = build_http_client(settings)
     views = StoreViews(store)
     await views.refresh(force=True)
+    source = StoreSource(
+        store,
+        targets=lambda: views.targets,
+        app_name=views.app_name,
+        on_target_disabled=lambda: views.refresh(force=True),
+    )
     dispatcher = Dispatcher(
-        StoreSource(
-            store,
-            targets=lambda: views.targets,
-            app_name=views.app_name,
-            on_target_disabled=lambda: views.refresh(force=True),
-        ),
-        client,
-        dispatch_settings(settings),
-        env=os.environ,
-        log_line=access.write,
+        source, client, dispatch_settings(settings), env=os.environ, log_line=access.write
     )
     dispatcher.start()
-    # Rule actions disabled after consecutive failures come back when the rules change
-    # (the server reloads them on the same signals: file edits and SIGHUP).
+    # Rule actions disabled after consecutive failures come back when the rules change.
     rules_dir = Path(settings.rules.dir)
     stamp = dir_stamp(rules_dir)
     with contextlib.suppress(RuntimeError, ValueError, NotImplementedError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, dispatcher.reset_rule_failures)
     log.info("delivery worker started", extra={"fields": {"pid": os.getpid()}})
-    parent = os.getppid()
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(REFRESH_SECONDS):
                     await stop.wait()
-            if os.getppid() != parent and os.environ.get("HOOKGATE_WORKER_OF_PID"):
-                log.info("server process is gone; worker exiting")
-                break
             try:
                 await views.refresh()
             except Exception as exc:
@@ -116,69 +268,24 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await access.stop()
 
 
-def main(settings: Settings) -> int:
-    """Entry point of `hookgate worker`: configure logging and priority, then deliver."""
-    configure_logging(settings.log.level)
-    nice = settings.delivery.worker_nice
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
+def _run(coro: Any) -> None:
     try:
         import uvloop
 
-        uvloop.run(run_worker(settings))
+        uvloop.run(coro)
     except ImportError:
-        asyncio.run(run_worker(settings))
+        asyncio.run(coro)
+
+
+def main(settings: Settings) -> int:
+    """Entry point of `hookgate worker` (standalone)."""
+    configure_logging(settings.log.level)
+    if settings.delivery.worker_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.delivery.worker_nice)
+    _run(run_standalone(settings))
     return 0
 
 
-class WorkerPool:
-    """Delivery worker child processes of `hookgate serve`, restarted if they die."""
-
-    def __init__(self, count: int, config: str | None) -> None:
-        self._count = count
-        self._config = config
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "gateway.cli", "worker"]
-        if self._config:
-            cmd += ["--config", self._config]
-        env = {**os.environ, "HOOKGATE_WORKER_OF_PID": str(os.getpid())}
-        return subprocess.Popen(cmd, env=env)
-
-    def start(self) -> None:
-        self._procs = [self._spawn() for _ in range(self._count)]
-        self._thread = threading.Thread(
-            target=self._supervise, name="hookgate-workers", daemon=True
-        )
-        self._thread.start()
-
-    def _supervise(self) -> None:
-        backoff = 1.0
-        while not self._stop.wait(1.0):
-            for i, proc in enumerate(self._procs):
-                if proc.poll() is not None and not self._stop.is_set():
-                    log.error(
-                        "delivery worker %d exited with %s; restarting", proc.pid, proc.returncode
-                    )
-                    time.sleep(min(backoff, 30.0))
-                    backoff *= 2
-                    self._procs[i] = self._spawn()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        for proc in self._procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self._procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+if __name__ == "__main__":
+    _run(run_linked())

@@ -76,6 +76,9 @@ class Store(Protocol):
 
     async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None: ...
     async def get_event(self, event_id: str) -> Event | None: ...
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        """The events that exist among `event_ids` (any order): one round trip."""
+
     async def list_events(
         self,
         *,

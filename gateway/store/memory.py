@@ -95,6 +95,9 @@ class MemoryStore:
     async def get_event(self, event_id: str) -> Event | None:
         return self._events.get(event_id)
 
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        return [self._events[i] for i in dict.fromkeys(event_ids) if i in self._events]
+
     async def list_events(
         self,
         *,

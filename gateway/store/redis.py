@@ -696,6 +696,16 @@ class RedisStore:
         return None if meta is None else _event(event_id, meta, payload)
 
     @_translated
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        ids = list(dict.fromkeys(event_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hmget(self._key("event", event_id), "meta", "payload")
+            rows = await pipe.execute()
+        return [_event(i, meta, payload) for i, (meta, payload) in zip(ids, rows, strict=True)
+                if meta is not None]  # fmt: skip
+
+    @_translated
     async def list_events(
         self,
         *,

@@ -10,7 +10,11 @@ gateway) may open the same file: SQLite's locks and `busy_timeout` serialise the
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
+import itertools
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -79,8 +83,17 @@ TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
     "updated_at, consecutive_failures"
 )
+# The delivery columns as JSON values (bodies are UTF-8 JSON, so text is lossless).
+DELIVERY_JSON_COLS = (
+    "id, event_id, rule_id, target_id, action_type, url, status, CAST(body AS TEXT), "
+    "json(retry), secret_env, timeout_seconds, disable_after, created_at, next_attempt_at, "
+    "attempt_count, json(headers)"
+)
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
+INSERT_EVENT_HEAD = f"INSERT INTO events ({EVENT_COLS}) VALUES "
+INSERT_DELIVERY_HEAD = f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) VALUES "
+MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -196,6 +209,27 @@ def _delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Deliver
     )
 
 
+def _delivery_from_json(row: list[Any]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        rule_id=row[2],
+        target_id=row[3],
+        action_type=row[4],
+        url=row[5],
+        status=row[6],
+        body=None if row[7] is None else row[7].encode(),
+        retry=tuple(row[8]),
+        secret_env=row[9],
+        timeout_seconds=row[10],
+        disable_after=row[11],
+        created_at=row[12],
+        next_attempt_at=row[13],
+        attempt_count=row[14],
+        headers=tuple((name, value) for name, value in row[15]),
+    )
+
+
 def _attempt(row: Sequence[Any]) -> Attempt:
     return Attempt(
         at=row[0],
@@ -270,6 +304,17 @@ class _CallOp:
         self.future = future
 
 
+class _FinishOp(_CallOp):
+    """A recorded attempt: batched with the others of its group commit into two
+    statements (`_apply_finishes`); `fn` is the one-row form for the careful path."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        super().__init__(partial(_apply_finishes, rows=[row]), future)
+        self.row = row
+
+
 _Op = _EventOp | _CallOp
 
 
@@ -284,8 +329,14 @@ class SqliteStore:
         self._synchronous = synchronous.upper()
         self._db: aiosqlite.Connection | None = None
         self._ro: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        # Ops waiting for the writer thread; `_draining` says a drain is queued or running
+        # there (both guarded by `_lock`, shared with that thread).
+        self._pending: collections.deque[_Op] = collections.deque()
+        self._lock = threading.Lock()
+        self._draining = False
+        self._drains: set[asyncio.Future[Any]] = set()
+        self._open = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # lifecycle
     async def open(self) -> None:
@@ -302,13 +353,13 @@ class SqliteStore:
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
-        self._writer = asyncio.create_task(self._write_loop(), name="hookgate-sqlite-writer")
+        self._loop = asyncio.get_running_loop()
+        self._open = True
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._queue.put(None)
-            await self._writer
-            self._writer = None
+        self._open = False
+        while self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
         for conn in (self._ro, self._db):
             if conn is not None:
                 await conn.close()
@@ -318,47 +369,87 @@ class SqliteStore:
         await self._read("SELECT 1")
 
     # the write path
-    async def _write_loop(self) -> None:
+    def _enqueue(self, op: _Op) -> None:
+        """Hand an op to the writer thread, starting a drain there if none is running.
+
+        The drain (`_drain`) runs in aiosqlite's connection thread and commits batch after
+        batch for as long as ops keep arriving, resolving each batch's futures through
+        `call_soon_threadsafe`: the next batch never waits for the event loop to come
+        round, so the thread is busy committing whenever there is work.
+        """
+        with self._lock:
+            self._pending.append(op)
+            if self._draining:
+                return
+            self._draining = True
         assert self._db is not None
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            ops: list[_Op] = [first]
-            while len(ops) < MAX_BATCH and not self._queue.empty():
-                op = self._queue.get_nowait()
-                if op is None:
-                    stop = True
-                    break
-                ops.append(op)
+        drain = asyncio.ensure_future(self._db._execute(self._drain))  # type: ignore[no-untyped-call]
+        self._drains.add(drain)
+        drain.add_done_callback(self._drain_done)
+
+    def _drain_done(self, drain: asyncio.Future[Any]) -> None:
+        self._drains.discard(drain)
+        if drain.cancelled() or drain.exception() is None:
+            return
+        # The drain itself broke (not one batch): fail whatever it left behind.
+        with self._lock:
+            stranded = list(self._pending)
+            self._pending.clear()
+            self._draining = False
+        error = StoreError(f"SQLite writer failed: {drain.exception()}")
+        for op in stranded:
+            if not op.future.done():
+                op.future.set_exception(error)
+
+    def _drain(self) -> None:
+        """Writer thread: commit batches until no op is waiting."""
+        loop = self._running_loop()
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._draining = False
+                    return
+                ops = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
             try:
-                # aiosqlite's public calls are one thread hop each; `_execute` runs the whole
-                # batch in the connection's thread as one hop.
-                results = await self._db._execute(self._apply_batch, ops)  # type: ignore[no-untyped-call]
+                results: list[tuple[bool, Any]] | BaseException = self._apply_batch(ops)
             except Exception as exc:
-                error = StoreError(f"SQLite write failed: {exc}")
-                error.__cause__ = exc
-                for op in ops:
-                    if not op.future.done():
-                        op.future.set_exception(error)
-                continue
-            for op, (ok, value) in zip(ops, results, strict=True):
-                if op.future.done():
-                    continue
-                if ok:
-                    op.future.set_result(value)
-                else:
-                    op.future.set_exception(value)
+                results = exc
+            loop.call_soon_threadsafe(_resolve, ops, results)
 
     def _apply_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
         """Run in the writer thread: apply every op in one transaction and commit once.
 
-        Each op succeeds or fails alone (savepoints): a bad write fails its own caller,
-        never the other requests that happened to share its group commit.
+        Fast path: the whole batch in as few statements as possible (multi-row inserts,
+        no savepoints). Every statement gives up the GIL while SQLite works and must win it
+        back from the busy event-loop thread, so statements per batch, not rows, set the
+        commit latency. If anything in it fails, the batch is rolled back and applied
+        again op by op (savepoints): a bad write fails its own caller, never the other
+        requests that happened to share its group commit.
         """
         assert self._db is not None
         conn = self._db._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            events = [op for op in ops if isinstance(op, _EventOp)]
+            accepted = _apply_events(conn, events, self._idempotency_ttl) if events else []
+            by_op: dict[int, Any] = {id(op): a for op, a in zip(events, accepted, strict=True)}
+            finishes = [op for op in ops if isinstance(op, _FinishOp)]
+            if finishes:
+                _apply_finishes(conn, [op.row for op in finishes])
+                by_op.update((id(op), None) for op in finishes)
+            fast: list[tuple[bool, Any]] = [
+                (True, by_op[id(op)]) if id(op) in by_op else (True, op.fn(conn))  # type: ignore[union-attr]
+                for op in ops
+            ]
+            conn.execute("COMMIT")
+            return fast
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        return self._apply_careful(conn, ops)
+
+    def _apply_careful(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
+        """The batch again, each op in its own savepoint."""
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -376,14 +467,19 @@ class SqliteStore:
             raise
         return results
 
-    async def _submit(self, op: _Op) -> Any:
-        if self._writer is None or self._writer.done():
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
             raise StoreError("the SQLite store is not open")
-        await self._queue.put(op)
+        return self._loop
+
+    async def _submit(self, op: _Op) -> Any:
+        if not self._open:
+            raise StoreError("the SQLite store is not open")
+        self._enqueue(op)
         return await op.future
 
     async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await self._submit(_CallOp(fn, asyncio.get_running_loop().create_future()))
+        return await self._submit(_CallOp(fn, self._running_loop().create_future()))
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if self._ro is None:
@@ -445,7 +541,8 @@ class SqliteStore:
     async def add_event(
         self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
     ) -> Accepted:
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        # The loop saved at open(): get_running_loop() costs a getpid() system call.
+        future: asyncio.Future[Accepted] = self._running_loop().create_future()
         result: Accepted = await self._submit(_EventOp(event, deliveries, lease_until, future))
         return result
 
@@ -455,6 +552,15 @@ class SqliteStore:
             (app_id, key, since),
         )
         return rows[0][0] if rows else None
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
+        if not event_ids:
+            return []
+        rows = await self._read(
+            f"SELECT {EVENT_COLS} FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            (_json(list(dict.fromkeys(event_ids))),),
+        )
+        return [_event(r) for r in rows]
 
     async def get_event(self, event_id: str) -> Event | None:
         rows = await self._read(f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,))
@@ -564,16 +670,29 @@ class SqliteStore:
         return bool(rows)
 
     async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+        # Three statements that each return one row (ids and records as JSON arrays), not an
+        # UPDATE ... RETURNING whose every row costs the writer thread a GIL round trip.
         def fn(conn: sqlite3.Connection) -> list[Delivery]:
+            ids = conn.execute(
+                "SELECT json_group_array(id) FROM (SELECT id FROM deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= ?"
+                " AND (leased_until IS NULL OR leased_until <= ?)"
+                " ORDER BY next_attempt_at LIMIT ?)",
+                (now, now, limit),
+            ).fetchone()[0]
+            if ids == "[]":
+                return []
+            conn.execute(
+                "UPDATE deliveries SET leased_until = ?"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (lease_until, ids),
+            )
             rows = conn.execute(
-                f"UPDATE deliveries SET leased_until = ? WHERE id IN ("
-                "  SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-                "  AND (leased_until IS NULL OR leased_until <= ?)"
-                "  ORDER BY next_attempt_at LIMIT ?"
-                f") RETURNING {DELIVERY_COLS}",
-                (lease_until, now, now, limit),
-            ).fetchall()
-            return [_delivery(r) for r in rows]
+                f"SELECT json_group_array(json_array({DELIVERY_JSON_COLS})) FROM deliveries"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            ).fetchone()[0]
+            return [_delivery_from_json(r) for r in orjson.loads(rows)]
 
         result: list[Delivery] = await self._write(fn)
         return result
@@ -585,29 +704,18 @@ class SqliteStore:
         status: DeliveryStatus,
         next_attempt_at: float | None,
     ) -> None:
-        def fn(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "UPDATE deliveries SET status = ?, next_attempt_at = ?, leased_until = NULL,"
-                " attempt_count = attempt_count + 1 WHERE id = ? RETURNING attempt_count",
-                (status, next_attempt_at, delivery_id),
-            ).fetchone()
-            if row is None:
-                return
-            conn.execute(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery_id,
-                    row[0],
-                    attempt.at,
-                    attempt.status_code,
-                    attempt.latency_ms,
-                    attempt.error,
-                    attempt.response_excerpt,
-                    attempt.retry_after,
-                ),
-            )
-
-        await self._write(fn)
+        row = (
+            delivery_id,
+            status,
+            next_attempt_at,
+            attempt.at,
+            attempt.status_code,
+            attempt.latency_ms,
+            attempt.error,
+            attempt.response_excerpt,
+            attempt.retry_after,
+        )
+        await self._submit(_FinishOp(row, self._running_loop().create_future()))
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         rows = await self._read(
@@ -727,7 +835,7 @@ def _apply_events(
     is handed to the new event, even before the pruner has cleared it)."""
     accepted: dict[int, Accepted] = {}
     plain = [op for op in ops if op.event.idempotency_key is None]
-    conn.executemany(INSERT_EVENT, [_event_row(op.event) for op in plain])
+    _insert_rows(conn, INSERT_EVENT_HEAD, 8, [_event_row(op.event) for op in plain])
     inserted = list(plain)
     for op in ops:
         if op.event.idempotency_key is None:
@@ -755,6 +863,26 @@ def _apply_events(
     return [accepted[id(op)] for op in ops]
 
 
+def _apply_finishes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Record attempts and move their deliveries on, two statements for the whole batch."""
+    if len({row[0] for row in rows}) != len(rows):
+        raise ValueError("one delivery finished twice in a batch")  # careful path: in order
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+    params = list(itertools.chain(*rows))
+    conn.execute(
+        "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3,"
+        " leased_until = NULL, attempt_count = attempt_count + 1"
+        f" FROM (VALUES {values}) AS v WHERE deliveries.id = v.column1",
+        params,
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO attempts SELECT v.column1, d.attempt_count, v.column4,"
+        " v.column5, v.column6, v.column7, v.column8, v.column9"
+        f" FROM (VALUES {values}) AS v JOIN deliveries AS d ON d.id = v.column1",
+        params,
+    )
+
+
 def _savepoint(
     conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
 ) -> tuple[bool, Any]:
@@ -770,10 +898,26 @@ def _savepoint(
     return True, value
 
 
+@functools.cache
+def _values_sql(head: str, columns: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * columns) + ")"
+    return head + ", ".join([row] * rows)
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, head: str, columns: int, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert rows with one multi-row INSERT per chunk (one statement, not one per row)."""
+    per_statement = MAX_VARIABLES // columns
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        conn.execute(_values_sql(head, columns, len(chunk)), list(itertools.chain(*chunk)))
+
+
 def _insert_deliveries(
     conn: sqlite3.Connection, leased: Sequence[tuple[Delivery, float | None]]
 ) -> None:
-    conn.executemany(INSERT_DELIVERY, [_delivery_row(d, lease) for d, lease in leased])
+    _insert_rows(conn, INSERT_DELIVERY_HEAD, 17, [_delivery_row(d, lease) for d, lease in leased])
     attempts = [
         (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
         for d, _ in leased
@@ -781,6 +925,24 @@ def _insert_deliveries(
     ]
     if attempts:
         conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attempts)
+
+
+def _resolve(ops: list[_Op], results: list[tuple[bool, Any]] | BaseException) -> None:
+    """Event loop: hand each op of a committed (or failed) batch its outcome."""
+    if isinstance(results, BaseException):
+        error = StoreError(f"SQLite write failed: {results}")
+        error.__cause__ = results
+        for op in ops:
+            if not op.future.done():
+                op.future.set_exception(error)
+        return
+    for op, (ok, value) in zip(ops, results, strict=True):
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value)
 
 
 def _marks(n: int) -> str:

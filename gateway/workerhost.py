@@ -1,0 +1,181 @@
+"""Delivery worker processes, seen from the server: spawn, feed, supervise.
+
+Sending a webhook costs far more CPU than accepting one, so `serve` sends from child
+processes running at a lower CPU priority (`delivery.worker_nice`): under a burst the
+kernel gives the ingest process the CPU, deliveries wait durably in the store, and they
+drain as soon as there is room. A worker holds no database connection of its own: it asks
+this process (over its stdin/stdout, `gateway.wire`) to claim, look up and record
+deliveries, so the store keeps a single writer and SQLite never has two processes
+contending for its write lock. A worker that dies is restarted; its leases run out and its
+deliveries are claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+from actions import Attempt
+from gateway import wire
+from gateway.config import Settings
+from gateway.delivery import StoreSource
+
+log = logging.getLogger("hookgate.workers")
+
+RESTART_BACKOFF_MAX = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def needs_event(delivery: Any) -> bool:
+    """Whether sending `delivery` reads its event (see `Dispatcher.deliver`)."""
+    return bool(delivery.body is None or delivery.action_type != "webhook")
+
+
+class _Worker:
+    """One child process and the tasks serving its requests."""
+
+    def __init__(self, host: WorkerHost, number: int) -> None:
+        self.host = host
+        self.number = number
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def spawn(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**26,
+        )
+        settings = dataclasses.asdict(self.host.settings)
+        self.send([0, "config", settings])
+
+    def send(self, message: list[Any]) -> None:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return
+        proc.stdin.write(wire.dumps(message))
+
+    async def serve(self) -> int:
+        """Answer the worker's requests until it exits; returns its exit code."""
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        while True:
+            line = await stdout.readline()
+            if not line:
+                break
+            task = asyncio.create_task(self.answer(wire.loads(line)))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await self.proc.wait()
+
+    async def answer(self, request: list[Any]) -> None:
+        request_id, op, *args = request
+        try:
+            result = await self.host.handle(op, args)
+            self.send([request_id, True, result])
+        except Exception as exc:
+            log.warning("worker request %s failed: %s", op, exc)
+            self.send([request_id, False, str(exc)])
+
+
+class WorkerHost:
+    def __init__(self, settings: Settings, source: StoreSource) -> None:
+        self.settings = settings
+        self.source = source
+        self._workers = [_Worker(self, n) for n in range(settings.delivery.workers)]
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._wake_pending = False
+
+    async def start(self) -> None:
+        for worker in self._workers:
+            await worker.spawn()
+            self._supervisors.append(asyncio.create_task(self._supervise(worker)))
+
+    async def _supervise(self, worker: _Worker) -> None:
+        backoff = 0.5
+        while True:
+            code = await worker.serve()
+            if self._stopping:
+                return
+            log.error("delivery worker exited with %s; restarting", code)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            await worker.spawn()
+
+    async def handle(self, op: str, args: list[Any]) -> Any:
+        source = self.source
+        if op == "has_due":
+            return await source.has_due(args[0])
+        if op == "claim":
+            # The events the claimed deliveries will need come along, in one store read,
+            # instead of one request per delivery.
+            deliveries = await source.claim_due(args[0], args[1], args[2])
+            wanted = {d.event_id for d in deliveries if needs_event(d)}
+            events = await source.event_infos(list(wanted)) if wanted else []
+            return [deliveries, events]
+        if op == "finish":
+            delivery_id, attempt, status, next_at = args
+            await source.finish_attempt(delivery_id, Attempt(**attempt), status, next_at)
+            return None
+        if op == "release":
+            await source.release(args[0])
+            return None
+        if op == "event":
+            return await source.event_info(args[0])
+        if op == "target":
+            return await source.target(args[0])
+        if op == "outcome":
+            await source.target_outcome(*args)
+            return None
+        raise ValueError(f"unknown worker request {op!r}")
+
+    def wake(self) -> None:
+        """New deliveries were committed: have the workers claim now, not at their next
+        poll. Coalesced to one message per loop iteration however many requests commit."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        for worker in self._workers:
+            worker.send([0, "wake"])
+
+    def reset_rule_failures(self) -> None:
+        for worker in self._workers:
+            worker.send([0, "reset"])
+
+    async def stop(self) -> None:
+        """Ask every worker to stop (they hand unsent deliveries back through us), then
+        wait; a worker that does not exit in time is killed."""
+        self._stopping = True
+        for worker in self._workers:
+            worker.send([0, "stop"])
+        for worker in self._workers:
+            proc = worker.proc
+            if proc is None:
+                continue
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for task in self._supervisors:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for worker in self._workers:
+            for task in list(worker.tasks):
+                with contextlib.suppress(Exception):
+                    await task
+            if worker.proc is not None and worker.proc.stdin is not None:
+                worker.proc.stdin.close()
