@@ -134,7 +134,11 @@ class Gateway:
         )
         # Inline delivery uses this dispatcher's poller; with workers it only serves the
         # target test endpoint, and the workers reach the store through `workers`.
-        self.workers = None if self.inline_delivery else WorkerHost(settings, source)
+        self.workers = (
+            None
+            if self.inline_delivery
+            else WorkerHost(settings, source, observe=self._observe_outcome)
+        )
         self.dispatcher = Dispatcher(
             source,
             self.http,
@@ -256,6 +260,9 @@ class Gateway:
             self.workers.wake()
 
     def _observe_attempt(self, delivery: Delivery, attempt: Attempt, status: str) -> None:
+        self._observe_outcome(attempt, status)
+
+    def _observe_outcome(self, attempt: Attempt, status: str) -> None:
         self.metrics.inc("hookgate_deliveries_total", outcome=status)
         if attempt.status_code is not None:
             self.metrics.observe("hookgate_delivery_latency_seconds", attempt.latency_ms / 1000)

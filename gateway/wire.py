@@ -8,7 +8,9 @@ latin-1 text, a lossless one-to-one mapping that orjson encodes without base64's
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,6 +29,26 @@ def dumps(message: list[Any]) -> bytes:
 
 
 loads = orjson.loads
+
+
+class LineBuffer:
+    """Messages written within one event-loop iteration go out in one write (one system
+    call per iteration, not per message: a worker finishes many deliveries at once)."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._lines: list[bytes] = []
+
+    def send(self, message: list[Any]) -> None:
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._lines.append(dumps(message))
+
+    def flush(self) -> None:
+        if self._lines:
+            data = b"".join(self._lines)
+            self._lines.clear()
+            self._write(data)
 
 
 def attempt_from(data: dict[str, Any]) -> Attempt:

@@ -48,7 +48,7 @@ class RemoteSource:
     """`DeliverySource` answered by the server over the worker's stdout/stdin."""
 
     def __init__(self, writer: asyncio.StreamWriter | Any) -> None:
-        self._writer = writer
+        self._out = wire.LineBuffer(writer.write)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._closed: str | None = None
@@ -61,7 +61,7 @@ class RemoteSource:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._writer.write(wire.dumps([request_id, op, *args]))
+        self._out.send([request_id, op, *args])
         try:
             return await future
         finally:

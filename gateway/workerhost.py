@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from actions import Attempt
@@ -42,6 +43,7 @@ class _Worker:
         self.host = host
         self.number = number
         self.proc: asyncio.subprocess.Process | None = None
+        self._out = wire.LineBuffer(self._write)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def spawn(self) -> None:
@@ -53,14 +55,21 @@ class _Worker:
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
         )
-        settings = dataclasses.asdict(self.host.settings)
-        self.send([0, "config", settings])
+        self._out = wire.LineBuffer(self._write)
+        self.send([0, "config", dataclasses.asdict(self.host.settings)])
 
-    def send(self, message: list[Any]) -> None:
+    def _write(self, data: bytes) -> None:
         proc = self.proc
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             return
-        proc.stdin.write(wire.dumps(message))
+        proc.stdin.write(data)
+
+    def send(self, message: list[Any]) -> None:
+        if self.proc is not None:
+            self._out.send(message)
+
+    def flush(self) -> None:
+        self._out.flush()
 
     async def serve(self) -> int:
         """Answer the worker's requests until it exits; returns its exit code."""
@@ -86,9 +95,16 @@ class _Worker:
 
 
 class WorkerHost:
-    def __init__(self, settings: Settings, source: StoreSource) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: StoreSource,
+        *,
+        observe: Callable[[Attempt, str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.source = source
+        self._observe = observe
         self._workers = [_Worker(self, n) for n in range(settings.delivery.workers)]
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -122,8 +138,11 @@ class WorkerHost:
             events = await source.event_infos(list(wanted)) if wanted else []
             return [deliveries, events]
         if op == "finish":
-            delivery_id, attempt, status, next_at = args
-            await source.finish_attempt(delivery_id, Attempt(**attempt), status, next_at)
+            delivery_id, data, status, next_at = args
+            attempt = Attempt(**data)
+            await source.finish_attempt(delivery_id, attempt, status, next_at)
+            if self._observe is not None:
+                self._observe(attempt, status)
             return None
         if op == "release":
             await source.release(args[0])
@@ -177,5 +196,6 @@ class WorkerHost:
             for task in list(worker.tasks):
                 with contextlib.suppress(Exception):
                     await task
+            worker.flush()
             if worker.proc is not None and worker.proc.stdin is not None:
                 worker.proc.stdin.close()
