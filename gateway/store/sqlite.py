@@ -93,6 +93,7 @@ INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
 INSERT_EVENT_HEAD = f"INSERT INTO events ({EVENT_COLS}) VALUES "
 INSERT_DELIVERY_HEAD = f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) VALUES "
+INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) "
@@ -277,9 +278,14 @@ def _target(row: Sequence[Any]) -> WebhookTarget:
 
 
 class _EventOp:
-    """An ingest write waiting for the next group commit."""
+    """An ingest write waiting for the next group commit.
 
-    __slots__ = ("deliveries", "event", "future", "lease_until")
+    Its rows are built here, in the event-loop thread: the writer thread then needs the
+    GIL only to bind and run statements, and under load every GIL hand-off it waits for
+    lengthens the commit every request is waiting on.
+    """
+
+    __slots__ = ("attempt_rows", "delivery_rows", "event", "event_row", "future")
 
     def __init__(
         self,
@@ -289,8 +295,9 @@ class _EventOp:
         future: asyncio.Future[Any],
     ) -> None:
         self.event = event
-        self.deliveries = deliveries
-        self.lease_until = lease_until
+        self.event_row = _event_row(event)
+        self.delivery_rows = [_delivery_row(d, lease_until) for d in deliveries]
+        self.attempt_rows = _attempt_rows(deliveries)
         self.future = future
 
 
@@ -835,13 +842,13 @@ def _apply_events(
     is handed to the new event, even before the pruner has cleared it)."""
     accepted: dict[int, Accepted] = {}
     plain = [op for op in ops if op.event.idempotency_key is None]
-    _insert_rows(conn, INSERT_EVENT_HEAD, 8, [_event_row(op.event) for op in plain])
+    _insert_rows(conn, INSERT_EVENT_HEAD, 8, [op.event_row for op in plain])
     inserted = list(plain)
     for op in ops:
         if op.event.idempotency_key is None:
             accepted[id(op)] = Accepted(op.event.id)
             continue
-        cur = conn.execute(INSERT_EVENT_KEYED, _event_row(op.event))
+        cur = conn.execute(INSERT_EVENT_KEYED, op.event_row)
         if cur.rowcount == 1:
             accepted[id(op)] = Accepted(op.event.id)
             inserted.append(op)
@@ -852,14 +859,17 @@ def _apply_events(
         ).fetchone()
         if row is not None and row[1] < op.event.received_at - ttl:
             conn.execute("UPDATE events SET idem_key = NULL WHERE id = ?", (row[0],))
-            conn.execute(INSERT_EVENT, _event_row(op.event))
+            conn.execute(INSERT_EVENT, op.event_row)
             accepted[id(op)] = Accepted(op.event.id)
             inserted.append(op)
             continue
         accepted[id(op)] = Accepted(row[0] if row else op.event.id, duplicate=True)
-    pending = [(d, op.lease_until) for op in inserted for d in op.deliveries]
-    if pending:
-        _insert_deliveries(conn, pending)
+    delivery_rows = [row for op in inserted for row in op.delivery_rows]
+    if delivery_rows:
+        _insert_rows(conn, INSERT_DELIVERY_HEAD, 17, delivery_rows)
+        attempt_rows = [row for op in inserted for row in op.attempt_rows]
+        if attempt_rows:
+            conn.executemany(INSERT_ATTEMPT, attempt_rows)
     return [accepted[id(op)] for op in ops]
 
 
@@ -914,17 +924,22 @@ def _insert_rows(
         conn.execute(_values_sql(head, columns, len(chunk)), list(itertools.chain(*chunk)))
 
 
+def _attempt_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
+    """Attempts that come with new deliveries (a template that failed at ingest)."""
+    return [
+        (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
+        for d in deliveries
+        for n, a in enumerate(d.attempts, start=1)
+    ]
+
+
 def _insert_deliveries(
     conn: sqlite3.Connection, leased: Sequence[tuple[Delivery, float | None]]
 ) -> None:
     _insert_rows(conn, INSERT_DELIVERY_HEAD, 17, [_delivery_row(d, lease) for d, lease in leased])
-    attempts = [
-        (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
-        for d, _ in leased
-        for n, a in enumerate(d.attempts, start=1)
-    ]
+    attempts = _attempt_rows([d for d, _ in leased])
     if attempts:
-        conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attempts)
+        conn.executemany(INSERT_ATTEMPT, attempts)
 
 
 def _resolve(ops: list[_Op], results: list[tuple[bool, Any]] | BaseException) -> None:
