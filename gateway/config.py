@@ -85,6 +85,8 @@ class DeliverySettings:
     lease_seconds: float = 60.0
     workers: int = 1  # delivery worker processes `serve` runs; 0: deliver inside the server
     worker_nice: int = 10
+    yield_to_ingest: bool = True
+    min_rate_under_load: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from actions import Attempt
 from gateway import wire
 from gateway.config import Settings
 from gateway.delivery import StoreSource
+from gateway.load import LoadMonitor, Trickle
 
 log = logging.getLogger("hookgate.workers")
 
@@ -105,12 +106,17 @@ class WorkerHost:
         self.settings = settings
         self.source = source
         self._observe = observe
+        self.load = LoadMonitor()
+        self._trickle = Trickle(settings.delivery.min_rate_under_load)
+        self._yield = settings.delivery.yield_to_ingest
         self._workers = [_Worker(self, n) for n in range(settings.delivery.workers)]
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
         self._wake_pending = False
 
     async def start(self) -> None:
+        if self._yield:
+            self._supervisors.append(asyncio.create_task(self.load.run()))
         for worker in self._workers:
             await worker.spawn()
             self._supervisors.append(asyncio.create_task(self._supervise(worker)))
@@ -131,9 +137,14 @@ class WorkerHost:
         if op == "has_due":
             return await source.has_due(args[0])
         if op == "claim":
+            limit = args[1]
+            if self._yield and self.load.saturated:
+                limit = self._trickle.take(limit)
+                if not limit:
+                    return [[], []]
             # The events the claimed deliveries will need come along, in one store read,
             # instead of one request per delivery.
-            deliveries = await source.claim_due(args[0], args[1], args[2])
+            deliveries = await source.claim_due(args[0], limit, args[2])
             wanted = {d.event_id for d in deliveries if needs_event(d)}
             events = await source.event_infos(list(wanted)) if wanted else []
             return [deliveries, events]
@@ -159,7 +170,7 @@ class WorkerHost:
     def wake(self) -> None:
         """New deliveries were committed: have the workers claim now, not at their next
         poll. Coalesced to one message per loop iteration however many requests commit."""
-        if self._wake_pending:
+        if self._wake_pending or (self._yield and self.load.saturated):
             return
         self._wake_pending = True
         asyncio.get_running_loop().call_soon(self._send_wake)

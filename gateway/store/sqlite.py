@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import itertools
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -99,6 +101,8 @@ INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+log = logging.getLogger("hookgate.store")
+CHECKPOINT_SECONDS = 1.0
 MAX_BATCH = 512
 
 
@@ -344,6 +348,8 @@ class SqliteStore:
         self._drains: set[asyncio.Future[Any]] = set()
         self._open = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ckpt: aiosqlite.Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     # lifecycle
     async def open(self) -> None:
@@ -353,24 +359,53 @@ class SqliteStore:
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             await self._db.execute("PRAGMA busy_timeout=10000")
+            # Checkpoints (copying the WAL into the database file, with an fsync) would run
+            # inside whichever commit crosses the threshold, stalling every request waiting
+            # on it; a connection of their own does them in the background instead.
+            await self._db.execute("PRAGMA wal_autocheckpoint=0")
             await self._db.executescript(SCHEMA)
             self._ro = await aiosqlite.connect(self.path, isolation_level=None)
             await self._ro.execute("PRAGMA busy_timeout=10000")
             await self._ro.execute("PRAGMA query_only=ON")
+            self._ckpt = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._ckpt.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._loop = asyncio.get_running_loop()
         self._open = True
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
+
+    async def _checkpoint_loop(self) -> None:
+        """Checkpoint the WAL every `CHECKPOINT_SECONDS` (PASSIVE: never blocks writers),
+        truncating it now and then so it does not grow without bound."""
+        assert self._ckpt is not None
+        rounds = 0
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            rounds += 1
+            mode = "TRUNCATE" if rounds % 60 == 0 else "PASSIVE"
+            try:
+                await self._ckpt.execute(f"PRAGMA wal_checkpoint({mode})")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
 
     async def close(self) -> None:
         self._open = False
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         while self._drains:
             await asyncio.gather(*self._drains, return_exceptions=True)
-        for conn in (self._ro, self._db):
+        if self._ckpt is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for conn in (self._ro, self._ckpt, self._db):
             if conn is not None:
                 await conn.close()
-        self._db = self._ro = None
+        self._db = self._ro = self._ckpt = None
 
     async def ping(self) -> None:
         await self._read("SELECT 1")
