@@ -68,7 +68,9 @@ def bench_ingest(tmp: Path, seconds: int, rounds: int, redis: bool) -> dict[str,
                     with procs.hookgate(work, workdir.base_env(work, **extra), variant) as hg:
                         result = wrk.run(f"{hg.url}/api/event/{token}", tmp, seconds=seconds)
                     stored = workdir.count_rows(work, "SELECT count(*) FROM events") - before
-                    if stored != result.accepted:
+                    # Requests in flight when wrk stops are committed but never counted by it,
+                    # so the store may hold a few more; it must never hold fewer.
+                    if stored < result.accepted:
                         raise SystemExit(
                             f"{variant}: {result.accepted} events answered 202 but {stored} stored"
                         )

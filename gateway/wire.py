@@ -35,14 +35,22 @@ class LineBuffer:
     """Messages written within one event-loop iteration go out in one write (one system
     call per iteration, not per message: a worker finishes many deliveries at once)."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        encode: Callable[[list[Any]], bytes] | None = None,
+    ) -> None:
         self._write = write
+        self._encode = encode or dumps
         self._lines: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, message: list[Any]) -> None:
         if not self._lines:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._lines.append(dumps(message))
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._lines.append(self._encode(message))
 
     def flush(self) -> None:
         if self._lines:

@@ -1,10 +1,14 @@
 """SQLite store (aiosqlite, WAL): the embedded default.
 
-One writer connection owned by one writer task applies every write; concurrent ingest
-requests are group-committed (one transaction, one fsync per batch, not per event) and each
-request is answered only after the batch holding its event commits. Reads use a second
-connection, which WAL lets run beside the writer. Other processes (the CLI, a second
-gateway) may open the same file: SQLite's locks and `busy_timeout` serialise them.
+One writer connection applies every write from its own thread (aiosqlite's): concurrent
+ingest requests are group-committed (one transaction, one fsync per batch, not per event)
+and each request is answered only after the batch holding its event commits. The thread
+drains the queue batch after batch without waiting for the event loop in between, and a
+batch costs a handful of statements whatever its size (multi-row inserts), because every
+statement has to win the GIL back from the busy loop. Reads use a second connection, which
+WAL lets run beside the writer; a third does the WAL checkpoints in the background. Other
+processes (the CLI) may open the same file: SQLite's locks and `busy_timeout` serialise
+them.
 """
 
 from __future__ import annotations
