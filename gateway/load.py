@@ -2,9 +2,12 @@
 
 A gateway sits in front of someone else's traffic: during a burst, accepting events is the
 job and sending what they trigger can wait (it is committed and will not be lost). The
-monitor samples the process's CPU time; when the process is close to saturating a core,
-delivery workers get only a trickle of new work (`delivery.min_rate_under_load` per second)
-and go back to full speed as soon as the burst passes.
+monitor samples the event-loop thread's CPU time and, where Linux reports it
+(`/proc/self/schedstat`), the time it spent runnable but waiting for a CPU: a busy loop, or
+one that other processes (delivery workers, their receivers) keep off the CPU, counts as
+saturated. Then delivery workers get only a trickle of new work
+(`delivery.min_rate_under_load` per second), and full speed again as soon as the burst
+passes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,19 @@ import time
 
 ENTER = 0.85  # share of one core at which the process counts as saturated
 LEAVE = 0.65  # ... and below which it no longer does (hysteresis)
+WAIT_ENTER = 0.10  # share of wall time spent waiting for a CPU that counts as contention
+WAIT_LEAVE = 0.05
+SCHEDSTAT = "/proc/self/schedstat"
+
+
+def _cpu_and_wait() -> tuple[float, float | None]:
+    """Seconds on a CPU and waiting for one, of the main thread when Linux says."""
+    try:
+        with open(SCHEDSTAT) as fh:
+            on_cpu, waiting = fh.read().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return time.process_time(), None
 
 
 class LoadMonitor:
@@ -21,18 +37,23 @@ class LoadMonitor:
         self.interval = interval
         self.saturated = False
         self.utilisation = 0.0
+        self.waiting = 0.0
 
     async def run(self) -> None:
-        wall, cpu = time.monotonic(), time.process_time()
+        wall = time.monotonic()
+        cpu, wait = _cpu_and_wait()
         while True:
             await asyncio.sleep(self.interval)
-            now_wall, now_cpu = time.monotonic(), time.process_time()
-            self.utilisation = (now_cpu - cpu) / max(now_wall - wall, 1e-6)
-            wall, cpu = now_wall, now_cpu
+            now_wall = time.monotonic()
+            now_cpu, now_wait = _cpu_and_wait()
+            elapsed = max(now_wall - wall, 1e-6)
+            self.utilisation = (now_cpu - cpu) / elapsed
+            self.waiting = 0.0 if now_wait is None or wait is None else (now_wait - wait) / elapsed
+            wall, cpu, wait = now_wall, now_cpu, now_wait
             if self.saturated:
-                self.saturated = self.utilisation >= LEAVE
+                self.saturated = self.utilisation >= LEAVE or self.waiting >= WAIT_LEAVE
             else:
-                self.saturated = self.utilisation >= ENTER
+                self.saturated = self.utilisation >= ENTER or self.waiting >= WAIT_ENTER
 
 
 class Trickle:

@@ -790,34 +790,23 @@ async def test_ping_answers_on_an_open_store(store: Store) -> None:
 # SQLite only: group commit and durability
 
 
-def count_batches(store: SqliteStore) -> list[int]:
-    """Record the size of every group commit the store's writer applies from now on."""
-    batches: list[int] = []
-    apply_batch = store._apply_batch
-
-    def counting(ops: list[Any]) -> list[tuple[bool, Any]]:
-        batches.append(len(ops))
-        return apply_batch(ops)
-
-    store._apply_batch = counting  # type: ignore[method-assign]
-    return batches
-
-
 async def test_sqlite_group_commit_commits_every_concurrent_event_durably(tmp_path: Path) -> None:
     path = tmp_path / "data" / "hookgate.db"
     store = SqliteStore(path, synchronous="full")
     await store.open()
-    batches = count_batches(store)
+    before = await store.writer_stats()
     events = [make_event("app_1", T0 + i / 1000, key=f"k{i}") for i in range(200)]
     try:
         results = await asyncio.gather(
             *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in events)
         )
+        after = await store.writer_stats()
     finally:
         await store.close()
     assert [(r.event_id, r.duplicate) for r in results] == [(e.id, False) for e in events]
-    assert sum(batches) == 200
-    assert len(batches) < 200  # grouped: fewer transactions than events
+    transactions, requests = after[0] - before[0], after[1] - before[1]
+    assert requests == 200
+    assert transactions < 200  # grouped: fewer transactions than events
 
     reopened = SqliteStore(path)
     await reopened.open()
@@ -838,7 +827,7 @@ async def test_sqlite_a_failing_write_fails_only_its_own_op(tmp_path: Path) -> N
     await store.open()
     taken = make_app("billing")
     await store.create_app(taken)
-    batches = count_batches(store)
+    before = await store.writer_stats()
     events = [make_event("app_1", T0 + i / 1000) for i in range(50)]
     fresh = make_app("shop")
     try:
@@ -849,7 +838,9 @@ async def test_sqlite_a_failing_write_fails_only_its_own_op(tmp_path: Path) -> N
             *(store.add_event(e, []) for e in events[25:]),
             return_exceptions=True,
         )
-        assert max(batches) == len(results)  # all in one group commit
+        after = await store.writer_stats()
+        # all in one group commit
+        assert (after[0] - before[0], after[1] - before[1]) == (1, len(results))
         errors = [r for r in results if isinstance(r, BaseException)]
         assert len(errors) == 1 and isinstance(errors[0], StoreError)
         assert isinstance(results[25], StoreError)
@@ -867,7 +858,7 @@ async def test_sqlite_a_failing_event_fails_only_its_own_op(tmp_path: Path) -> N
     await store.add_event(stored, [])
     same_id = dataclasses.replace(make_event("app_1", T0 + 1), id=stored.id)
     others = [make_event("app_1", T0 + 2 + i / 1000) for i in range(20)]
-    batches = count_batches(store)
+    before = await store.writer_stats()
     try:
         results = await asyncio.gather(
             *(store.add_event(e, [make_delivery(e.id, e.received_at)]) for e in others[:10]),
@@ -875,7 +866,9 @@ async def test_sqlite_a_failing_event_fails_only_its_own_op(tmp_path: Path) -> N
             *(store.add_event(e, []) for e in others[10:]),
             return_exceptions=True,
         )
-        assert max(batches) == len(results)  # all in one group commit
+        after = await store.writer_stats()
+        # all in one group commit
+        assert (after[0] - before[0], after[1] - before[1]) == (1, len(results))
         assert isinstance(results[10], StoreError)
         assert [r.event_id for r in results if not isinstance(r, BaseException)] == [
             e.id for e in others
@@ -1065,3 +1058,24 @@ async def test_redis_errors_are_store_errors(redis_url: dict[str, Any]) -> None:
         await store.add_event(make_event("app_1", T0), [])
     with pytest.raises(StoreError):
         await store.ping()
+
+
+async def test_bodies_survive_every_write_path_byte_for_byte(store: Store) -> None:
+    """Rendered bodies and event payloads come back exactly, non-ASCII included, whether
+    they were written with their event, added later, claimed or read back."""
+    payload = '{"name":"Zoë","emoji":"🎉","n":1.50}'.encode()
+    event = dataclasses.replace(make_event("app_1", T0), payload=payload)
+    with_event = make_delivery(event.id, T0, body='{"to":"José"}'.encode())
+    later = make_delivery(event.id, T0 + 1, body=b'{"raw":"\\u00e9"}')
+    await store.add_event(event, [with_event])
+    await store.add_deliveries([later])
+    assert (await store.get_event(event.id)) == event
+    assert [e.payload for e in await store.get_events([event.id])] == [payload]
+    for delivery in (with_event, later):
+        stored = await store.get_delivery(delivery.id)
+        assert stored is not None and stored.body == delivery.body
+    claimed = await store.claim_due(T0 + 10, 10, T0 + 70)
+    assert {d.id: d.body for d in claimed} == {
+        with_event.id: with_event.body,
+        later.id: later.body,
+    }

@@ -1,0 +1,199 @@
+"""Rows of the SQLite store and the records they hold: one function each way per table.
+
+Byte columns (event payloads, delivery bodies) stay bytes here; `SqliteStore` turns them
+into latin-1 text on the way to the writer process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from actions.model import Attempt, Delivery
+from gateway.models import App, Event, WebhookTarget
+
+
+def to_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def app_row(app: App) -> tuple[Any, ...]:
+    return (
+        app.id,
+        app.name,
+        app.token_hash,
+        int(app.enabled),
+        app.rate,
+        app.burst,
+        None if app.schema is None else to_json(app.schema),
+        app.signing_secret,
+        app.created_at,
+        app.updated_at,
+        app.previous_token_hash,
+        app.previous_token_expires_at,
+    )
+
+
+def app(row: Sequence[Any]) -> App:
+    return App(
+        id=row[0],
+        name=row[1],
+        token_hash=row[2],
+        enabled=bool(row[3]),
+        rate=row[4],
+        burst=row[5],
+        schema=None if row[6] is None else orjson.loads(row[6]),
+        signing_secret=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        previous_token_hash=row[10],
+        previous_token_expires_at=row[11],
+    )
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.app_id,
+        event.event_type,
+        event.received_at,
+        event.payload,
+        to_json(event.headers),
+        to_json(event.matched_rules),
+        event.idempotency_key,
+    )
+
+
+def event(row: Sequence[Any]) -> Event:
+    return Event(
+        id=row[0],
+        app_id=row[1],
+        event_type=row[2],
+        received_at=row[3],
+        payload=bytes(row[4]),
+        headers=orjson.loads(row[5]),
+        matched_rules=tuple(orjson.loads(row[6])),
+        idempotency_key=row[7],
+    )
+
+
+def delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
+    return (
+        d.id,
+        d.event_id,
+        d.rule_id,
+        d.target_id,
+        d.action_type,
+        d.url,
+        d.status,
+        d.body,
+        to_json(d.retry),
+        d.secret_env,
+        d.timeout_seconds,
+        d.disable_after,
+        d.created_at,
+        d.next_attempt_at,
+        d.attempt_count,
+        to_json(d.headers),
+        lease_until,
+    )
+
+
+def delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        rule_id=row[2],
+        target_id=row[3],
+        action_type=row[4],
+        url=row[5],
+        status=row[6],
+        body=None if row[7] is None else bytes(row[7]),
+        retry=tuple(orjson.loads(row[8])),
+        secret_env=row[9],
+        timeout_seconds=row[10],
+        disable_after=row[11],
+        created_at=row[12],
+        next_attempt_at=row[13],
+        attempt_count=row[14],
+        headers=tuple(tuple(h) for h in orjson.loads(row[15])),
+        attempts=attempts,
+    )
+
+
+def delivery_from_json(row: list[Any]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        rule_id=row[2],
+        target_id=row[3],
+        action_type=row[4],
+        url=row[5],
+        status=row[6],
+        body=None if row[7] is None else row[7].encode(),
+        retry=tuple(row[8]),
+        secret_env=row[9],
+        timeout_seconds=row[10],
+        disable_after=row[11],
+        created_at=row[12],
+        next_attempt_at=row[13],
+        attempt_count=row[14],
+        headers=tuple((name, value) for name, value in row[15]),
+    )
+
+
+def attempt(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        at=row[0],
+        status_code=row[1],
+        latency_ms=row[2],
+        error=row[3],
+        response_excerpt=row[4],
+        retry_after=row[5],
+    )
+
+
+def target_row(t: WebhookTarget) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.url,
+        t.secret,
+        to_json(list(t.events)),
+        None if t.filter is None else to_json(t.filter),
+        t.status,
+        to_json(t.retry if isinstance(t.retry, str) else list(t.retry)),
+        t.disable_after,
+        t.description,
+        t.created_at,
+        t.updated_at,
+        t.consecutive_failures,
+    )
+
+
+def target(row: Sequence[Any]) -> WebhookTarget:
+    retry = orjson.loads(row[6])
+    return WebhookTarget(
+        id=row[0],
+        url=row[1],
+        secret=row[2],
+        events=tuple(orjson.loads(row[3])),
+        filter=None if row[4] is None else orjson.loads(row[4]),
+        status=row[5],
+        retry=retry if isinstance(retry, str) else tuple(retry),
+        disable_after=row[7],
+        description=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        consecutive_failures=row[11],
+    )
+
+
+def attempt_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
+    """Attempts that come with new deliveries (a template that failed at ingest)."""
+    return [
+        (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
+        for d in deliveries
+        for n, a in enumerate(d.attempts, start=1)
+    ]
