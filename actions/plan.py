@@ -6,6 +6,7 @@ secret reference), so a later edit of the rule does not change what this event t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,14 +19,25 @@ from actions.registry import ACTION_TYPES
 from actions.retry import parse_retry
 from actions.signing import Signer
 from rules import Action as RuleAction
-from rules import EventData, HookgateError, Match
+from rules import EventData, HookgateError, Match, Template
 
 
 def retry_delays(action: RuleAction) -> tuple[float, ...]:
-    retry = action.retry
+    return _delays(action.type, action.retry)
+
+
+@functools.lru_cache(maxsize=4096)
+def _delays(action_type: str, retry: str | tuple[float, ...] | None) -> tuple[float, ...]:
+    """Retry delays by (type, spelling): parsed once, not once per event (hot path)."""
     if retry is None:
-        retry = ACTION_TYPES[action.type].default_retry
+        retry = ACTION_TYPES[action_type].default_retry
     return parse_retry(retry).delays
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant_body(template: Template) -> bytes:
+    """A template without expressions renders the same bytes for every event."""
+    return orjson.dumps(template.render(None))
 
 
 def plan_deliveries(
@@ -43,32 +55,54 @@ def plan_deliveries(
         for action in rule.actions:
             body: bytes | None = None
             failure: str | None = None
-            if action.body is not None:
+            template = action.body
+            if template is not None:
                 try:
-                    if not action.body.is_constant and event_data is None:
-                        event_data = EventData(payload)
-                    body = orjson.dumps(action.body.render(event_data or payload))
+                    if template.is_constant:
+                        body = _constant_body(template)
+                    else:
+                        if event_data is None:
+                            event_data = EventData(payload)
+                        body = orjson.dumps(template.render(event_data))
                 except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
                     failure = f"template error: {exc}"
+            if failure is None:
+                deliveries.append(
+                    Delivery(
+                        id=delivery_id(now),
+                        event_id=event_id,
+                        action_type=action.type,
+                        url=action.url,
+                        rule_id=None if rule.target_id else rule.id,
+                        target_id=rule.target_id,
+                        body=body,
+                        retry=_delays(action.type, action.retry),
+                        secret_env=action.secret_env,
+                        timeout_seconds=action.timeout_seconds,
+                        disable_after=action.disable_after,
+                        headers=action.headers,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+                continue
             deliveries.append(
                 Delivery(
                     id=delivery_id(now),
                     event_id=event_id,
                     action_type=action.type,
                     url=action.url,
-                    status="failed" if failure else "pending",
+                    status="failed",
                     rule_id=None if rule.target_id else rule.id,
                     target_id=rule.target_id,
-                    body=body,
-                    retry=retry_delays(action),
+                    retry=_delays(action.type, action.retry),
                     secret_env=action.secret_env,
                     timeout_seconds=action.timeout_seconds,
                     disable_after=action.disable_after,
                     headers=action.headers,
                     created_at=now,
-                    next_attempt_at=None if failure else now,
-                    attempt_count=1 if failure else 0,
-                    attempts=(Attempt(now, None, 0.0, failure, None),) if failure else (),
+                    attempt_count=1,
+                    attempts=(Attempt(now, None, 0.0, failure, None),),
                 )
             )
     return deliveries

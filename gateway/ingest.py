@@ -154,11 +154,13 @@ class IngestEndpoint:
             log.exception("ingest failed unexpectedly")
             status, body = 503, b'{"error":"unavailable","detail":"the event was not stored"}'
             app_id = scope.get("hookgate.app_id")
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+        headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         gw = self.gw
-        gw.metrics.inc("hookgate_events_total", app=app_id or "-", outcome=str(status))
+        gw.metrics.count(
+            ("hookgate_events_total", (("app", app_id or "-"), ("outcome", str(status))))
+        )
         if self.log_requests:
             gw.access.write(
                 "request",
@@ -203,9 +205,9 @@ class IngestEndpoint:
         else:
             decision = await gw.buckets.check(app.id, entry.rate, entry.burst)
         limit_headers = [
-            (b"ratelimit-limit", str(decision.limit).encode()),
-            (b"ratelimit-remaining", str(decision.remaining).encode()),
-            (b"ratelimit-reset", str(max(0, math.ceil(decision.reset))).encode()),
+            (b"ratelimit-limit", b"%d" % decision.limit),
+            (b"ratelimit-remaining", b"%d" % decision.remaining),
+            (b"ratelimit-reset", b"%d" % max(0, math.ceil(decision.reset))),
         ]
         if not decision.allowed:
             # Fail-closed (Redis down, on_redis_error = "closed") is a refusal like any
@@ -295,7 +297,10 @@ class IngestEndpoint:
             )
             return 200, body_out, app.id, accepted.event_id, limit_headers
         if deliveries:
-            gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body))
+            if gw.workers is None:
+                gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body))
+            else:
+                gw.workers.wake()
         return (
             202,
             b'{"accepted":true,"event_id":"' + event_id.encode() + b'"}',
@@ -305,14 +310,14 @@ class IngestEndpoint:
         )
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        too_large = _error(413, "payload_too_large", limit=self.max_body)
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
-                if int(declared) > self.max_body:
-                    raise too_large
+                length = int(declared)
             except ValueError:
                 raise _error(400, "invalid_json", detail="bad Content-Length header") from None
+            if length > self.max_body:
+                raise self._too_large()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -323,11 +328,14 @@ class IngestEndpoint:
             if chunk:
                 size += len(chunk)
                 if size > self.max_body:
-                    raise too_large
+                    raise self._too_large()
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self) -> Refusal:
+        return _error(413, "payload_too_large", limit=self.max_body)
 
     async def _original(self, app_id: str, key: str, now: float) -> str | None:
         """The event id already accepted under this idempotency key, if any."""

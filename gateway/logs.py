@@ -78,6 +78,10 @@ class AccessLog:
         self._name = name
         self._lines: list[bytes] = []
         self._size = 0
+        self._second = -1
+        self._prefix = ""
+        # The JSON handler's stream, looked up again at every flush (not per line).
+        self._target: IO[str] | None = self._stream()
         self._task: asyncio.Task[None] | None = None
 
     def _stream(self) -> IO[str] | None:
@@ -99,11 +103,16 @@ class AccessLog:
         """Log one line at info level with `fields`."""
         if not self._logger.isEnabledFor(logging.INFO):
             return
-        if self._stream() is None:
+        if self._target is None:
             self._logger.info(msg, extra={"fields": fields})
             return
         now = time.time()
-        head = {"ts": _timestamp(now), "level": "info", "logger": self._name, "msg": msg}
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        ts = f"{self._prefix}.{int(now * 1000) % 1000:03d}Z"
+        head = {"ts": ts, "level": "info", "logger": self._name, "msg": msg}
         line = orjson.dumps({**head, **fields}, default=str) + b"\n"
         self._lines.append(line)
         self._size += len(line)
@@ -111,12 +120,13 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
+        stream = self._target
+        self._target = self._stream()
         if not self._lines:
             return
         data = b"".join(self._lines).decode()
         self._lines.clear()
         self._size = 0
-        stream = self._stream()
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.write(data)

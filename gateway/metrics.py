@@ -40,6 +40,10 @@ class Metrics:
         key = (name, tuple(sorted(labels.items())))
         self._counters[key] = self._counters.get(key, 0.0) + value
 
+    def count(self, key: tuple[str, Labels], value: float = 1.0) -> None:
+        """`inc` for hot paths: the caller builds the key, labels in sorted order."""
+        self._counters[key] = self._counters.get(key, 0.0) + value
+
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
 
