@@ -9,6 +9,7 @@ refuses spends nothing at all. The maths lives in `gcra`; `MemoryBuckets` and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -106,32 +107,59 @@ class MemoryBuckets:
         return None
 
 
-# One round trip: both buckets read on the server's clock (integer microseconds), and
-# written only when both allow. Returns {allowed, retry_after_us, remaining, reset_us, scope}.
+# One round trip for every check made in one event-loop iteration: KEYS[1] is the global
+# bucket, KEYS[2..] the app buckets; ARGV is the global interval and burst (microseconds,
+# tokens), then an interval and burst per app key. Checks run in order on the server's
+# clock (integer microseconds), each exactly as if alone: app bucket first, and a request
+# either bucket refuses spends nothing. Returns 5 integers per check: allowed,
+# retry_after_us, remaining, reset_us, scope (0 allowed, 1 app, 2 global).
 GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local a_int = tonumber(ARGV[1])
-local a_burst = tonumber(ARGV[2])
-local g_int = tonumber(ARGV[3])
-local g_burst = tonumber(ARGV[4])
-local a_tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if a_tat < now then a_tat = now end
-local a_new = a_tat + a_int
-local a_allow = a_new - a_burst * a_int
-if now < a_allow then
-  return {0, a_allow - now, 0, a_tat - now, 1}
+local g_int = tonumber(ARGV[1])
+local g_burst = tonumber(ARGV[2])
+local g_tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local g_dirty = false
+local tats = {}
+local out = {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local a_int = tonumber(ARGV[2 * i - 1])
+  local a_burst = tonumber(ARGV[2 * i])
+  local a_tat = tats[key]
+  if a_tat == nil then a_tat = tonumber(redis.call('GET', key) or now) end
+  if a_tat < now then a_tat = now end
+  local a_new = a_tat + a_int
+  local a_allow = a_new - a_burst * a_int
+  local base = #out
+  if now < a_allow then
+    out[base + 1] = 0; out[base + 2] = a_allow - now; out[base + 3] = 0
+    out[base + 4] = a_tat - now; out[base + 5] = 1
+  else
+    local g = g_tat
+    if g < now then g = now end
+    local g_new = g + g_int
+    local g_allow = g_new - g_burst * g_int
+    if now < g_allow then
+      out[base + 1] = 0; out[base + 2] = g_allow - now; out[base + 3] = 0
+      out[base + 4] = a_tat - now; out[base + 5] = 2
+    else
+      tats[key] = a_new
+      g_tat = g_new
+      g_dirty = true
+      out[base + 1] = 1; out[base + 2] = 0
+      out[base + 3] = math.floor((now - a_allow) / a_int)
+      out[base + 4] = a_new - now; out[base + 5] = 0
+    end
+  end
 end
-local g_tat = tonumber(redis.call('GET', KEYS[2]) or now)
-if g_tat < now then g_tat = now end
-local g_new = g_tat + g_int
-local g_allow = g_new - g_burst * g_int
-if now < g_allow then
-  return {0, g_allow - now, 0, a_tat - now, 2}
+for key, tat in pairs(tats) do
+  redis.call('SET', key, tat, 'PX', math.ceil((tat - now) / 1000) + 1)
 end
-redis.call('SET', KEYS[1], a_new, 'PX', math.ceil((a_new - now) / 1000) + 1)
-redis.call('SET', KEYS[2], g_new, 'PX', math.ceil((g_new - now) / 1000) + 1)
-return {1, 0, math.floor((now - a_allow) / a_int), a_new - now, 0}
+if g_dirty then
+  redis.call('SET', KEYS[1], g_tat, 'PX', math.ceil((g_tat - now) / 1000) + 1)
+end
+return out
 """
 _SCOPES = ("", "app", "global")
 
@@ -167,27 +195,75 @@ class RedisBuckets:
         self._down_until = 0.0
         self._last_log = -math.inf
         self._sha: str | None = None
+        self._batch: list[tuple[str, float, int, asyncio.Future[Decision]]] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._names: dict[str, str] = {}  # app key -> its bucket's Redis key
 
     async def check(self, app_key: str, app_rate: float, app_burst: int) -> Decision:
         if time.monotonic() < self._down_until:
             return self._degraded(app_key, app_rate, app_burst)
-        args = (max(1, round(1_000_000 / app_rate)), app_burst, self._g_interval, self._g_burst)
-        app_bucket = keys.app_bucket(self._prefix, app_key)
+        # Checks made during one event-loop iteration share one EVALSHA: under load that is
+        # one round trip (and one command's client overhead) for many requests.
+        loop = self._loop
+        if loop is None:  # saved: get_running_loop() costs a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        self._batch.append((app_key, app_rate, app_burst, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.create_task(self._run(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[tuple[str, float, int, asyncio.Future[Decision]]]) -> None:
+        names = self._names
+        keys_ = [self._global_key]
+        for app_key, *_ in batch:
+            name = names.get(app_key)
+            if name is None:
+                name = names[app_key] = keys.app_bucket(self._prefix, app_key)
+            keys_.append(name)
+        args: list[int] = [self._g_interval, self._g_burst]
+        for _, rate, burst, _ in batch:
+            args += (max(1, round(1_000_000 / rate)), burst)
         try:
             if self._sha is None:
                 self._sha = await self._client.script_load(GCRA_LUA)
             try:
-                raw = await self._client.evalsha(self._sha, 2, app_bucket, self._global_key, *args)
+                raw = await self._client.evalsha(self._sha, len(keys_), *keys_, *args)
             except NoScriptError:
                 self._sha = await self._client.script_load(GCRA_LUA)
-                raw = await self._client.evalsha(self._sha, 2, app_bucket, self._global_key, *args)
+                raw = await self._client.evalsha(self._sha, len(keys_), *keys_, *args)
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            return self._degraded(app_key, app_rate, app_burst)
-        allowed, retry_us, remaining, reset_us, scope = (int(v) for v in raw)
-        return Decision(
-            bool(allowed), retry_us / 1e6, remaining, app_burst, reset_us / 1e6, _SCOPES[scope]
-        )
+            for app_key, rate, burst, future in batch:
+                if not future.done():
+                    future.set_result(self._degraded(app_key, rate, burst))
+            return
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        values = [int(v) for v in raw]
+        for n, (_, _, burst, future) in enumerate(batch):
+            allowed, retry_us, remaining, reset_us, scope = values[5 * n : 5 * n + 5]
+            if not future.done():
+                future.set_result(
+                    Decision(
+                        bool(allowed),
+                        retry_us / 1e6,
+                        remaining,
+                        burst,
+                        reset_us / 1e6,
+                        _SCOPES[scope],
+                    )
+                )
 
     def _failed(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -208,4 +284,6 @@ class RedisBuckets:
         return Decision(False, self._retry_seconds, 0, app_burst, 0.0, "unavailable")
 
     async def close(self) -> None:
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         await self._client.aclose()
