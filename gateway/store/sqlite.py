@@ -8,8 +8,8 @@ binding, B-tree work and fsync of every commit then run on another core, under a
 GIL, instead of contending with the HTTP event loop (measured: the writer thread's GIL
 hand-offs cost more than the writes themselves).
 
-Reads use an aiosqlite connection in this process, which WAL lets run beside the writer;
-a second one checkpoints the WAL in the background. Other processes (the CLI, with a
+Reads use an aiosqlite connection in this process, which WAL lets run beside the writer.
+Other processes (the CLI, with a
 writer of its own) may open the same file: SQLite's locks and `busy_timeout` serialise
 them.
 """
@@ -17,7 +17,6 @@ them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import sqlite3
@@ -43,7 +42,6 @@ APP_COLS = writer.APP_COLS
 EVENT_COLS = writer.EVENT_COLS
 DELIVERY_COLS = writer.DELIVERY_COLS
 TARGET_COLS = writer.TARGET_COLS
-CHECKPOINT_SECONDS = 1.0
 WRITER = Path(writer.__file__)
 
 
@@ -67,8 +65,6 @@ class SqliteStore:
         self._synchronous = synchronous
         self._idempotency_ttl = idempotency_ttl
         self._ro: aiosqlite.Connection | None = None
-        self._ckpt: aiosqlite.Connection | None = None
-        self._checkpointer: asyncio.Task[None] | None = None
         self._writer: asyncio.subprocess.Process | None = None
         self._answers: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -85,13 +81,10 @@ class SqliteStore:
             self._ro = await aiosqlite.connect(self.path, isolation_level=None)
             await self._ro.execute("PRAGMA busy_timeout=10000")
             await self._ro.execute("PRAGMA query_only=ON")
-            self._ckpt = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._ckpt.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._open = True
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
 
     async def _start_writer(self) -> None:
         # Run by path, not as a module: the writer imports only the standard library and
@@ -138,27 +131,8 @@ class SqliteStore:
         if self._writer is proc:
             self._writer = None
 
-    async def _checkpoint_loop(self) -> None:
-        """Checkpoint the WAL every `CHECKPOINT_SECONDS` (PASSIVE: never blocks the writer),
-        truncating it now and then so it does not grow without bound."""
-        assert self._ckpt is not None
-        rounds = 0
-        while True:
-            await asyncio.sleep(CHECKPOINT_SECONDS)
-            rounds += 1
-            mode = "TRUNCATE" if rounds % 60 == 0 else "PASSIVE"
-            try:
-                await self._ckpt.execute(f"PRAGMA wal_checkpoint({mode})")
-            except sqlite3.Error as exc:
-                log.warning("WAL checkpoint failed: %s", exc)
-
     async def close(self) -> None:
         self._open = False
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
-            self._checkpointer = None
         proc = self._writer
         if proc is not None:
             if self._out is not None:
@@ -171,13 +145,9 @@ class SqliteStore:
         if self._answers is not None:
             await self._answers
             self._answers = None
-        if self._ckpt is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for conn in (self._ro, self._ckpt):
-            if conn is not None:
-                await conn.close()
-        self._ro = self._ckpt = None
+        if self._ro is not None:
+            await self._ro.close()
+        self._ro = None
         self._writer = None
 
     async def ping(self) -> None:

@@ -1,7 +1,8 @@
 """Rows of the SQLite store and the records they hold: one function each way per table.
 
-Byte columns (event payloads, delivery bodies) stay bytes here; `SqliteStore` turns them
-into latin-1 text on the way to the writer process.
+Rows built for writing carry byte columns (event payloads, delivery bodies) as latin-1
+text, a lossless one-to-one mapping that crosses the pipe to the writer process as JSON
+without a per-row callback; rows read back carry bytes.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def app(row: Sequence[Any]) -> App:
 
 
 def event_row(event: Event) -> tuple[Any, ...]:
+    """The row as sent to the writer process: the payload as latin-1 text (see there)."""
     return (
         event.id,
         event.app_id,
         event.event_type,
         event.received_at,
-        event.payload,
+        event.payload.decode("latin-1"),
         to_json(event.headers),
         to_json(event.matched_rules),
         event.idempotency_key,
@@ -80,6 +82,7 @@ def event(row: Sequence[Any]) -> Event:
 
 
 def delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
+    """The row as sent to the writer process: the body as latin-1 text."""
     return (
         d.id,
         d.event_id,
@@ -88,7 +91,7 @@ def delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
         d.action_type,
         d.url,
         d.status,
-        d.body,
+        None if d.body is None else d.body.decode("latin-1"),
         to_json(d.retry),
         d.secret_env,
         d.timeout_seconds,
