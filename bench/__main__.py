@@ -223,7 +223,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
-    parser.add_argument("--rounds", type=int, default=2, help="A B alternations per comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
