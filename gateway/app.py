@@ -49,6 +49,12 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
+    writer_stats = getattr(gw.store, "writer_stats", None)
+    if writer_stats is not None:  # the SQLite writer process: its group-commit factor
+        with contextlib.suppress(Exception):
+            transactions, writes = await writer_stats()
+            gw.metrics.set("hookgate_store_commits_total", transactions)
+            gw.metrics.set("hookgate_store_writes_total", writes)
     return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

@@ -22,6 +22,11 @@ HELP = {
     "hookgate_delivery_queue_depth": ("gauge", "Pending deliveries."),
     "hookgate_rules_loaded": ("gauge", "Rules in the active rule set."),
     "hookgate_rule_reload_errors_total": ("counter", "Rule reloads that failed validation."),
+    "hookgate_store_commits_total": ("counter", "Transactions the SQLite writer committed."),
+    "hookgate_store_writes_total": (
+        "counter",
+        "Writes the SQLite writer committed (writes per commit: the group-commit factor).",
+    ),
 }
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -43,6 +48,10 @@ class Metrics:
     def count(self, key: tuple[str, Labels], value: float = 1.0) -> None:
         """`inc` for hot paths: the caller builds the key, labels in sorted order."""
         self._counters[key] = self._counters.get(key, 0.0) + value
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """Mirror a counter kept elsewhere (another process) at its current total."""
+        self._counters[(name, tuple(sorted(labels.items())))] = value
 
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)

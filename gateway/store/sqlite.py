@@ -43,6 +43,7 @@ EVENT_COLS = writer.EVENT_COLS
 DELIVERY_COLS = writer.DELIVERY_COLS
 TARGET_COLS = writer.TARGET_COLS
 WRITER = Path(writer.__file__)
+ANSWER_CHUNK = 1 << 16
 
 
 def _latin1(value: Any) -> Any:
@@ -111,18 +112,23 @@ class SqliteStore:
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
+        # A group commit answers many requests at once: read whatever has arrived and split
+        # it here, rather than one readline (and one await) per answer.
+        pending = b""
         while True:
-            line = await proc.stdout.readline()
-            if not line:
+            chunk = await proc.stdout.read(ANSWER_CHUNK)
+            if not chunk:
                 break
-            request_id, ok, result = orjson.loads(line)
-            future = self._pending.pop(request_id, None)
-            if future is None or future.done():
-                continue
-            if ok:
-                future.set_result(result)
-            else:
-                future.set_exception(StoreError(result))
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                request_id, ok, result = orjson.loads(line)
+                future = self._pending.pop(request_id, None)
+                if future is None or future.done():
+                    continue
+                if ok:
+                    future.set_result(result)
+                else:
+                    future.set_exception(StoreError(result))
         # The writer is gone: nothing waiting on it can be committed any more.
         pending, self._pending = self._pending, {}
         for future in pending.values():
