@@ -116,30 +116,36 @@ def bench_delivery(tmp: Path, count: int, seconds: int, rounds: int) -> dict[str
         log(f"delivery: {count} drained at {out['delivery_drain_per_s']:.0f}/s")
 
         hang = procs.HangServer()
+        hung_url = f"http://127.0.0.1:{hang.port}/hook"
+        # "one": only the healthy target; "two": a second, healthy target; "hung": the
+        # second target accepts and never answers. The hang's own cost is hung vs two (same
+        # rows written, same deliveries queued); hung vs one also counts the second delivery.
+        variants = {
+            "one": [sink.url + "/hook"],
+            "two": [sink.url + "/hook", sink.url + "/hook2"],
+            "hung": [sink.url + "/hook", hung_url],
+        }
         try:
-            plain, hung = tmp / "plain", tmp / "hung"
-            for path, urls in (
-                (plain, [sink.url + "/hook"]),
-                (hung, [sink.url + "/hook", f"http://127.0.0.1:{hang.port}/hook"]),
-            ):
-                path.mkdir()
-                workdir.write_rules(path, matching_urls=urls)
-            tokens = {p: workdir.create_apps(p, ["bench-app"])[0] for p in (plain, hung)}
-            runs: dict[str, list[float]] = {"plain": [], "hung": []}
+            paths = {name: tmp / f"targets-{name}" for name in variants}
+            for name, urls in variants.items():
+                paths[name].mkdir()
+                workdir.write_rules(paths[name], matching_urls=urls)
+            tokens = {name: workdir.create_apps(p, ["bench-app"])[0] for name, p in paths.items()}
+            runs: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(rounds):
-                for name, path in (("plain", plain), ("hung", hung)):
+                for name, path in paths.items():
                     env = workdir.base_env(path, HOOKGATE_DELIVERY_TIMEOUT_SECONDS="15")
                     with procs.hookgate(path, env, f"hookgate-{name}") as hg:
-                        result = wrk.run(f"{hg.url}/api/event/{tokens[path]}", tmp, seconds=seconds)
+                        result = wrk.run(f"{hg.url}/api/event/{tokens[name]}", tmp, seconds=seconds)
                     runs[name].append(result.rps)
-                    log(f"ingest with {name} target: {result.rps:.0f} req/s")
+                    log(f"ingest with targets={name}: {result.rps:.0f} req/s")
         finally:
             hang.close()
-    out["delivery_ingest_plain_rps"] = statistics.median(runs["plain"])
-    out["delivery_ingest_hung_rps"] = statistics.median(runs["hung"])
-    out["delivery_hung_cost_pct"] = 100 * (
-        1 - out["delivery_ingest_hung_rps"] / out["delivery_ingest_plain_rps"]
-    )
+    for name in variants:
+        out[f"delivery_ingest_{name}_rps"] = statistics.median(runs[name])
+    hung_rps = out["delivery_ingest_hung_rps"]
+    out["delivery_hung_cost_pct"] = 100 * (1 - hung_rps / out["delivery_ingest_two_rps"])
+    out["delivery_second_target_cost_pct"] = 100 * (1 - hung_rps / out["delivery_ingest_one_rps"])
     return out
 
 

@@ -114,12 +114,12 @@ class SqliteStore:
         assert proc.stdout is not None
         # A group commit answers many requests at once: read whatever has arrived and split
         # it here, rather than one readline (and one await) per answer.
-        pending = b""
+        partial = b""
         while True:
             chunk = await proc.stdout.read(ANSWER_CHUNK)
             if not chunk:
                 break
-            *lines, pending = (pending + chunk).split(b"\n")
+            *lines, partial = (partial + chunk).split(b"\n")
             for line in lines:
                 request_id, ok, result = orjson.loads(line)
                 future = self._pending.pop(request_id, None)
