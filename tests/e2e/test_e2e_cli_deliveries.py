@@ -66,13 +66,19 @@ def test_deliveries_cli_lists_shows_retries_and_recovers(
         harness.track_secret(created["token"])
         since = time.time() - 1
         with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as public:
-            for n in range(3):
-                response = public.post(
+
+            def post(n: int) -> httpx.Response:
+                return public.post(
                     f"/api/event/{created['token']}",
                     content=orjson.dumps({"event_type": "job_completed", "n": n}),
                     headers={"content-type": "application/json"},
                 )
-                assert response.status_code == 202
+
+            # The server picks up an app the CLI created within a second (apps poll).
+            first = harness.wait_until(lambda: (r := post(0)).status_code != 404 and r, 3.0)
+            assert first.status_code == 202
+            for n in (1, 2):
+                assert post(n).status_code == 202
         sink.wait_for(3, "/cli")
 
         def failed() -> list[dict[str, Any]]:
