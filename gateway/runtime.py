@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
-import redis.asyncio as aioredis
 
 from actions import (
     Attempt,
@@ -35,6 +34,7 @@ from gateway.guard import GuessGuard
 from gateway.logs import AccessLog
 from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
+from gateway.resp import RespClient
 from gateway.rulestate import RuleState
 from gateway.store import Store, build_store
 from gateway.workerhost import WorkerHost
@@ -85,14 +85,8 @@ class Gateway:
         self.buckets: Buckets
         self.check_now: Callable[[str, float, int], Decision] | None = None
         if limits.backend == "redis":
-            client = aioredis.Redis.from_url(
-                settings.redis.url,
-                socket_connect_timeout=0.25,
-                socket_timeout=0.5,
-                retry_on_timeout=False,
-            )
             self.buckets = RedisBuckets(
-                client,
+                RespClient(settings.redis.url, timeout=0.5, connect_timeout=0.25),
                 key_prefix=settings.redis.key_prefix,
                 global_rate=limits.global_rate,
                 global_burst=limits.global_burst,

@@ -22,6 +22,7 @@ from redis.crc import key_slot
 from gateway import keys
 from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
+from gateway.resp import RespClient
 
 REFILL_DEADLINE = 5.0
 SLACK = 1e-6  # float TATs may land a few ulps past an exact bound
@@ -42,7 +43,7 @@ class Limiter:
             buckets = MemoryBuckets(global_rate, global_burst, clock=lambda: self.now)
         else:
             buckets = RedisBuckets(
-                aioredis.Redis.from_url(self.redis_url["url"]),
+                RespClient(self.redis_url["url"]),
                 key_prefix=self.redis_url["prefix"],
                 global_rate=global_rate,
                 global_burst=global_burst,
@@ -259,10 +260,8 @@ def closed_port() -> int:
     return port
 
 
-def unreachable_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=0.5, socket_timeout=0.5
-    )
+def unreachable_client() -> RespClient:
+    return RespClient(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5, connect_timeout=0.5)
 
 
 def test_rate_limit_keys_share_one_hash_slot() -> None:
@@ -290,8 +289,9 @@ def test_rate_limit_keys_share_one_hash_slot() -> None:
 @pytest.mark.redis
 async def test_redis_buckets_live_in_one_slot_and_expire(redis_url: dict[str, Any]) -> None:
     prefix = redis_url["prefix"]
-    client = aioredis.Redis.from_url(redis_url["url"])
-    buckets = RedisBuckets(client, key_prefix=prefix, global_rate=100, global_burst=100)
+    buckets = RedisBuckets(
+        RespClient(redis_url["url"]), key_prefix=prefix, global_rate=100, global_burst=100
+    )
     inspect = aioredis.Redis.from_url(redis_url["url"])
     try:
         assert (await buckets.check("app_1", 2, 4)).allowed
@@ -311,7 +311,11 @@ async def test_redis_script_is_reloaded_after_script_flush(redis_url: dict[str, 
     metrics = Metrics()
     client = aioredis.Redis.from_url(redis_url["url"])
     buckets = RedisBuckets(
-        client, key_prefix=redis_url["prefix"], global_rate=100, global_burst=100, metrics=metrics
+        RespClient(redis_url["url"]),
+        key_prefix=redis_url["prefix"],
+        global_rate=100,
+        global_burst=100,
+        metrics=metrics,
     )
     try:
         assert [(await buckets.check("app_1", 0.01, 3)).remaining for _ in range(2)] == [2, 1]
@@ -323,6 +327,7 @@ async def test_redis_script_is_reloaded_after_script_flush(redis_url: dict[str, 
         assert metrics.value("hookgate_ratelimit_redis_errors_total") == 0
     finally:
         await buckets.close()
+        await client.aclose()
 
 
 async def test_unreachable_redis_fails_open_and_still_enforces(
