@@ -109,9 +109,12 @@ def create_app(
     *,
     store: Store | None = None,
     http_client: httpx.AsyncClient | None = None,
+    freeze_heap: bool = False,
 ) -> HookgateApp:
-    """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan."""
-    gateway = Gateway(settings, store=store, http_client=http_client)
+    """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan.
+
+    `freeze_heap` is for a gateway that owns its process (see `Gateway._freeze_heap`)."""
+    gateway = Gateway(settings, store=store, http_client=http_client, freeze_heap=freeze_heap)
     admin_token, _ = ensure_admin_token(settings)
 
     @contextlib.asynccontextmanager
@@ -151,4 +154,4 @@ def create_app_from_env() -> HookgateApp:
 
     settings = load_settings()
     configure_logging(settings.log.level)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)

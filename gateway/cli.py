@@ -105,7 +105,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings, common: dict[str,
             **common,
         )
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, freeze_heap=True), **common)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ them fresh (app and target changes, rule file edits, retention).
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import os
@@ -74,8 +75,10 @@ class Gateway:
         *,
         store: Store | None = None,
         http_client: httpx.AsyncClient | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         self.settings = settings
+        self.freeze_heap = freeze_heap
         self.metrics = Metrics()
         self.access = AccessLog()
         self.store: Store = store if store is not None else build_store(settings)
@@ -165,6 +168,7 @@ class Gateway:
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
         self._install_sighup()
+        self._freeze_heap()
 
     def _install_sighup(self) -> None:
         """Reload the rules on SIGHUP. Only the main thread may own signal handlers, so a
@@ -188,12 +192,27 @@ class Gateway:
         self._sighup_reloads.add(task)
         task.add_done_callback(self._sighup_reloads.discard)
 
+    def _freeze_heap(self) -> None:
+        """Put everything alive now out of the cyclic collector's reach (`gc.freeze`).
+
+        The rule set, app index and imported modules live as long as the process, and each
+        full collection walked them all: ~30 ms on the bench machine, paid by whichever
+        requests were in flight (ingest p99 29-40 ms; frozen, 13-19 ms). `gc.freeze` is
+        process-wide, so only a gateway that owns its process (`hookgate serve`) does it.
+        """
+        if not self.freeze_heap:
+            return
+        gc.unfreeze()  # what a reload replaced may hold cycles: collect it first
+        gc.collect()
+        gc.freeze()
+
     def _rules_reloaded(self) -> None:
         # "reload rules to reset": every successful reload (file change, SIGHUP, API) forgets
         # rule actions disabled after consecutive failures.
         self.dispatcher.reset_rule_failures()
         if self.workers is not None:
             self.workers.reset_rule_failures()
+        self._freeze_heap()
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"hookgate-{name}"))  # type: ignore[arg-type]
