@@ -8,8 +8,8 @@ them fresh (app and target changes, rule file edits, retention).
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import os
 import secrets
