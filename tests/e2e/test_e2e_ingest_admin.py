@@ -416,3 +416,20 @@ def test_admin_client_errors_are_json(gateway: harness.Gateway) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["error"] == "not_found"
+
+
+def test_metrics_show_the_sqlite_writers_group_commits(gateway: harness.Gateway) -> None:
+    def counter(name: str) -> float:
+        text = gateway.public.get("/metrics").text
+        assert f"# TYPE {name} counter" in text
+        return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+
+    commits, writes = (
+        counter("hookgate_store_commits_total"),
+        counter("hookgate_store_writes_total"),
+    )
+    _, token = gateway.create_app("metered")
+    for n in range(3):
+        assert gateway.post_event(token, {"event_type": "order.created", "n": n}).status_code == 202
+    assert counter("hookgate_store_writes_total") >= writes + 4  # the app and three events
+    assert counter("hookgate_store_commits_total") > commits
