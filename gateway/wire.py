@@ -1,4 +1,5 @@
-"""The pipe protocol between the server and its delivery worker processes.
+"""The pipe protocol between the server and its child processes (delivery workers, and
+the SQLite writer, which speaks the same line format).
 
 One JSON array per line (orjson). The worker asks, the server answers:
 `[id, op, *args]` → `[id, ok, result]`; the server also notifies with `[0, name, *args]`
@@ -21,7 +22,7 @@ from actions import Attempt, Delivery, EventInfo, TargetInfo
 def _bytes_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("latin-1")
-    raise TypeError(f"cannot send {type(value).__name__} to a worker")
+    raise TypeError(f"cannot send {type(value).__name__} through a pipe")
 
 
 def dumps(message: list[Any]) -> bytes:
@@ -35,13 +36,8 @@ class LineBuffer:
     """Messages written within one event-loop iteration go out in one write (one system
     call per iteration, not per message: a worker finishes many deliveries at once)."""
 
-    def __init__(
-        self,
-        write: Callable[[bytes], None],
-        encode: Callable[[list[Any]], bytes] | None = None,
-    ) -> None:
+    def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
-        self._encode = encode or dumps
         self._lines: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -50,7 +46,7 @@ class LineBuffer:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self.flush)
-        self._lines.append(self._encode(message))
+        self._lines.append(dumps(message))
 
     def flush(self) -> None:
         if self._lines:

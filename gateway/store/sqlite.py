@@ -46,16 +46,6 @@ WRITER = Path(writer.__file__)
 ANSWER_CHUNK = 1 << 16
 
 
-def _latin1(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    raise TypeError(f"cannot send {type(value).__name__} to the writer")
-
-
-def _dumps(request: list[Any]) -> bytes:
-    return orjson.dumps(request, default=_latin1) + b"\n"
-
-
 class SqliteStore:
     """`Store` on one SQLite file in WAL mode; see the module docstring for the write path."""
 
@@ -107,7 +97,7 @@ class SqliteStore:
             raise StoreError(f"cannot open SQLite store at {self.path}: the writer did not start")
         self._writer = proc
         stdin = proc.stdin
-        self._out = wire.LineBuffer(stdin.write, encode=_dumps)
+        self._out = wire.LineBuffer(stdin.write)
         self._answers = asyncio.create_task(self._read_answers(proc))
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
