@@ -145,6 +145,7 @@ class Gateway:
             log_line=self.access.write,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False  # start() has finished (its own rule load is not a reload)
         self._sighup_loop: asyncio.AbstractEventLoop | None = None
         self._sighup_reloads: set[asyncio.Task[object]] = set()
         self._pending_gauge = 0
@@ -168,6 +169,7 @@ class Gateway:
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
         self._install_sighup()
+        self._started = True
         self._freeze_heap()
 
     def _install_sighup(self) -> None:
@@ -212,7 +214,8 @@ class Gateway:
         self.dispatcher.reset_rule_failures()
         if self.workers is not None:
             self.workers.reset_rule_failures()
-        self._freeze_heap()
+        if self._started:  # start() freezes once, after everything it builds
+            self._freeze_heap()
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"hookgate-{name}"))  # type: ignore[arg-type]
@@ -232,6 +235,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._started = False
         await self.dispatcher.stop()
         if self._own_client:
             await self.http.aclose()
