@@ -1,11 +1,11 @@
 """A lean, pipelined RESP2 connection for the Redis rate limiter's hot path.
 
-redis-py's asyncio client spends about 150-200 us of CPU per command on this path (pool
-checkout, a lock, a timeout context per read: measured with `bench`'s Redis variant), which
-is more than the rest of an ingest request. The bucket check needs none of it: one
-EVALSHA per event-loop iteration on one long-lived connection. This client keeps that
-connection, writes each command as it comes, matches replies in order (Redis answers a
-connection's commands in order) and parses them with hiredis, redis-py's own C parser.
+redis-py's asyncio client spends about 200 us of CPU per command on this path (pool
+checkout, a lock, a timeout context per read: `python bench/redis_micro.py`), more than the
+rest of an ingest request. The bucket check needs none of it: one EVALSHA at a time (see
+`RedisBuckets.check`) on one long-lived connection. This client keeps that connection,
+writes each command as it comes, matches replies in order (Redis answers a connection's
+commands in order) and parses them with hiredis, redis-py's own C parser.
 
 Errors are redis-py's exception types, so callers handle both clients alike: a refused or
 lost connection is `ConnectionError`, no answer within `timeout` is `TimeoutError` (and
