@@ -42,7 +42,11 @@ INVALID_SIGNATURE = b'{"error":"invalid_signature"}'
 NOT_OBJECT = b'{"error":"invalid_event","detail":"top level must be an object"}'
 FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/")
 MAX_KEY_BYTES = 255
-KEPT_HEADERS = (b"content-type", b"user-agent", b"idempotency-key", b"webhook-id", b"x-request-id")
+MAX_METRIC_KEYS = 100_000  # cached counter keys; beyond that they are built per request
+KEPT_HEADERS = tuple(
+    (name, name.decode())
+    for name in (b"content-type", b"user-agent", b"idempotency-key", b"webhook-id", b"x-request-id")
+)
 
 access_log = logging.getLogger(ACCESS)
 log = logging.getLogger("hookgate.ingest")
@@ -139,6 +143,8 @@ class IngestEndpoint:
         self.idempotency_ttl = settings.ingest.idempotency_ttl_seconds
         self.log_requests = settings.log.requests
         self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
+        # (app id, status) -> its counter's key, built once rather than per request
+        self._metric_keys: dict[tuple[str | None, int], tuple[str, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -158,9 +164,12 @@ class IngestEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         gw = self.gw
-        gw.metrics.count(
-            ("hookgate_events_total", (("app", app_id or "-"), ("outcome", str(status))))
-        )
+        metric = self._metric_keys.get((app_id, status))
+        if metric is None:
+            metric = ("hookgate_events_total", (("app", app_id or "-"), ("outcome", str(status))))
+            if len(self._metric_keys) < MAX_METRIC_KEYS:
+                self._metric_keys[app_id, status] = metric
+        gw.metrics.count(metric)
         if self.log_requests:
             gw.access.write(
                 "request",
@@ -285,9 +294,11 @@ class IngestEndpoint:
             received_at=now,
             payload=body,
             headers={
-                k.decode(): headers[k].decode("latin-1") for k in KEPT_HEADERS if k in headers
+                text: headers[name].decode("latin-1")
+                for name, text in KEPT_HEADERS
+                if name in headers
             },
-            matched_rules=tuple(m.rule.id for m in matches),
+            matched_rules=tuple([m.rule.id for m in matches]),
             idempotency_key=key,
         )
         accepted = await self._commit(event, deliveries, key)

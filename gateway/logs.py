@@ -79,7 +79,9 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._size = 0
         self._second = -1
-        self._prefix = ""
+        self._prefix = b""
+        self._head = b'","level":"info","logger":' + orjson.dumps(name) + b',"msg":'
+        self._heads: dict[str, bytes] = {}
         # The JSON handler's stream, looked up again at every flush (not per line).
         self._target: IO[str] | None = self._stream()
         self._task: asyncio.Task[None] | None = None
@@ -110,10 +112,24 @@ class AccessLog:
         second = int(now)
         if second != self._second:  # strftime once a second, not once a line
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        ts = f"{self._prefix}.{int(now * 1000) % 1000:03d}Z"
-        head = {"ts": ts, "level": "info", "logger": self._name, "msg": msg}
-        line = orjson.dumps({**head, **fields}, default=str) + b"\n"
+            self._prefix = (
+                b'{"ts":"' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+            )
+        # The same object as {ts, level, logger, msg, **fields}, spliced from bytes rather
+        # than built as a merged dict (fields never use those four names).
+        head = self._heads.get(msg)
+        if head is None:
+            head = self._head + orjson.dumps(msg)
+            if len(self._heads) < 64:  # callers pass a handful of constant messages
+                self._heads[msg] = head
+        body = orjson.dumps(fields, default=str)
+        line = b"%s.%03dZ%s%s%s\n" % (
+            self._prefix,
+            int(now * 1000) % 1000,
+            head,
+            b"," if len(body) > 2 else b"",
+            body[1:],
+        )
         self._lines.append(line)
         self._size += len(line)
         if self._size >= FLUSH_BYTES:

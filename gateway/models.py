@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from actions.model import hot_record
+
 TargetStatus = Literal["active", "disabled"]
 
 
@@ -30,7 +32,7 @@ class App:
     previous_token_expires_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@hot_record
 class Event:
     """One accepted event as stored: the raw body exactly as received plus what matched."""
 

@@ -48,6 +48,24 @@ def test_ids_of_one_millisecond_are_distinct() -> None:
     assert {timestamp_ms(i, "evt_") for i in ids} == {int(T0 * 1000)}
 
 
+def test_ids_alternating_between_milliseconds_keep_their_own_time() -> None:
+    # The time characters are cached per millisecond: switching back and forth must not
+    # hand one millisecond's prefix to another.
+    for k in range(50):
+        at = T0 + (k % 3) * 0.001 + (k // 3) * 3600
+        assert timestamp_ms(sortable_id("evt_", at), "evt_") == int(at * 1000)
+
+
+def test_the_random_part_uses_the_whole_alphabet_evenly() -> None:
+    counts: dict[str, int] = {}
+    for _ in range(4000):
+        for char in sortable_id("", T0)[10:]:
+            counts[char] = counts.get(char, 0) + 1
+    assert set(counts) == set(CROCKFORD)
+    expected = 4000 * 16 / 32
+    assert all(abs(n - expected) < expected * 0.15 for n in counts.values())
+
+
 def test_ids_without_a_time_use_the_clock() -> None:
     before = int(time.time() * 1000)
     record_id = sortable_id("app_")

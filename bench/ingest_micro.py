@@ -1,0 +1,148 @@
+"""Server-side CPU of one accepted event, without uvicorn: the ingest endpoint driven
+directly, with the bench's 100 rules, its app and the real SQLite writer process.
+
+`make bench` measures throughput end to end, where uvicorn and the kernel's socket work
+are about half of the server's time and the machine's noise hides a 5 % change. This
+measures only what hookgate adds, as CPU time of this process per request
+(`time.process_time`), so one step's cost can be compared before and after a change. The
+writer process's CPU is read from `/proc`; it also commits what the delivery worker does
+with the events' deliveries, so it varies with how much the worker sent during the run.
+
+    python bench/ingest_micro.py [-n 20000] [-c 50] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import workdir
+from bench.wrk import EVENT_BODY
+from gateway.app import create_app
+from gateway.config import load_settings
+from gateway.logs import configure_logging
+
+WARMUP = 2000
+
+
+def _child_cpu(pid: int) -> float:
+    """User + system seconds of the child processes of `pid` (the SQLite writer)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for kid in kids:
+        try:
+            fields = Path(f"/proc/{kid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def run(
+    n: int, concurrency: int, repeat: int, work: Path, token: str, devnull: IO[str]
+) -> None:
+    env = workdir.base_env(work)
+    settings = load_settings(env=env)
+    # Access lines go where `serve` sends them, a JSON stream (here /dev/null); the child
+    # processes inherit a stderr that is /dev/null too (the worker logs every attempt).
+    configure_logging("info", stream=devnull)
+    app = create_app(settings)
+    gateway = app.gateway
+    saved = os.dup(2)
+    os.dup2(devnull.fileno(), 2)
+    try:
+        await gateway.start()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    path = f"/api/event/{token}"
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(EVENT_BODY)).encode()),
+    ]
+    statuses: dict[int, int] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": EVENT_BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": path,
+                "headers": headers,
+                "client": ("127.0.0.1", 50000),
+            }
+            await app(scope, receive, send)
+
+    async def batch(total: int) -> tuple[float, float, float]:
+        per = total // concurrency
+        wall, cpu, writer = time.perf_counter(), time.process_time(), _child_cpu(os.getpid())
+        await asyncio.gather(*(client(per) for _ in range(concurrency)))
+        done = per * concurrency
+        return (
+            (time.process_time() - cpu) / done * 1e6,
+            (_child_cpu(os.getpid()) - writer) / done * 1e6,
+            done / (time.perf_counter() - wall),
+        )
+
+    try:
+        await batch(WARMUP)
+        cpus, writers, rates = [], [], []
+        for _ in range(repeat):
+            cpu, writer, rate = await batch(n)
+            cpus.append(cpu)
+            writers.append(writer)
+            rates.append(rate)
+            print(f"server {cpu:6.1f} us/event  writer {writer:5.1f} us/event  {rate:7.0f}/s")
+        print(
+            f"median: server {statistics.median(cpus):.1f} us/event, "
+            f"writer {statistics.median(writers):.1f} us/event; statuses {statuses}"
+        )
+    finally:
+        await gateway.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20_000)
+    parser.add_argument("-c", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="hookgate-micro-") as tmp,
+        open(os.devnull, "w") as devnull,
+    ):
+        work = Path(tmp)
+        # A loopback port nothing listens on: deliveries fail fast and are not retried.
+        workdir.write_rules(work, matching_urls=["http://127.0.0.1:9/hook"])
+        token = workdir.create_apps(work, ["bench-app"])[0]
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.install()
+        asyncio.run(run(args.n, args.c, args.repeat, work, token, devnull))
+
+
+if __name__ == "__main__":
+    main()
