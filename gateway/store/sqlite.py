@@ -28,6 +28,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from actions.ids import id_floor
 from actions.model import Attempt, Delivery, DeliveryStatus
 from gateway import wire
 from gateway.errors import StoreError
@@ -44,6 +45,7 @@ DELIVERY_COLS = writer.DELIVERY_COLS
 TARGET_COLS = writer.TARGET_COLS
 WRITER = Path(writer.__file__)
 ANSWER_CHUNK = 1 << 16
+PRUNE_CHUNK = 2000  # events per prune transaction
 
 
 class SqliteStore:
@@ -389,11 +391,24 @@ class SqliteStore:
         return [r[0] for r in found]
 
     async def count_pending(self) -> int:
-        found = await self._read("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        # Kept by triggers in the writer's schema: O(1) however deep the queue.
+        found = await self._read("SELECT value FROM meta WHERE key = 'pending_deliveries'")
         return int(found[0][0])
 
     async def prune(self, events_before: float, idempotency_before: float) -> int:
-        return int(await self._write("prune", events_before, idempotency_before))
+        """In chunks of `PRUNE_CHUNK` events, each its own (group-committed) transaction,
+        so ingest commits interleave with a long prune instead of waiting it out."""
+        id_before = id_floor("evt_", events_before)
+        total = 0
+        while True:
+            dropped = int(
+                await self._write(
+                    "prune", events_before, idempotency_before, id_before, PRUNE_CHUNK
+                )
+            )
+            total += dropped
+            if dropped < PRUNE_CHUNK:
+                return total
 
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:

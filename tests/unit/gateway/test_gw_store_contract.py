@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actions.ids import delivery_id
+from actions.ids import delivery_id, id_floor
 from actions.model import Attempt, Delivery
 from gateway import keys
 from gateway.errors import StoreError
@@ -24,6 +25,8 @@ from gateway.models import App, Event, WebhookTarget
 from gateway.store import DeliveryFilter, Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.store import sqlite as sqlite_store
+from gateway.store import sqlite_rows, sqlite_writer
 from gateway.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
@@ -876,6 +879,103 @@ async def test_sqlite_a_failing_event_fails_only_its_own_op(tmp_path: Path) -> N
         assert await store.count_events() == 21
         assert await store.count_pending() == 10
         assert await store.get_event(stored.id) == stored
+    finally:
+        await store.close()
+
+
+async def true_pending(store: SqliteStore) -> int:
+    found = await store._read("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+    return int(found[0][0])
+
+
+async def test_sqlite_pending_count_follows_every_status_change(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hookgate.db", synchronous="normal")
+    await store.open()
+    try:
+        old, new = make_event("app_1", T0), make_event("app_1", T0 + 100)
+        d = [make_delivery(old.id, T0 + i / 1000) for i in range(4)]
+        await store.add_event(old, d[:3])
+        await store.add_event(new, [])
+        await store.add_deliveries([d[3], make_delivery(new.id, T0 + 100, status="failed")])
+        counts = [await store.count_pending()]
+        await store.claim_due(T0 + 1, 10, T0 + 60)  # leased, still pending
+        counts.append(await store.count_pending())
+        await store.finish_attempt(d[0].id, attempt(T0, 200), "succeeded", None)
+        await store.finish_attempt(d[1].id, attempt(T0, 500), "failed", None)
+        await store.finish_attempt(d[2].id, attempt(T0, 503), "pending", T0 + 30)  # retry
+        counts.append(await store.count_pending())
+        await store.requeue([d[0].id, d[1].id], T0 + 2)
+        counts.append(await store.count_pending())
+        await store.finish_attempt(d[3].id, attempt(T0, None, error="x"), "skipped", None)
+        await store.prune(T0 + 50, T0 + 50)  # drops only finished deliveries
+        counts.append(await store.count_pending())
+        assert counts == [4, 4, 2, 4, 3]
+        assert await store.count_pending() == await true_pending(store)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_pending_count_of_a_database_from_before_the_count(tmp_path: Path) -> None:
+    path = tmp_path / "hookgate.db"
+    store = SqliteStore(path, synchronous="normal")
+    await store.open()
+    event = make_event("app_1", T0)
+    await store.add_event(event, [make_delivery(event.id, T0 + i / 1000) for i in range(3)])
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as an older version left it
+        for name in ("added", "removed", "changed"):
+            conn.execute(f"DROP TRIGGER deliveries_pending_{name}")
+        conn.execute("DELETE FROM meta WHERE key = 'pending_deliveries'")
+    conn.close()
+
+    reopened = SqliteStore(path, synchronous="normal")
+    await reopened.open()
+    try:
+        assert await reopened.count_pending() == 3
+        await reopened.add_deliveries([make_delivery(event.id, T0 + 1)])
+        assert await reopened.count_pending() == 4 == await true_pending(reopened)
+    finally:
+        await reopened.close()
+
+
+def test_sqlite_prune_reads_old_events_by_key_not_every_event(tmp_path: Path) -> None:
+    # A table scan here held the single writer for seconds on a large database, hourly
+    # and at every start, and every ingest commit waited behind it.
+    conn = sqlite_writer.connect(str(tmp_path / "hookgate.db"), "normal")
+    rows = [sqlite_rows.event_row(make_event("app_1", T0 + 10 + i / 1000)) for i in range(5000)]
+    old = [sqlite_rows.event_row(make_event("app_1", T0 + i / 1000)) for i in range(3)]
+    sqlite_writer.add_events(conn, [(row, [], []) for row in old + rows], 86400)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 100)
+    dropped = sqlite_writer.prune(conn, T0 + 5, T0 + 5, id_floor("evt_", T0 + 5), 2000)
+    conn.set_progress_handler(None, 0)
+    assert dropped == 3
+    assert steps < 20, f"{steps * 100} SQLite steps: prune walked the table"
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 5000
+    conn.close()
+
+
+async def test_sqlite_prune_drops_a_backlog_in_short_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "PRUNE_CHUNK", 3)
+    store = SqliteStore(tmp_path / "hookgate.db", synchronous="normal")
+    await store.open()
+    try:
+        for i in range(10):
+            await store.add_event(make_event("app_1", T0 + i), [])
+        await store.add_event(make_event("app_1", T0 + 100), [])
+        before = await store.writer_stats()
+        assert await store.prune(T0 + 50, T0 + 50) == 10
+        after = await store.writer_stats()
+        assert after[0] - before[0] >= 4  # 3 + 3 + 3 + 1
+        assert await store.count_events() == 1
     finally:
         await store.close()
 
