@@ -22,11 +22,10 @@ from gateway import keys
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
 from gateway.models import App, Event, WebhookTarget
-from gateway.store import DeliveryFilter, Store
+from gateway.store import DeliveryFilter, Store, sqlite_rows, sqlite_writer
+from gateway.store import sqlite as sqlite_store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store import sqlite as sqlite_store
-from gateway.store import sqlite_rows, sqlite_writer
 from gateway.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
