@@ -11,6 +11,7 @@ secrets, and they come from `secrets`). 0.43 µs an id, against 1.2 µs for 13 p
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 
@@ -34,28 +35,17 @@ def _encode(value: int) -> str:
     )  # fmt: skip
 
 
-class _TimePart:
+@functools.lru_cache(maxsize=1)
+def _time_chars(ms: int) -> str:
     """An id's first 10 characters encode only its millisecond (2 pad bits + 48 time bits),
     so ids made within one millisecond share them: encoded once per millisecond."""
-
-    __slots__ = ("ms", "text")
-
-    def __init__(self) -> None:
-        self.ms = -1
-        self.text = ""
-
-
-_time_part = _TimePart()
+    return _encode(ms << 80)[:10]
 
 
 def sortable_id(prefix: str, now: float | None = None) -> str:
     """`prefix` + 26 characters; lexicographic order follows creation time (ms)."""
     ms = int((time.time() if now is None else now) * 1000)
-    part = _time_part
-    if ms != part.ms:
-        part.text = _encode(ms << 80)[:10]
-        part.ms = ms
-    return prefix + part.text + random.randbytes(16).translate(_RANDOM_CHARS).decode()
+    return prefix + _time_chars(ms) + random.randbytes(16).translate(_RANDOM_CHARS).decode()
 
 
 def id_floor(prefix: str, at: float) -> str:
