@@ -5,8 +5,8 @@ directly, with the bench's 100 rules, its app and the real SQLite writer process
 are about half of the server's time and the machine's noise hides a 5 % change. This
 measures only what hookgate adds, as CPU time of this process per request
 (`time.process_time`), so one step's cost can be compared before and after a change. The
-writer process's CPU is read from `/proc`; it also commits what the delivery worker does
-with the events' deliveries, so it varies with how much the worker sent during the run.
+child processes' CPU (the SQLite writer plus the delivery worker, which sends the events'
+deliveries meanwhile) is read from `/proc` and printed as "children".
 
     python bench/ingest_micro.py [-n 20000] [-c 50] [--repeat 5]
 """
@@ -25,7 +25,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import workdir
+from bench import procs, workdir
 from bench.wrk import EVENT_BODY
 from gateway.app import create_app
 from gateway.config import load_settings
@@ -34,15 +34,12 @@ from gateway.logs import configure_logging
 WARMUP = 2000
 
 
-def _child_cpu(pid: int) -> float:
-    """User + system seconds of the child processes of `pid` (the SQLite writer)."""
-    total = 0.0
+def _children_cpu(pid: int) -> float:
+    """User + system seconds of the child processes of `pid` (the SQLite writer and the
+    delivery worker)."""
     tick = os.sysconf("SC_CLK_TCK")
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    for kid in kids:
+    total = 0.0
+    for kid in procs.children(pid):
         try:
             fields = Path(f"/proc/{kid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -96,27 +93,27 @@ async def run(
 
     async def batch(total: int) -> tuple[float, float, float]:
         per = total // concurrency
-        wall, cpu, writer = time.perf_counter(), time.process_time(), _child_cpu(os.getpid())
+        wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu(os.getpid())
         await asyncio.gather(*(client(per) for _ in range(concurrency)))
         done = per * concurrency
         return (
             (time.process_time() - cpu) / done * 1e6,
-            (_child_cpu(os.getpid()) - writer) / done * 1e6,
+            (_children_cpu(os.getpid()) - children) / done * 1e6,
             done / (time.perf_counter() - wall),
         )
 
     try:
         await batch(WARMUP)
-        cpus, writers, rates = [], [], []
+        cpus, kids, rates = [], [], []
         for _ in range(repeat):
-            cpu, writer, rate = await batch(n)
+            cpu, child, rate = await batch(n)
             cpus.append(cpu)
-            writers.append(writer)
+            kids.append(child)
             rates.append(rate)
-            print(f"server {cpu:6.1f} us/event  writer {writer:5.1f} us/event  {rate:7.0f}/s")
+            print(f"server {cpu:6.1f} us/event  children {child:5.1f} us/event  {rate:7.0f}/s")
         print(
             f"median: server {statistics.median(cpus):.1f} us/event, "
-            f"writer {statistics.median(writers):.1f} us/event; statuses {statuses}"
+            f"children {statistics.median(kids):.1f} us/event; statuses {statuses}"
         )
     finally:
         await gateway.stop()
