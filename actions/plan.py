@@ -6,6 +6,7 @@ secret reference), so a later edit of the rule does not change what this event t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,45 +67,31 @@ def plan_deliveries(
                         body = orjson.dumps(template.render(event_data))
                 except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
                     failure = f"template error: {exc}"
-            if failure is None:
-                deliveries.append(
-                    Delivery(
-                        id=delivery_id(now),
-                        event_id=event_id,
-                        action_type=action.type,
-                        url=action.url,
-                        rule_id=None if rule.target_id else rule.id,
-                        target_id=rule.target_id,
-                        body=body,
-                        retry=_delays(action.type, action.retry),
-                        secret_env=action.secret_env,
-                        timeout_seconds=action.timeout_seconds,
-                        disable_after=action.disable_after,
-                        headers=action.headers,
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
-                )
-                continue
-            deliveries.append(
-                Delivery(
-                    id=delivery_id(now),
-                    event_id=event_id,
-                    action_type=action.type,
-                    url=action.url,
+            delivery = Delivery(
+                id=delivery_id(now),
+                event_id=event_id,
+                action_type=action.type,
+                url=action.url,
+                rule_id=None if rule.target_id else rule.id,
+                target_id=rule.target_id,
+                body=body,
+                retry=_delays(action.type, action.retry),
+                secret_env=action.secret_env,
+                timeout_seconds=action.timeout_seconds,
+                disable_after=action.disable_after,
+                headers=action.headers,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            if failure is not None:  # rare: a template that failed on this event
+                delivery = dataclasses.replace(
+                    delivery,
                     status="failed",
-                    rule_id=None if rule.target_id else rule.id,
-                    target_id=rule.target_id,
-                    retry=_delays(action.type, action.retry),
-                    secret_env=action.secret_env,
-                    timeout_seconds=action.timeout_seconds,
-                    disable_after=action.disable_after,
-                    headers=action.headers,
-                    created_at=now,
+                    next_attempt_at=None,
                     attempt_count=1,
                     attempts=(Attempt(now, None, 0.0, failure, None),),
                 )
-            )
+            deliveries.append(delivery)
     return deliveries
 
 

@@ -1,0 +1,55 @@
+"""`plan_deliveries`: one delivery per (match, action), due now; a body template that fails
+on the event becomes a failed delivery carrying the error as its attempt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actions.plan import plan_deliveries
+from actions.registry import ACTION_TYPES
+from rules import Match, load_file
+
+RULE = """
+[[rules]]
+id = "r"
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://example.com/ok"
+  body = {{ v = {{ var = "n" }} }}
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://example.com/broken"
+  body = {{ v = {{ "/" = [1, {{ var = "zero" }}] }} }}
+"""
+
+
+def test_a_failing_template_is_a_failed_delivery_with_its_error(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text(RULE.format())
+    result = load_file(tmp_path / "r.toml", action_types=tuple(ACTION_TYPES))
+    assert not result.errors
+    ok, broken = plan_deliveries([Match(result.rules[0])], "evt_1", {"n": 7, "zero": 0}, 100.0)
+
+    assert (ok.status, ok.body, ok.next_attempt_at, ok.attempt_count) == (
+        "pending",
+        b'{"v":7}',
+        100.0,
+        0,
+    )
+    assert ok.attempts == ()
+    assert (broken.status, broken.body, broken.next_attempt_at, broken.attempt_count) == (
+        "failed",
+        None,
+        None,
+        1,
+    )
+    (attempt,) = broken.attempts
+    assert (attempt.at, attempt.status_code, attempt.latency_ms) == (100.0, None, 0.0)
+    assert attempt.error is not None and attempt.error.startswith("template error: ")
+    # everything else is snapshotted alike, and each delivery has its own id
+    assert (broken.event_id, broken.rule_id, broken.url, broken.created_at) == (
+        "evt_1",
+        "r",
+        "https://example.com/broken",
+        100.0,
+    )
+    assert broken.retry == ok.retry and broken.id != ok.id
