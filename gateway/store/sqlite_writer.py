@@ -381,11 +381,12 @@ def prune(
     if old == "[]":
         return 0
     ids = "SELECT value FROM json_each(?)"
-    finished = f"SELECT id FROM deliveries WHERE status != 'pending' AND event_id IN ({ids})"
-    conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({finished})", (old,))
+    finished = f"status != 'pending' AND event_id IN ({ids})"
     conn.execute(
-        f"DELETE FROM deliveries WHERE status != 'pending' AND event_id IN ({ids})", (old,)
+        f"DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE {finished})",
+        (old,),
     )
+    conn.execute(f"DELETE FROM deliveries WHERE {finished}", (old,))
     count: int = conn.execute(f"DELETE FROM events WHERE id IN ({ids})", (old,)).rowcount
     return count
 
