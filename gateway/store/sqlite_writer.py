@@ -72,9 +72,11 @@ CREATE TABLE IF NOT EXISTS targets (
 );
 -- The delivery queue depth (a /metrics gauge), kept by triggers: counting the pending rows
 -- walked the whole due index, half a second of CPU at a million queued. Counted once when
--- the triggers are first created (a database from before them), then kept exact.
-INSERT OR IGNORE INTO meta SELECT 'pending_deliveries', count(*) FROM deliveries
-    WHERE status = 'pending';
+-- the triggers are first created (a database from before them), then kept exact: the
+-- count runs only when the row is missing, not at every start.
+INSERT INTO meta SELECT 'pending_deliveries',
+    (SELECT count(*) FROM deliveries WHERE status = 'pending')
+    WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'pending_deliveries');
 CREATE TRIGGER IF NOT EXISTS deliveries_pending_added AFTER INSERT ON deliveries
     WHEN NEW.status = 'pending'
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'pending_deliveries'; END;
