@@ -21,6 +21,7 @@ import orjson
 from fastjsonschema import JsonSchemaValueException
 
 from actions import EventInfo, Lease, SignatureError, plan_deliveries
+from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.logs import ACCESS
 from gateway.models import Event
@@ -35,6 +36,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PREFIX = "/api/event/"
 ROUTE = "/api/event/{token}"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+STORE_UNAVAILABLE = (
+    b'{"error":"store_unavailable","detail":"the event was not stored; try again shortly"}'
+)
 NOT_FOUND = b'{"error":"not_found"}'
 RATE_LIMITED = b'{"rateLimited":true}'
 METHOD_NOT_ALLOWED = b'{"error":"method_not_allowed"}'
@@ -145,6 +149,7 @@ class IngestEndpoint:
         self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
         # (app id, status) -> its counter's key, built once rather than per request
         self._metric_keys: dict[tuple[str | None, int], tuple[str, Any]] = {}
+        self._store_down = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -155,6 +160,14 @@ class IngestEndpoint:
             status, body, app_id, event_id, extra = await self._handle(scope, receive)
         except Refusal as refusal:
             status, body, extra = refusal.status, refusal.body, refusal.headers
+            app_id = scope.get("hookgate.app_id")
+        except StoreError as exc:
+            # One line per outage, not a traceback per request: the store says when it is
+            # back by committing again.
+            if not self._store_down:
+                self._store_down = True
+                log.warning("events are refused while the store is unavailable: %s", exc)
+            status, body = 503, STORE_UNAVAILABLE
             app_id = scope.get("hookgate.app_id")
         except Exception:
             log.exception("ingest failed unexpectedly")
@@ -303,6 +316,9 @@ class IngestEndpoint:
         )
         lease = gw.lease() if deliveries else None
         accepted = await self._commit(event, deliveries, key, lease)
+        if self._store_down:
+            self._store_down = False
+            log.warning("the store is back; events are accepted again")
         if accepted.duplicate:
             body_out = orjson.dumps(
                 {"accepted": True, "event_id": accepted.event_id, "duplicate": True}

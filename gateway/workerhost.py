@@ -17,7 +17,9 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from actions import Attempt, Lease
@@ -29,6 +31,8 @@ from gateway.load import LoadMonitor, Trickle
 log = logging.getLogger("hookgate.workers")
 
 RESTART_BACKOFF_MAX = 30.0
+RESTART_BACKOFF_MIN = 0.5
+HEALTHY_RUN = 60.0  # a worker that ran this long restarts at the shortest backoff again
 STOP_TIMEOUT = 10.0
 
 
@@ -44,7 +48,7 @@ class _Worker:
         self.host = host
         self.number = number
         self.proc: asyncio.subprocess.Process | None = None
-        self._out = wire.LineBuffer(self._write)
+        self._out = wire.LineBuffer(lambda data: None)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def spawn(self) -> None:
@@ -56,14 +60,11 @@ class _Worker:
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
         )
-        self._out = wire.LineBuffer(self._write)
+        # Each process gets its own buffer bound to its own stdin: whatever the dead one's
+        # buffer still holds (a wake, an answer to one of its requests) goes nowhere, and
+        # the new process reads its config first.
+        self._out = wire.LineBuffer(partial(_write, self.proc))
         self.send([0, "config", dataclasses.asdict(self.host.settings)])
-
-    def _write(self, data: bytes) -> None:
-        proc = self.proc
-        if proc is None or proc.stdin is None or proc.stdin.is_closing():
-            return
-        proc.stdin.write(data)
 
     def send(self, message: list[Any]) -> None:
         if self.proc is not None:
@@ -76,23 +77,25 @@ class _Worker:
         """Answer the worker's requests until it exits; returns its exit code."""
         assert self.proc is not None and self.proc.stdout is not None
         stdout = self.proc.stdout
+        out = self._out
         while True:
             line = await stdout.readline()
             if not line:
                 break
-            task = asyncio.create_task(self.answer(wire.loads(line)))
+            task = asyncio.create_task(self.answer(wire.loads(line), out))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return await self.proc.wait()
 
-    async def answer(self, request: list[Any]) -> None:
+    async def answer(self, request: list[Any], out: wire.LineBuffer) -> None:
+        """Answer on the buffer of the process that asked (not a restarted successor)."""
         request_id, op, *args = request
         try:
             result = await self.host.handle(op, args)
-            self.send([request_id, True, result])
+            out.send([request_id, True, result])
         except Exception as exc:
             log.warning("worker request %s failed: %s", op, exc)
-            self.send([request_id, False, str(exc)])
+            out.send([request_id, False, str(exc)])
 
 
 class WorkerHost:
@@ -122,12 +125,15 @@ class WorkerHost:
             self._supervisors.append(asyncio.create_task(self._supervise(worker)))
 
     async def _supervise(self, worker: _Worker) -> None:
-        backoff = 0.5
+        backoff = RESTART_BACKOFF_MIN
         while True:
+            started = time.monotonic()
             code = await worker.serve()
             if self._stopping:
                 return
-            log.error("delivery worker exited with %s; restarting", code)
+            if time.monotonic() - started >= HEALTHY_RUN:
+                backoff = RESTART_BACKOFF_MIN
+            log.error("delivery worker exited with %s; restarting in %.1f s", code, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
             await worker.spawn()
@@ -213,3 +219,9 @@ class WorkerHost:
             worker.flush()
             if worker.proc is not None and worker.proc.stdin is not None:
                 worker.proc.stdin.close()
+
+
+def _write(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    if proc.stdin is None or proc.stdin.is_closing():
+        return
+    proc.stdin.write(data)

@@ -8,6 +8,11 @@ binding, B-tree work and fsync of every commit then run on another core, under a
 GIL, instead of contending with the HTTP event loop (measured: the writer thread's GIL
 hand-offs cost more than the writes themselves).
 
+The writer is supervised: if it dies (`kill -9`, OOM), writes fail with `StoreError` (the
+API answers 503 `store_unavailable`, `ping` and so `/readyz` fail) only until it is
+restarted, with a backoff from 0.5 s doubling to 30 s, reset after a healthy minute. What
+it had committed is durable; what it had not was never answered as committed.
+
 Reads use an aiosqlite connection in this process, which WAL lets run beside the writer.
 Other processes (the CLI, with a
 writer of its own) may open the same file: SQLite's locks and `busy_timeout` serialise
@@ -17,10 +22,12 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import sqlite3
 import sys
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,9 @@ TARGET_COLS = writer.TARGET_COLS
 WRITER = Path(writer.__file__)
 ANSWER_CHUNK = 1 << 16
 PRUNE_CHUNK = 2000  # events per prune transaction
+RESTART_BACKOFF_MIN = 0.5
+RESTART_BACKOFF_MAX = 30.0
+HEALTHY_RUN = 60.0  # a writer that ran this long restarts at the shortest backoff again
 
 
 class SqliteStore:
@@ -65,6 +75,8 @@ class SqliteStore:
         self._out: wire.LineBuffer | None = None
         self._saved_loop: asyncio.AbstractEventLoop | None = None
         self._open = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._writer_proc: asyncio.subprocess.Process | None = None
 
     # lifecycle
     async def open(self) -> None:
@@ -78,6 +90,36 @@ class SqliteStore:
             await self.close()
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._open = True
+        self._supervisor = asyncio.create_task(self._supervise(), name="hookgate-sqlite-writer")
+
+    async def _supervise(self) -> None:
+        """Restart the writer whenever it exits while the store is open."""
+        backoff = RESTART_BACKOFF_MIN
+        started = time.monotonic()
+        while self._open:
+            answers = self._answers
+            if answers is not None:
+                await asyncio.shield(answers)
+            if not self._open:
+                return
+            proc = self._writer_proc
+            code = None if proc is None else await proc.wait()
+            if time.monotonic() - started >= HEALTHY_RUN:
+                backoff = RESTART_BACKOFF_MIN
+            log.warning(
+                "the SQLite writer process exited with %s; restarting in %.1f s", code, backoff
+            )
+            while self._open:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+                try:
+                    await self._start_writer()
+                except (OSError, StoreError) as exc:
+                    log.warning("restarting the SQLite writer failed: %s", exc)
+                    continue
+                started = time.monotonic()
+                log.warning("the SQLite writer process is back")
+                break
 
     async def _start_writer(self) -> None:
         # Run by path, not as a module: the writer imports only the standard library and
@@ -98,6 +140,7 @@ class SqliteStore:
             await proc.wait()
             raise StoreError(f"cannot open SQLite store at {self.path}: the writer did not start")
         self._writer = proc
+        self._writer_proc = proc
         stdin = proc.stdin
         self._out = wire.LineBuffer(stdin.write)
         self._answers = asyncio.create_task(self._read_answers(proc))
@@ -128,9 +171,15 @@ class SqliteStore:
                 future.set_exception(StoreError("the SQLite writer process exited"))
         if self._writer is proc:
             self._writer = None
+            self._out = None
 
     async def close(self) -> None:
         self._open = False
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
         proc = self._writer
         if proc is not None:
             if self._out is not None:
@@ -149,12 +198,16 @@ class SqliteStore:
         self._writer = None
 
     async def ping(self) -> None:
+        if self._open and self._writer is None:
+            raise StoreError("the SQLite writer process is not running")
         await self._read("SELECT 1")
 
     # the write path
     def _send(self, command: str, *args: Any) -> asyncio.Future[Any]:
-        if not self._open or self._writer is None or self._out is None:
+        if not self._open:
             raise StoreError("the SQLite store is not open")
+        if self._writer is None or self._out is None:
+            raise StoreError("the SQLite writer process is not running (being restarted)")
         request_id = next(self._ids)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[request_id] = future
