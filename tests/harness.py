@@ -208,6 +208,7 @@ class Sink:
     statuses: dict[str, int] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # response headers by path
     hang: set[str] = field(default_factory=set)  # paths held unanswered until the sink stops
+    delays: dict[str, float] = field(default_factory=dict)  # seconds before answering, by path
     default_status: int = 200
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -252,6 +253,11 @@ class Sink:
             self._cond.notify_all()
         if path in self.hang:
             await self._hold()
+        delay = self.delays.get(path)
+        if delay:
+            import asyncio
+
+            await asyncio.sleep(delay)
         status = self.statuses.get(path, self.default_status)
         return Response(
             b'{"ok":true}',
