@@ -34,9 +34,7 @@ def test_no_assert_on_request_data_in_gateway() -> None:
 @pytest.mark.parametrize(
     "path", ["/v1/events", "/v1/deliveries", "/v1/apps", "/v1/webhook-targets", "/v1/rules"]
 )
-def test_unknown_query_parameter_is_400_on_every_list(
-    gateway: harness.Gateway, path: str
-) -> None:
+def test_unknown_query_parameter_is_400_on_every_list(gateway: harness.Gateway, path: str) -> None:
     response = gateway.admin.get(path, params={"app": "chekkit"})
     assert response.status_code == 400, response.text
     body = response.json()
@@ -79,9 +77,7 @@ def test_405_lists_every_method_of_the_path(gateway: harness.Gateway) -> None:
         assert methods <= allowed, (concrete, allowed)
 
 
-def test_retry_of_a_succeeded_delivery_needs_force(
-    tmp_path: Path, sink: harness.Sink
-) -> None:
+def test_retry_of_a_succeeded_delivery_needs_force(tmp_path: Path, sink: harness.Sink) -> None:
     settings = harness.make_settings(tmp_path)
     with harness.running_gateway(settings) as gw:
         target = gw.admin.post(
@@ -101,9 +97,12 @@ def test_retry_of_a_succeeded_delivery_needs_force(
         refused = gw.admin.post(f"/v1/deliveries/{delivery['id']}/retry")
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"] == "already_succeeded"
-        assert gw.admin.post(
-            f"/v1/deliveries/{delivery['id']}/retry", json={"force": "yes"}
-        ).status_code == 422
+        assert (
+            gw.admin.post(
+                f"/v1/deliveries/{delivery['id']}/retry", json={"force": "yes"}
+            ).status_code
+            == 422
+        )
         forced = gw.admin.post(f"/v1/deliveries/{delivery['id']}/retry", json={"force": True})
         assert forced.status_code == 202, forced.text
         again = sink.wait_for(2, "/ok")
@@ -156,5 +155,3 @@ body = { to = { var = "customer.phone" }, name = { var = "customer.name" } }
     assert verdicts["needs-phone"]["missing_vars"] == ["customer.phone"]
     target_verdicts = [v for v in verdicts.values() if v["target_id"] == target.json()["id"]]
     assert len(target_verdicts) == 1 and "event_types" in target_verdicts[0]["reason"]
-
-
