@@ -495,9 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--signing-secret", help="whsec_... secret for inbound signatures")
     apps.add_parser("list", parents=[records], help="list apps")
     for name in ("show", "rotate", "disable", "enable", "delete"):
-        p = apps.add_parser(
-            name, parents=[common if name == "show" else records], help=f"{name} an app"
-        )
+        p = apps.add_parser(name, parents=[records], help=f"{name} an app")
         p.add_argument("id", help="app id or name")
         if name == "rotate":
             p.add_argument(
@@ -525,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--since", help="only events received since (RFC 3339 or epoch seconds)")
     lst.add_argument("--cursor", type=_cursor("evt_"), help="next page (as printed)")
     lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
-    show = events.add_parser("show", parents=[common], help="one event as JSON")
+    show = events.add_parser("show", parents=[records], help="one event (always JSON)")
     show.add_argument("id", help="event id")
     for p in events.choices.values():
         p.set_defaults(func=cmd_events)
@@ -543,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--since", help="only deliveries created since (RFC 3339 or epoch seconds)")
     lst.add_argument("--cursor", type=_cursor("dlv_"), help="next page (as printed)")
     lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
-    show = deliveries.add_parser("show", parents=[common], help="one delivery and its attempts")
+    show = deliveries.add_parser(
+        "show", parents=[records], help="one delivery and its attempts (always JSON)"
+    )
     show.add_argument("id", help="delivery id")
     retry = deliveries.add_parser("retry", parents=[common], help="send a delivery again now")
     retry.add_argument("id", help="delivery id")
