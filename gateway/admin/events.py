@@ -58,12 +58,14 @@ async def replay(request: Request) -> Response:
     )
     deliveries = plan_deliveries(matches, event.id, payload, time.time())
     if deliveries:
-        await gw.store.add_deliveries(deliveries, gw.lease_until())
+        lease = gw.lease()
+        await gw.store.add_deliveries(deliveries, lease)
         gw.dispatch(
             deliveries,
             gw.event_info(
                 event.id, event.app_id, event.event_type, event.received_at, event.payload
             ),
+            lease,
         )
     return JSONResponse(
         {

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actions import Delivery, EventInfo, delivery_id, envelope
+from actions import Delivery, EventInfo, Lease, delivery_id, envelope
 from gateway import target_records
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
@@ -89,8 +89,9 @@ async def send_test(request: Request) -> Response:
     )
     # Leased to this request in every delivery mode: sent right here, it must not also be
     # claimed (and sent a second time) by a dispatcher polling the store meanwhile.
-    await gw.store.add_deliveries([delivery], now + gw.dispatch_settings.lease_seconds)
-    attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True)
+    lease = Lease.new(now + gw.dispatch_settings.lease_seconds)
+    await gw.store.add_deliveries([delivery], lease)
+    attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True, lease=lease)
     return JSONResponse(
         {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
     )
