@@ -38,6 +38,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
 from gateway.resp import RespClient
 from gateway.rulestate import RuleState
+from gateway.served_url import forget_served_url, record_served_url
 from gateway.store import Store, build_store
 from gateway.workerhost import WorkerHost
 from rules import Logic
@@ -170,6 +171,7 @@ class Gateway:
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
         self._install_sighup()
+        record_served_url(settings)
         self._started = True
         self._freeze_heap()
 
@@ -236,6 +238,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._started:
+            forget_served_url(self.settings)
         self._started = False
         await self.dispatcher.stop()
         if self._own_client:

@@ -13,7 +13,7 @@ from actions import Delivery, EventInfo, Lease, delivery_id, envelope
 from gateway import target_records
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
-from gateway.http import JSONResponse, admin, read_object
+from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
 from gateway.records import attempt_json, target_json
@@ -37,6 +37,7 @@ async def create(request: Request) -> Response:
 
 @admin
 async def list_targets(request: Request) -> Response:
+    parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     targets = await gateway_of(request).store.list_targets()
     return JSONResponse({"data": [target_json(t) for t in targets], "next_cursor": None})
 
