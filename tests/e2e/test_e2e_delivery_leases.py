@@ -5,6 +5,7 @@ healthy one, and `kill -9` of the SQLite writer and of delivery workers under lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import os
 import signal
@@ -18,6 +19,10 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+# Signed so that every request carries its delivery's `webhook-id`.
+SECRET = "whsec_" + base64.b64encode(b"leases-test-secret-0123456789ab").decode()
+harness.track_secret(SECRET)
 
 
 def _rules(tmp: Path, *paths: str, sink: harness.Sink) -> Path:
@@ -34,6 +39,7 @@ when = {{ "==" = [{{ "var" = "to" }}, "{path}"] }}
   type = "webhook"
   url = "{sink.url(path)}"
   retry = [1, 1, 1]
+  secret_env = "LEASES_TEST_SECRET"
 """
     (rules_dir / "relay.toml").write_text(text)
     return rules_dir
@@ -46,6 +52,11 @@ def _env(tmp: Path, rules_dir: Path, **delivery: Any) -> dict[str, str]:
         "HOOKGATE_RULES_DIR": str(rules_dir),
         "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
         "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
+        "LEASES_TEST_SECRET": SECRET,
+        "HOOKGATE_LIMITS_APP_RATE": "100000",
+        "HOOKGATE_LIMITS_APP_BURST": "100000",
+        "HOOKGATE_LIMITS_GLOBAL_RATE": "100000",
+        "HOOKGATE_LIMITS_GLOBAL_BURST": "100000",
     }
     env.update({f"HOOKGATE_DELIVERY_{k.upper()}": str(v) for k, v in delivery.items()})
     return env
@@ -120,7 +131,7 @@ def test_two_workers_and_a_slow_receiver_deliver_each_webhook_exactly_once(
     try:
         server.start()
         token = _app_token(server)
-        codes = _post_all(server.base_url, token, [{"to": "/slow", "n": n}] * events)
+        codes = _post_all(server.base_url, token, [{"to": "/slow", "n": n} for n in range(events)])
         assert codes == [202] * events
         harness.wait_until(lambda: len(_ids(sink, "/slow")) >= events, timeout=120)
         with server.admin() as admin:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any
 
 import orjson
@@ -51,7 +52,7 @@ async def test_a_wake_queued_for_the_dead_process_never_reaches_its_successor(
         procs.append(_Proc())
         return procs[-1]
 
-    monkeypatch.setattr(workerhost.asyncio, "create_subprocess_exec", spawn)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spawn)
     worker = _Worker(_Host(), 0)  # type: ignore[arg-type]
     await worker.spawn()
     for _ in range(3):
@@ -93,7 +94,7 @@ async def test_restart_backoff_doubles_and_resets_after_a_healthy_run(
 
     host = WorkerHost.__new__(WorkerHost)
     host._stopping = False
-    monkeypatch.setattr(workerhost.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(workerhost.asyncio, "sleep", sleep)
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     await host._supervise(FakeWorker())  # type: ignore[arg-type]
     assert delays == [0.5, 1.0, 2.0, 0.5, 1.0]
