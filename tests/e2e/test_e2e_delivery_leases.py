@@ -138,7 +138,7 @@ def test_two_workers_and_a_slow_receiver_deliver_each_webhook_exactly_once(
 
             def settled() -> bool:
                 rows = admin.get("/v1/deliveries", params={"status": "pending", "limit": 1})
-                return rows.json()["data"] == []
+                return bool(rows.json()["data"] == [])
 
             harness.wait_until(settled, timeout=30)
     finally:
