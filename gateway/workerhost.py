@@ -55,6 +55,7 @@ class _Worker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
+            start_new_session=True,  # Ctrl-C reaches the server only; it stops its workers
         )
         self._out = wire.LineBuffer(self._write)
         self.send([0, "config", dataclasses.asdict(self.host.settings)])
