@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 from typing import Any
 
@@ -13,6 +14,14 @@ from gateway.config import Settings
 from gateway.http11 import REQUEST_LINE_BYTES
 
 BACKLOG = 2048  # uvicorn's default
+
+
+class Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn once its graceful shutdown is done."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class ListenError(Exception):
@@ -93,12 +102,18 @@ def serve(settings: Settings, sock: socket.socket, *, config_path: str | None = 
         else:
             config = uvicorn.Config(create_app(settings, freeze_heap=True), **options)
             server = uvicorn.Server(config)
+            # uvicorn restores this handler after its shutdown and raises the signal again:
+            # ours turns it into the same one-line stop as Ctrl-C instead of a bare kill.
+            signal.signal(signal.SIGTERM, _terminated)
             server.run(sockets=[sock])
             if not server.started:  # the lifespan failed; uvicorn has logged why
                 return 3
     except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down for
         print("hookgate stopped", flush=True)
         return 130
+    except Terminated:
+        print("hookgate stopped", flush=True)
+        return 143
     finally:
         sock.close()
     print("hookgate stopped", flush=True)
