@@ -14,7 +14,10 @@ unfinished request head a connection buffers; h11 enforces it natively), set by
 `gateway.serving` to `ingest.max_header_bytes + REQUEST_LINE_BYTES`, so one setting bounds
 both protocols and the multi-worker path, which rebuilds the config in every worker.
 Measured cost on the hot path: one generator sum over the parsed headers per request
-(about 0.6 µs for 8 headers) and two attribute reads per `data_received`.
+(513 ns for 8 typical headers, `python -m timeit`, best of 5) and two attribute reads per
+`data_received`. What it beat: a 64 MB header grew the server by 63 MB before; now 8, 32
+and 64 MB headers each get 431 and the server's RSS moved by 0.7 MB, 0 and 0 (VmRSS of a
+`hookgate serve` child, 55.2 MB before).
 """
 
 from __future__ import annotations
