@@ -24,7 +24,7 @@ from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
 from gateway.http import JSONResponse, error_response, http_exception, server_error
 from gateway.ingest import PREFIX, IngestEndpoint, Receive, Scope, Send
-from gateway.logs import ACCESS
+from gateway.logs import ACCESS, redact_path
 from gateway.openapi import openapi_document
 from gateway.runtime import Gateway, ensure_admin_token
 from gateway.store import Store
@@ -65,7 +65,8 @@ async def openapi(request: Request) -> Response:
 
 class HookgateApp:
     """Outer ASGI app: ingest fast path, then Starlette, with one access-log line per
-    admin request (the ingest endpoint logs its own)."""
+    admin request (the ingest endpoint logs its own). A request no route matched logs
+    `route: null` and its path redacted: `/api/events/<token>` is an event URL with a typo."""
 
     def __init__(self, gateway: Gateway, starlette: Starlette) -> None:
         self.gateway = gateway
@@ -92,16 +93,13 @@ class HookgateApp:
         try:
             await self.starlette(scope, receive, send_logged)
         finally:
-            route = scope.get("route")
-            self.gateway.access.write(
-                "request",
-                {
-                    "method": scope.get("method"),
-                    "route": getattr(route, "path", None) or scope.get("path"),
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-            )
+            template = getattr(scope.get("route"), "path", None)
+            fields: dict[str, Any] = {"method": scope.get("method"), "route": template}
+            if template is None:  # no route matched: the path may hold a mistyped event URL
+                fields["path"] = redact_path(scope.get("path", ""))
+            fields["status"] = status
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            self.gateway.access.write("request", fields)
 
 
 def create_app(

@@ -61,10 +61,15 @@ def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 # serve
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-
     from gateway.logs import configure_logging
     from gateway.runtime import admin_token_path, ensure_admin_token
+    from gateway.serving import ListenError, listen, serve
 
+    try:
+        sock = listen(settings, args.fd)
+    except ListenError as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 1
     configure_logging(settings.log.level)
     # The SQLite writer thread needs the GIL for a moment per statement while the event
     # loop holds it serving requests; at the default 5 ms switch interval each hand-off can
@@ -76,39 +81,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {token}", flush=True)
     elif not settings.server.admin_token:
         print(f"hookgate admin token: see {admin_token_path(settings)}", flush=True)
-    host, port = settings.server.host, settings.server.port
-    common: dict[str, Any] = {
-        "access_log": False,
-        "log_config": None,
-        "server_header": False,
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 10,
-    }
-    if args.fd is not None:
-        common["fd"] = args.fd
-    else:
-        common.update(host=host, port=port)
-    print(f"hookgate listening on http://{host}:{port}", flush=True)
-    _run_uvicorn(args, settings, common)
-    return 0
-
-
-def _run_uvicorn(args: argparse.Namespace, settings: Settings, common: dict[str, Any]) -> None:
-    import uvicorn
-
-    from gateway.app import create_app
-
-    if settings.server.workers > 1:
-        if args.config:
-            os.environ["HOOKGATE_CONFIG"] = args.config
-        uvicorn.run(
-            "gateway.app:create_app_from_env",
-            factory=True,
-            workers=settings.server.workers,
-            **common,
-        )
-    else:
-        uvicorn.run(create_app(settings, freeze_heap=True), **common)
+    return serve(settings, sock, config_path=args.config)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ short aliases `HOOKGATE_ADMIN_TOKEN` and `HOOKGATE_REDIS_URL`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -32,6 +33,9 @@ class ServerSettings:
     admin_token: str = ""
     public_url: str = ""
     workers: int = 1
+    # Proxies whose X-Forwarded-For/-Proto are believed: "*" or addresses/CIDRs; none by
+    # default, so a sender cannot choose the address the guessing guard and logs see.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class RedisSettings:
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
     max_body_bytes: int = 1_048_576
+    max_header_bytes: int = 16_384  # all request headers together (names and values)
     max_depth: int = 64
     event_type_fields: tuple[str, ...] = ("event_type", "eventType", "event", "type")
     idempotency_ttl_seconds: float = 86_400
@@ -145,6 +150,17 @@ class Settings:
                 raise ConfigError(f"limits.{name} must be >= 1")
         if self.ingest.max_body_bytes < 2 or self.ingest.max_depth < 1:
             raise ConfigError("ingest.max_body_bytes must be >= 2 and ingest.max_depth >= 1")
+        if self.ingest.max_header_bytes < 1024:
+            raise ConfigError("ingest.max_header_bytes must be >= 1024")
+        for entry in self.server.forwarded_allow_ips:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f'server.forwarded_allow_ips: {entry!r} is not "*", an address or a CIDR'
+                ) from None
         return self
 
 

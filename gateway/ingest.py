@@ -47,10 +47,10 @@ NOT_OBJECT = b'{"error":"invalid_event","detail":"top level must be an object"}'
 FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/")
 MAX_KEY_BYTES = 255
 MAX_METRIC_KEYS = 100_000  # cached counter keys; beyond that they are built per request
-KEPT_HEADERS = tuple(
-    (name, name.decode())
-    for name in (b"content-type", b"user-agent", b"idempotency-key", b"webhook-id", b"x-request-id")
-)
+MAX_STORED_HEADERS = 64
+MAX_STORED_VALUE = 1024  # characters of each stored header value
+# The sender's credentials to us (or to a proxy in front) are not part of the event.
+UNSTORED_HEADERS = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
 
 access_log = logging.getLogger(ACCESS)
 log = logging.getLogger("hookgate.ingest")
@@ -133,6 +133,24 @@ def _idempotency_key(raw: bytes) -> str:
     if len(raw) <= MAX_KEY_BYTES:
         return raw.decode("latin-1")
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def stored_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers kept with the event: at most 64 names in arrival order, repeated
+    names joined with ", " (RFC 9110 §5.3), each value cut at 1024 characters, credentials
+    left out. The whole head is bounded already (`ingest.max_header_bytes`, 431 beyond)."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        if name in UNSTORED_HEADERS:
+            continue
+        text = name.decode("latin-1")
+        seen = out.get(text)
+        if seen is not None:
+            if len(seen) < MAX_STORED_VALUE:
+                out[text] = (seen + ", " + value.decode("latin-1"))[:MAX_STORED_VALUE]
+        elif len(out) < MAX_STORED_HEADERS:
+            out[text] = value[:MAX_STORED_VALUE].decode("latin-1")
+    return out
 
 
 class IngestEndpoint:
@@ -306,11 +324,7 @@ class IngestEndpoint:
             event_type=event_type,
             received_at=now,
             payload=body,
-            headers={
-                text: headers[name].decode("latin-1")
-                for name, text in KEPT_HEADERS
-                if name in headers
-            },
+            headers=stored_headers(scope["headers"]),
             matched_rules=tuple([m.rule.id for m in matches]),
             idempotency_key=key,
         )

@@ -8,7 +8,7 @@ up by `configure_logging` (tests, embedding), it falls back to plain `logging` c
 whatever handler is installed still sees every line.
 
 Nothing here ever sees a token or a secret: the ingest route logs its route template, not
-its path.
+its path, and a path no route matched is logged through `redact_path`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ import orjson
 ACCESS = "hookgate.access"
 FLUSH_SECONDS = 0.1
 FLUSH_BYTES = 64 * 1024
+
+
+REDACT_FROM = 16  # path segments this long or longer may be tokens (they are 32 chars)
+
+
+def redact_path(path: str) -> str:
+    """`path` with every segment of 16 or more characters replaced by `…`, so that a
+    near-miss event URL (`/api/events/<token>`, `//api/event/<token>`) logs no token."""
+    return "/".join("…" if len(part) >= REDACT_FROM else part for part in path.split("/"))
 
 
 def _timestamp(epoch: float) -> str:
@@ -66,6 +75,10 @@ def configure_logging(level: str = "info", stream: IO[str] | None = None) -> Non
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+    # uvicorn's info lines narrate its lifecycle ("Uvicorn running on …", four lines per
+    # shutdown); `hookgate serve` prints its own banner and one line when it stops.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.setLevel(max(uvicorn_log.level, logging.WARNING))
     # uvicorn's access log prints the request path, and an event URL's path is a secret.
     logging.getLogger("uvicorn.access").disabled = True
 

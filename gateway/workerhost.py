@@ -59,6 +59,7 @@ class _Worker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
+            start_new_session=True,  # Ctrl-C reaches the server only; it stops its workers
         )
         # Each process gets its own buffer bound to its own stdin: whatever the dead one's
         # buffer still holds (a wake, an answer to one of its requests) goes nowhere, and

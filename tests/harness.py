@@ -32,6 +32,7 @@ from starlette.routing import Route
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.logs import JsonFormatter
+from gateway.serving import uvicorn_options
 
 ADMIN_TOKEN = "test-admin-token"
 REPO = Path(__file__).resolve().parents[1]
@@ -108,17 +109,19 @@ class FiveHundredWatch:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, *, lifespan: str = "on") -> Iterator[str]:
-    """Run an ASGI app under uvicorn in a thread (its own event loop); yield the base URL."""
+def serve_in_thread(
+    app: Any, *, lifespan: str = "on", options: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread (its own event loop); yield the base URL.
+
+    `options`: uvicorn settings (a gateway passes `gateway.serving.uvicorn_options`, so
+    tests run the protocol, header bound and proxy trust that `hookgate serve` runs)."""
     sock = free_socket()
     port = sock.getsockname()[1]
+    base = {"log_config": None, "access_log": False, "ws": "none"}
     config = uvicorn.Config(
         app,
-        lifespan=lifespan,
-        log_config=None,
-        access_log=False,
-        ws="none",
-        timeout_graceful_shutdown=2,
+        **{**base, **(options or {}), "lifespan": lifespan, "timeout_graceful_shutdown": 2},
     )
     server = uvicorn.Server(config)
     errors: list[BaseException] = []
@@ -178,7 +181,8 @@ class Gateway:
 @contextlib.contextmanager
 def running_gateway(settings: Settings, **app_kwargs: Any) -> Iterator[Gateway]:
     app = create_app(settings, **app_kwargs)
-    with serve_in_thread(FiveHundredWatch(app, "gateway")) as url:
+    options = uvicorn_options(settings)
+    with serve_in_thread(FiveHundredWatch(app, "gateway"), options=options) as url:
         auth = {"authorization": f"Bearer {settings.server.admin_token}"}
         with (
             httpx.Client(base_url=url, headers=auth, trust_env=False, timeout=30) as admin,

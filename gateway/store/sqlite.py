@@ -133,6 +133,9 @@ class SqliteStore:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**26,
+            # Its own session: a terminal's Ctrl-C reaches the server only, which stops the
+            # writer by closing its stdin after the last commit (no KeyboardInterrupt here).
+            start_new_session=True,
         )
         assert proc.stdout is not None and proc.stdin is not None
         ready = await proc.stdout.readline()

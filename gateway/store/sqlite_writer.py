@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -586,6 +587,9 @@ def serve(conn: sqlite3.Connection, fd_in: int, fd_out: int, ttl: float) -> None
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C reaches the whole process group; the writer stops when the server closes its
+    # stdin, after the last group commit, not mid-transaction with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, synchronous, ttl = argv[1], argv[2], float(argv[3])
     conn = connect(path, synchronous)
     try:

@@ -12,7 +12,13 @@ from gateway.errors import ConfigError
 
 # DESIGN §9, as documented: scripts and deployments depend on these values.
 DOCUMENTED_DEFAULTS = {
-    "server": {"host": "127.0.0.1", "port": 8000, "admin_token": "", "public_url": ""},
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "admin_token": "",
+        "public_url": "",
+        "forwarded_allow_ips": (),
+    },
     "storage": {"backend": "sqlite", "data_dir": "./data", "retention_days": 30},
     "limits": {
         "backend": "memory",
@@ -25,6 +31,7 @@ DOCUMENTED_DEFAULTS = {
     "redis": {"url": "redis://127.0.0.1:6379/0", "key_prefix": "hookgate:"},
     "ingest": {
         "max_body_bytes": 1048576,
+        "max_header_bytes": 16384,
         "max_depth": 64,
         "event_type_fields": ("event_type", "eventType", "event", "type"),
         "idempotency_ttl_seconds": 86400,
@@ -337,3 +344,27 @@ def test_as_dict_redacts_the_admin_token() -> None:
     assert out["server"]["admin_token"] == "<redacted>"
     assert out["limits"]["app_rate"] == 10
     assert as_dict(load_settings(None, env={}))["server"]["admin_token"] == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("*", ("*",)),
+        (["10.0.0.0/8", "127.0.0.1", "::1"], ("10.0.0.0/8", "127.0.0.1", "::1")),
+    ],
+)
+def test_forwarded_allow_ips_takes_star_or_addresses(value: object, expected: tuple[str]) -> None:
+    settings = load_settings(None, env={}, server={"forwarded_allow_ips": value})
+    assert settings.server.forwarded_allow_ips == expected
+
+
+def test_forwarded_allow_ips_from_the_environment() -> None:
+    env = {"HOOKGATE_SERVER_FORWARDED_ALLOW_IPS": "127.0.0.1,10.0.0.0/8"}
+    assert load_settings(None, env=env).server.forwarded_allow_ips == ("127.0.0.1", "10.0.0.0/8")
+
+
+def test_bad_proxy_address_and_tiny_header_bound_are_refused() -> None:
+    with pytest.raises(ConfigError, match="forwarded_allow_ips: 'proxy' is not"):
+        load_settings(None, env={}, server={"forwarded_allow_ips": ["proxy"]})
+    with pytest.raises(ConfigError, match="max_header_bytes must be >= 1024"):
+        load_settings(None, env={}, ingest={"max_header_bytes": 100})
