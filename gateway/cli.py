@@ -20,6 +20,7 @@ import orjson
 from gateway import app_records
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, InvalidInput
+from gateway.inbound_signatures import SCHEMES as SIGNATURE_SCHEMES
 from gateway.records import delivery_json, event_json
 from gateway.store import DeliveryFilter, Store, build_store
 from rules import HookgateError
@@ -137,6 +138,7 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
                 burst=args.burst,
                 schema=schema,
                 signing_secret=args.signing_secret,
+                signature_scheme=args.signature_scheme,
             )
             record = app_records.app_json(app, settings, token)
             if args.json:
@@ -193,14 +195,12 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
 
 # rules
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from actions import ACTION_TYPES
-    from rules import Logic, load_dir
+    from gateway.rulestate import load_rule_files
+    from rules import Logic
 
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
     logic = Logic(default_region=settings.rules.default_region)
-    result = load_dir(
-        directory, action_types=tuple(ACTION_TYPES), env=dict(os.environ), logic=logic
-    )
+    result = load_rule_files(directory, logic, missing_ok=False)
     if args.action == "check":
         # A missing directory is one of the errors, printed like the others.
         for error in result.errors:
@@ -391,7 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--rate", type=float)
     create.add_argument("--burst", type=int)
     create.add_argument("--schema", help="JSON Schema file events must satisfy")
-    create.add_argument("--signing-secret", help="whsec_... secret for inbound signatures")
+    create.add_argument(
+        "--signing-secret",
+        help="secret for inbound signatures (whsec_<base64> for standard-webhooks)",
+    )
+    create.add_argument(
+        "--signature-scheme",
+        choices=SIGNATURE_SCHEMES,
+        help="how senders sign requests (default with a secret: standard-webhooks)",
+    )
     apps.add_parser("list", parents=[common], help="list apps")
     for name in ("show", "rotate", "disable", "enable", "delete"):
         p = apps.add_parser(name, parents=[common], help=f"{name} an app (id or name)")
