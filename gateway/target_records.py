@@ -68,7 +68,9 @@ def _filter(value: Any, logic: Logic) -> Any:
 def _secret(value: Any) -> str:
     if value is None:
         return generate_secret()
-    problem = secret_problem(value) if isinstance(value, str) else "must be a string"
+    if not isinstance(value, str):
+        raise InvalidInput("secret", "must be a string like whsec_<base64>")
+    problem = secret_problem(value)
     if problem:
         raise InvalidInput("secret", f"{problem}; omit it to have one generated")
     return value
