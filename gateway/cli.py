@@ -58,11 +58,38 @@ def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 
 # serve
+def _rule_errors_at_start(settings: Settings) -> int | None:
+    """Exit status 2 after printing every rule error, before anything is bound; None if
+    the rules load. A running gateway keeps its last good set on a bad reload, but at a cold
+    start there is none: serving with no rules would accept events and trigger nothing."""
+    from gateway.rulestate import load_rule_files
+    from rules import Logic
+
+    logic = Logic(default_region=settings.rules.default_region)
+    # A missing directory is zero rules, as at every reload; a bad file is not.
+    result = load_rule_files(settings.rules.dir, logic, missing_ok=True)
+    if result.ok:
+        return None
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    count = len(result.errors)
+    print(
+        f"hookgate: not starting: {count} rule error{'s' if count > 1 else ''} "
+        f"in {settings.rules.dir} (see `hookgate rules check`)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 2
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway.logs import configure_logging
     from gateway.runtime import admin_token_path, ensure_admin_token
 
+    refused = _rule_errors_at_start(settings)
+    if refused is not None:
+        return refused
     configure_logging(settings.log.level)
     # The SQLite writer thread needs the GIL for a moment per statement while the event
     # loop holds it serving requests; at the default 5 ms switch interval each hand-off can
