@@ -8,7 +8,7 @@ from actions.errors import ActionError, SignatureError, UnsafeTargetError
 from actions.event import EventInfo, rfc3339
 from actions.ids import delivery_id, id_floor, sortable_id
 from actions.listen import build_listen_app, run_listen
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from actions.plan import plan_deliveries, preview_requests, retry_delays
 from actions.registry import ACTION_TYPES, ActionType
 from actions.retry import RetryPolicy, next_attempt_at, parse_retry
@@ -37,6 +37,7 @@ __all__ = [
     "Dispatcher",
     "EventInfo",
     "FastTransport",
+    "Lease",
     "RetryPolicy",
     "SignatureError",
     "Signer",
@@ -47,6 +48,7 @@ __all__ = [
     "check_url",
     "check_url_syntax",
     "decode_secret",
+    "delivery_host",
     "delivery_id",
     "envelope",
     "generate_secret",

@@ -6,9 +6,20 @@ no read. Deliveries wait in per-host queues, each drained by at most `per_host`
 tasks under one global semaphore: a hung host can hold only its own `per_host` slots, so
 it never delays other hosts, and nothing here ever blocks the ingest path.
 
-At-least-once: a delivery is marked done only after its attempt is recorded; one leased by
-a process that died is claimed again when the lease runs out. Its `webhook-id` (the
-delivery id) is the same on every attempt, so receivers can dedupe.
+Bulkheads: a host's queue holds at most `max_queued_per_host` deliveries; once it is full
+the poller claims with that host in `skip_hosts`, so its backlog stays unclaimed in the
+store and every other host's due deliveries are still claimed at the next poll (a fixed
+cap on everything held let one hung host's 20 000 queued deliveries stop all delivery).
+
+Leases hold: every claim is made under a fresh `Lease` (token and expiry); the leases of
+everything held are renewed every third of `lease_seconds`, so a delivery queued behind a
+slow host keeps its lease however long it waits. A delivery is sent only while its lease
+is valid, and its attempt is recorded only if the store still finds this holder's token
+on the row (`finish_attempt` is fenced): a holder that stalled past its lease, whose rows
+another process claimed, sends nothing more and records nothing. So with any number of
+workers and gateways, a delivery is sent twice only if a process died (or stalled for a
+whole lease) while sending it. Its `webhook-id` (the delivery id) is the same on every
+attempt, so receivers can dedupe that case.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -29,7 +40,7 @@ import httpx
 
 from actions.errors import UnsafeTargetError
 from actions.event import EventInfo
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
@@ -52,15 +63,19 @@ class DeliverySource(Protocol):
     """The store as the dispatcher sees it (the gateway adapts its `Store` to this)."""
 
     async def has_due(self, now: float) -> bool: ...
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]: ...
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]: ...
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]: ...
     async def finish_attempt(
         self,
         delivery_id: str,
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None: ...
-    async def release(self, delivery_ids: list[str]) -> None: ...
+        lease_token: str,
+    ) -> bool: ...
+    async def release(self, held: Mapping[str, str]) -> None: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
     async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
@@ -77,7 +92,7 @@ class DispatchSettings:
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     claim_batch: int = 256
-    max_held: int = 20_000
+    max_queued_per_host: int = 1000
     user_agent: str = "hookgate"
 
 
@@ -87,6 +102,19 @@ LineLogger = Callable[[str, dict[str, Any]], None]
 
 def _log_line(msg: str, fields: dict[str, Any]) -> None:
     log.info(msg, extra={"fields": fields})
+
+
+RENEW_CHUNK = 2000  # leases per renew call
+
+
+class _Hold:
+    """A delivery this process holds: under which lease token, and until when."""
+
+    __slots__ = ("token", "until")
+
+    def __init__(self, lease: Lease) -> None:
+        self.token = lease.token
+        self.until = lease.until
 
 
 class _HostQueue:
@@ -116,11 +144,12 @@ class Dispatcher:
         self._log_line = log_line
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._hosts: dict[str, _HostQueue] = {}
-        self._held: set[str] = set()
+        self._held: dict[str, _Hold] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._wake_at: list[float] = []
         self._poller: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._signers: dict[str, Signer] = {}
         self._rule_failures: dict[tuple[str | None, str], int] = {}
         self._recording: set[asyncio.Task[Any]] = set()
@@ -129,14 +158,15 @@ class Dispatcher:
     # lifecycle
     def start(self) -> None:
         self._poller = asyncio.create_task(self._poll(), name="hookgate-dispatcher")
+        self._renewer = asyncio.create_task(self._renew(), name="hookgate-lease-renewal")
 
     async def stop(self) -> None:
         """Stop sending; deliveries held but not finished get their leases released so a
         restart sends them at once."""
         # Taken before cancelling: a cancelled drain task forgets its in-flight delivery on
         # the way out, and that delivery's lease must be released too.
-        snapshot = set(self._held)
-        tasks = [t for t in (self._poller, *self._tasks) if t is not None]
+        snapshot = {i: h.token for i, h in self._held.items()}
+        tasks = [t for t in (self._poller, self._renewer, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -145,7 +175,7 @@ class Dispatcher:
         # Attempts already made are recorded before anything is handed back.
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
-        held = sorted(snapshot | self._held)
+        held = snapshot | {i: h.token for i, h in self._held.items()}
         self._held.clear()
         self._hosts.clear()
         if held:
@@ -157,30 +187,62 @@ class Dispatcher:
         return len(self._held)
 
     # intake
-    def submit(self, deliveries: Iterable[Delivery], event: EventInfo | None = None) -> None:
-        """Queue deliveries this process already holds the lease for (fresh from ingest)."""
+    def submit(self, deliveries: Iterable[Delivery], event: EventInfo | None, lease: Lease) -> None:
+        """Queue deliveries this process already holds under `lease` (fresh from ingest).
+
+        One whose host's queue is full is handed back to the store instead, for a poll to
+        claim once the host has room: the bulkhead holds for inline delivery too.
+        """
+        overflow: dict[str, str] = {}
         for delivery in deliveries:
-            if delivery.status == "pending":
-                self._enqueue(delivery, event)
+            if delivery.status != "pending" or delivery.id in self._held:
+                continue
+            if not self._enqueue(delivery, event, lease, bounded=True):
+                overflow[delivery.id] = lease.token
+        if overflow:
+            task = asyncio.create_task(self._release(overflow))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, held: dict[str, str]) -> None:
+        try:
+            await self._source.release(held)
+        except Exception as exc:
+            log.warning("releasing %d deliveries failed: %s", len(held), exc)
 
     def wake(self) -> None:
         """Claim due deliveries now instead of at the next poll (after retry/recover)."""
         self._wake.set()
 
-    def _enqueue(self, delivery: Delivery, event: EventInfo | None) -> None:
-        if delivery.id in self._held:
-            return
-        self._held.add(delivery.id)
-        host = urlsplit(delivery.url).netloc.lower()
+    def _enqueue(
+        self, delivery: Delivery, event: EventInfo | None, lease: Lease, *, bounded: bool
+    ) -> bool:
+        """Queue a held delivery; False (and not queued) if already held, or if `bounded`
+        and its host's queue is full."""
+        hold = self._held.get(delivery.id)
+        if hold is not None:
+            # Claimed again by this process (its lease ran out unclaimed): the newest lease
+            # is the one the store checks.
+            hold.token, hold.until = lease.token, lease.until
+            return False
+        host = delivery_host(delivery.url)
         queue = self._hosts.get(host)
         if queue is None:
             queue = self._hosts[host] = _HostQueue()
+        elif bounded and len(queue.items) >= self._settings.max_queued_per_host:
+            return False
+        self._held[delivery.id] = _Hold(lease)
         queue.items.append((delivery, event))
         if queue.active < self._settings.per_host_concurrency:
             queue.active += 1
             task = asyncio.create_task(self._drain(host, queue))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return True
+
+    def _full_hosts(self) -> list[str]:
+        limit = self._settings.max_queued_per_host
+        return [host for host, queue in self._hosts.items() if len(queue.items) >= limit]
 
     async def _drain(self, host: str, queue: _HostQueue) -> None:
         try:
@@ -188,6 +250,15 @@ class Dispatcher:
                 delivery, event = queue.items.popleft()
                 try:
                     async with self._sem:
+                        hold = self._held.get(delivery.id)
+                        if hold is None or hold.until <= time.time():
+                            # Not renewed in time (the store was unreachable, or another
+                            # holder took it): sending now could send it twice.
+                            log.warning(
+                                "delivery %s not sent: its lease ran out while queued",
+                                delivery.id,
+                            )
+                            continue
                         await self.deliver(delivery, event, background=True)
                 except asyncio.CancelledError:
                     raise
@@ -195,7 +266,7 @@ class Dispatcher:
                     log.exception("delivery %s failed unexpectedly", delivery.id)
                 finally:
                     if delivery.id not in self._recording_ids:
-                        self._held.discard(delivery.id)
+                        self._held.pop(delivery.id, None)
         finally:
             queue.active -= 1
             if queue.active == 0 and not queue.items and self._hosts.get(host) is queue:
@@ -215,23 +286,53 @@ class Dispatcher:
                     await self._wake.wait()
             self._wake.clear()
             while True:
-                room = settings.max_held - len(self._held)
-                if room <= 0:
-                    break
-                limit = min(room, settings.claim_batch)
+                limit = settings.claim_batch
                 now = time.time()
+                lease = Lease.new(now + settings.lease_seconds)
                 try:
                     # A read first: claiming is a write, and most polls find nothing due.
                     if not await self._source.has_due(now):
                         break
-                    claimed = await self._source.claim_due(now, limit, now + settings.lease_seconds)
+                    claimed = await self._source.claim_due(now, limit, lease, self._full_hosts())
                 except Exception as exc:
                     log.warning("claiming deliveries failed: %s", exc)
                     break
+                # A claim may fill a host's queue past its bound by at most this batch;
+                # the next claim skips that host.
                 for delivery in claimed:
-                    self._enqueue(delivery, None)
+                    self._enqueue(delivery, None, lease, bounded=False)
                 if len(claimed) < limit:
                     break
+
+    async def _renew(self) -> None:
+        """Extend the lease of everything held (queued, sending or recording) every third
+        of a lease, so a delivery keeps its lease however long its host's queue is; one
+        the store no longer finds under our token is lost and will not be sent."""
+        settings = self._settings
+        while True:
+            await asyncio.sleep(settings.lease_seconds / 3)
+            now = time.time()
+            until = now + settings.lease_seconds
+            stale = [
+                (i, h.token)
+                for i, h in self._held.items()
+                if h.until - now < settings.lease_seconds * 2 / 3
+            ]
+            for start in range(0, len(stale), RENEW_CHUNK):
+                chunk = dict(stale[start : start + RENEW_CHUNK])
+                try:
+                    renewed = set(await self._source.renew(chunk, until))
+                except Exception as exc:
+                    log.warning("renewing %d leases failed: %s", len(chunk), exc)
+                    continue
+                for delivery_id, token in chunk.items():
+                    hold = self._held.get(delivery_id)
+                    if hold is None or hold.token != token:
+                        continue
+                    if delivery_id in renewed:
+                        hold.until = until
+                    else:
+                        hold.until = 0.0  # lost: dropped before sending, refused at finish
 
     # one attempt
     async def deliver(
@@ -241,13 +342,19 @@ class Dispatcher:
         *,
         probe: bool = False,
         background: bool = False,
+        lease: Lease | None = None,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
+
+        `lease` is the caller's, for a delivery not queued here (the probe); a queued one
+        goes under the lease it was queued with.
 
         A `probe` (the target test endpoint) is recorded like any delivery but does not
         count toward disabling its target: testing an endpoint that is not ready yet must
         not switch it off.
         """
+        if lease is not None:
+            self._held[delivery.id] = _Hold(lease)
         settings = self._settings
         action = ACTION_TYPES.get(delivery.action_type)
         secret: str | None = None
@@ -330,8 +437,9 @@ class Dispatcher:
     def _recorded(self, delivery_id: str, task: asyncio.Task[Any]) -> None:
         self._recording.discard(task)
         self._recording_ids.discard(delivery_id)
-        self._held.discard(delivery_id)
+        # A recorded one left `_held` in `_settle` (a retry may be held again already).
         if not task.cancelled() and task.exception() is not None:
+            self._held.pop(delivery_id, None)
             log.error("recording delivery %s failed: %s", delivery_id, task.exception())
 
     async def _record(
@@ -344,8 +452,8 @@ class Dispatcher:
         gone: bool,
         probe: bool,
     ) -> tuple[Attempt, DeliveryStatus]:
-        result = await self._finish(delivery, attempt, status, next_at)
-        if status != "pending" and not probe:
+        recorded = await self._settle(delivery, attempt, status, next_at)
+        if recorded and status != "pending" and not probe:
             if target is not None and delivery.target_id is not None:
                 await self._source.target_outcome(
                     delivery.target_id, attempt.ok, target.disable_after, gone
@@ -354,7 +462,7 @@ class Dispatcher:
                 rule_key = (delivery.rule_id, delivery.url)
                 failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
                 self._rule_failures[rule_key] = failures
-        return result
+        return attempt, status
 
     async def _finish(
         self,
@@ -363,9 +471,30 @@ class Dispatcher:
         status: DeliveryStatus,
         next_at: float | None,
     ) -> tuple[Attempt, DeliveryStatus]:
-        await self._source.finish_attempt(delivery.id, attempt, status, next_at)
-        # Recorded, so no longer ours: a retry due at once may be claimed right away.
-        self._held.discard(delivery.id)
+        await self._settle(delivery, attempt, status, next_at)
+        return attempt, status
+
+    async def _settle(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_at: float | None,
+    ) -> bool:
+        """Record the attempt under this holder's lease; False if the store refused it
+        (the lease was lost to another holder: that holder's outcome is the one kept)."""
+        hold = self._held.get(delivery.id)
+        token = "" if hold is None else hold.token
+        recorded = await self._source.finish_attempt(delivery.id, attempt, status, next_at, token)
+        # Recorded (or refused), so no longer ours: a retry due now may be claimed at once.
+        if self._held.get(delivery.id) is hold:
+            self._held.pop(delivery.id, None)
+        if not recorded:
+            log.warning(
+                "delivery attempt not recorded: its lease was lost to another holder",
+                extra={"fields": {"delivery_id": delivery.id, "outcome": status}},
+            )
+            return False
         if next_at is not None:
             heapq.heappush(self._wake_at, next_at)
             self._wake.set()
@@ -386,7 +515,7 @@ class Dispatcher:
         )
         if self._observe is not None:
             self._observe(delivery, attempt, status)
-        return attempt, status
+        return True
 
     def reset_rule_failures(self) -> None:
         """Forget auto-disabled rule actions (called when the rule set is reloaded)."""

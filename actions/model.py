@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -39,6 +40,38 @@ class Attempt:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def delivery_host(url: str) -> str:
+    """The bulkhead key of a delivery: its URL's authority (host and port), lowercased.
+
+    The dispatcher queues per this key and the stores skip full hosts by it, so both must
+    compute it the same way; a store that persists it computes it at insert.
+    """
+    rest = url.partition("://")[2]
+    end = len(rest)
+    for sep in "/?#":
+        found = rest.find(sep)
+        if found != -1 and found < end:
+            end = found
+    return rest[:end].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A holder's claim on deliveries: until when, and the token that fences its writes.
+
+    Every claim (and every inline commit) gets a fresh token, so a holder whose lease ran
+    out and was claimed by another process cannot record an attempt, renew or release:
+    the store compares the row's token in the same transaction as the write.
+    """
+
+    token: str
+    until: float
+
+    @classmethod
+    def new(cls, until: float) -> Lease:
+        return cls(secrets.token_hex(8), until)
 
 
 @hot_record

@@ -20,9 +20,12 @@ import orjson
 from gateway import app_records
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, InvalidInput
+from gateway.ids import is_id
 from gateway.inbound_signatures import SCHEMES as SIGNATURE_SCHEMES
 from gateway.records import delivery_json, event_json
+from gateway.served_url import with_served_url
 from gateway.store import DeliveryFilter, Store, build_store
+from gateway.version import __version__
 from rules import HookgateError
 
 T = TypeVar("T")
@@ -167,7 +170,7 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
                 signing_secret=args.signing_secret,
                 signature_scheme=args.signature_scheme,
             )
-            record = app_records.app_json(app, settings, token)
+            record = app_records.app_json(app, with_served_url(settings), token)
             if args.json:
                 _print_json(record)
             else:
@@ -203,7 +206,7 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
             _print_json(app_records.app_json(app, settings))
         elif args.action == "rotate":
             app, token = await app_records.rotate_token(store, app, args.grace)
-            record = app_records.app_json(app, settings, token)
+            record = app_records.app_json(app, with_served_url(settings), token)
             if args.json:
                 _print_json(record)
             else:
@@ -211,13 +214,41 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"token: {token}")
         elif args.action in ("disable", "enable"):
             app = await app_records.update_app(store, app, {"enabled": args.action == "enable"})
-            print(f"app {app.name} {'enabled' if app.enabled else 'disabled'}")
+            if args.json:
+                _print_json(app_records.app_json(app, settings))
+            else:
+                print(f"app {app.name} {'enabled' if app.enabled else 'disabled'}")
         elif args.action == "delete":
             await store.delete_app(app.id)
-            print(f"deleted app {app.name} ({app.id})")
+            if args.json:
+                _print_json({"deleted": True, "id": app.id, "name": app.name})
+            else:
+                print(f"deleted app {app.name} ({app.id})")
         return 0
 
     return _with_store(settings, run)
+
+
+def _store_view(settings: Settings) -> tuple[list[Any], list[Any]] | None:
+    """The apps and webhook targets of the configured store, or None when it is not
+    reachable (memory store, no SQLite file yet, Redis down): rule checks go on without."""
+    from gateway.store import db_path
+
+    if settings.storage.backend == "memory":
+        return None
+    if settings.storage.backend == "sqlite" and not Path(db_path(settings)).exists():
+        return None
+
+    async def read(store: Store) -> tuple[list[Any], list[Any]]:
+        return list(await store.list_apps()), list(await store.list_targets())
+
+    try:
+        return _with_store(settings, read)
+    except Exception as exc:
+        print(
+            f"hookgate: store not reachable, apps and targets not checked: {exc}", file=sys.stderr
+        )
+        return None
 
 
 # rules
@@ -228,14 +259,36 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
     logic = Logic(default_region=settings.rules.default_region)
     result = load_rule_files(directory, logic, missing_ok=False)
+    known = _store_view(settings)
     if args.action == "check":
         # A missing directory is one of the errors, printed like the others.
-        for error in result.errors:
-            print(error)
-        if result.errors:
-            return 1
-        print(f"{len(result.rules)} rules OK")
-        return 0
+        findings = [
+            {"file": e.file, "rule_id": e.rule_id, "message": e.message, "level": "error"}
+            for e in result.errors
+        ]
+        if known is not None:
+            names = {a.name for a in known[0]}
+            for rule in result.rules:
+                for name in sorted(rule.apps - names):
+                    findings.append(
+                        {
+                            "file": rule.source,
+                            "rule_id": rule.id,
+                            "message": f"apps: no app is named {name!r}",
+                            "level": "warning",
+                        }
+                    )
+        if args.json:
+            _print_json(findings)
+        else:
+            for error in result.errors:
+                print(error)
+            for f in findings:
+                if f["level"] == "warning":
+                    print(f"warning: {f['file']}:{f['rule_id']}: {f['message']}")
+            if not result.errors:
+                print(f"{len(result.rules)} rules OK")
+        return 1 if result.errors else 0
     # test
     if result.errors:
         for error in result.errors:
@@ -250,16 +303,31 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         print(f"hookgate: {args.event}: the event must be a JSON object", file=sys.stderr)
         return 1
     from gateway.dryrun import dry_run, secret_lookup
+    from gateway.rulestate import target_rule
     from rules import RuleSet
 
+    targets = {t.id: t for t in known[1]} if known is not None else {}
     ruleset = RuleSet(
-        result.rules, event_type_fields=settings.ingest.event_type_fields, logic=logic
+        (
+            *result.rules,
+            *(target_rule(t, logic) for t in targets.values() if t.status == "active"),
+        ),
+        event_type_fields=settings.ingest.event_type_fields,
+        logic=logic,
     )
-    report = dry_run(ruleset, args.app or "", event, secret_lookup({}))
+    report = dry_run(ruleset, args.app or "", event, secret_lookup(targets))
     if args.json:
         _print_json(report)
         return 0
     print(f"event type: {report['event_type']}")
+    for verdict in report["rules"]:
+        if not verdict["matched"]:
+            print(f"[{verdict['rule_id']}] no match: {verdict['reason']}")
+        if verdict["missing_vars"]:
+            print(
+                f"[{verdict['rule_id']}] missing from the event: "
+                + ", ".join(verdict["missing_vars"])
+            )
     if not report["matched_rules"]:
         print("no rules match")
         return 0
@@ -284,13 +352,21 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run(store: Store) -> int:
         if args.action == "list":
+            app_id = args.app_id
+            found = await store.find_app(app_id) if app_id else None
+            if found is not None:
+                app_id = found.id
             page = await store.list_events(
-                app_id=args.app_id,
+                app_id=app_id,
                 event_type=args.event_type,
                 since=parse_time(args.since, "since"),
                 cursor=args.cursor,
                 limit=args.limit,
             )
+            if app_id and found is None and not page.data:
+                # Events of a deleted app keep its id; anything else is a mistyped id.
+                print(f"hookgate: no app has the id or name {app_id!r}", file=sys.stderr)
+                return 1
             if args.json:
                 _print_json(
                     {"data": [event_json(e) for e in page.data], "next_cursor": page.next_cursor}
@@ -324,7 +400,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
 # deliveries
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.http import parse_time
+    from gateway.http import parse_time, required_time
 
     async def run(store: Store) -> int:
         if args.action == "list":
@@ -356,11 +432,13 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
                 )
             return 0
         if args.action == "recover":
-            since = parse_time(args.since, "since")
-            assert since is not None
+            since = required_time(args.since, "since")
             ids = await store.failed_since(since, args.target_id)
             count = await store.requeue(ids, time.time()) if ids else 0
-            print(f"requeued {count} failed deliveries")
+            if args.json:
+                _print_json({"requeued": count, "delivery_ids": ids})
+            else:
+                print(f"requeued {count} failed deliveries")
             return 0
         delivery = await store.get_delivery(args.id)
         if delivery is None:
@@ -369,6 +447,13 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "show":
             _print_json(delivery_json(delivery))
         elif args.action == "retry":
+            if delivery.status == "succeeded" and not args.force:
+                print(
+                    f"hookgate: delivery {delivery.id} already succeeded; "
+                    "pass --force to send it again",
+                    file=sys.stderr,
+                )
+                return 1
             await store.requeue([delivery.id], time.time())
             print(f"delivery {delivery.id} queued for retry")
         return 0
@@ -394,29 +479,45 @@ def _page_limit(value: str) -> int:
     return limit
 
 
+def _cursor(prefix: str) -> Callable[[str], str]:
+    """`--cursor`: a `next_cursor` the list printed, refused otherwise (as the API does)."""
+
+    def parse(value: str) -> str:
+        if not is_id(value, prefix):
+            raise argparse.ArgumentTypeError(f"not a cursor this list printed: {value!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookgate", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version", action="version", version=f"hookgate {__version__}", help="print the version"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         help="TOML settings file (default $HOOKGATE_CONFIG, else ./hookgate.toml if present)",
     )
-    common.add_argument("--json", action="store_true", help="print records as JSON")
+    # Only commands that print records take --json; on the others it would mean nothing.
+    records = argparse.ArgumentParser(add_help=False, parents=[common])
+    records.add_argument("--json", action="store_true", help="print the answer as JSON")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to listen on (default server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default server.port)")
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     apps = sub.add_parser("apps", help="integration apps").add_subparsers(
         dest="action", required=True
     )
-    create = apps.add_parser("create", parents=[common], help="create an app; prints its URL")
-    create.add_argument("name")
-    create.add_argument("--rate", type=float)
-    create.add_argument("--burst", type=int)
+    create = apps.add_parser("create", parents=[records], help="create an app; prints its URL")
+    create.add_argument("name", help="app name (letters, digits, . _ -)")
+    create.add_argument("--rate", type=float, help="events per second (default limits.app_rate)")
+    create.add_argument("--burst", type=int, help="bucket size (default limits.app_burst)")
     create.add_argument("--schema", help="JSON Schema file events must satisfy")
     create.add_argument(
         "--signing-secret",
@@ -427,10 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SIGNATURE_SCHEMES,
         help="how senders sign requests (default with a secret: standard-webhooks)",
     )
-    apps.add_parser("list", parents=[common], help="list apps")
+    apps.add_parser("list", parents=[records], help="list apps")
     for name in ("show", "rotate", "disable", "enable", "delete"):
-        p = apps.add_parser(name, parents=[common], help=f"{name} an app (id or name)")
-        p.add_argument("id")
+        p = apps.add_parser(name, parents=[records], help=f"{name} an app")
+        p.add_argument("id", help="app id or name")
         if name == "rotate":
             p.add_argument(
                 "--grace", type=float, default=0, help="seconds the old token keeps working"
@@ -439,9 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_apps)
 
     rules = sub.add_parser("rules", help="rule files").add_subparsers(dest="action", required=True)
-    check = rules.add_parser("check", parents=[common], help="validate a rules directory")
-    check.add_argument("dir", nargs="?")
-    test = rules.add_parser("test", parents=[common], help="dry-run an event against the rules")
+    check = rules.add_parser("check", parents=[records], help="validate a rules directory")
+    check.add_argument("dir", nargs="?", help="rules directory (default rules.dir)")
+    test = rules.add_parser("test", parents=[records], help="dry-run an event against the rules")
     test.add_argument("event", help="file with the event JSON")
     test.add_argument("--app", help="app name the event comes from")
     test.add_argument("--dir", help="rules directory (default rules.dir)")
@@ -451,35 +552,44 @@ def build_parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="stored events").add_subparsers(
         dest="action", required=True
     )
-    lst = events.add_parser("list", parents=[common])
-    lst.add_argument("--app-id")
-    lst.add_argument("--event-type")
-    lst.add_argument("--since")
-    lst.add_argument("--cursor")
+    lst = events.add_parser("list", parents=[records], help="list events, newest first")
+    lst.add_argument("--app-id", help="only this app's events (app id or name)")
+    lst.add_argument("--event-type", help="only events of this type")
+    lst.add_argument("--since", help="only events received since (RFC 3339 or epoch seconds)")
+    lst.add_argument("--cursor", type=_cursor("evt_"), help="next page (as printed)")
     lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
-    show = events.add_parser("show", parents=[common])
-    show.add_argument("id")
+    show = events.add_parser("show", parents=[records], help="one event (always JSON)")
+    show.add_argument("id", help="event id")
     for p in events.choices.values():
         p.set_defaults(func=cmd_events)
 
     deliveries = sub.add_parser("deliveries", help="delivery log").add_subparsers(
         dest="action", required=True
     )
-    lst = deliveries.add_parser("list", parents=[common])
-    lst.add_argument("--status", choices=("pending", "succeeded", "failed", "skipped"))
-    lst.add_argument("--target-id")
-    lst.add_argument("--rule-id")
-    lst.add_argument("--event-id")
-    lst.add_argument("--since")
-    lst.add_argument("--cursor")
+    lst = deliveries.add_parser("list", parents=[records], help="list deliveries, newest first")
+    lst.add_argument(
+        "--status", choices=("pending", "succeeded", "failed", "skipped"), help="only this status"
+    )
+    lst.add_argument("--target-id", help="only this webhook target's deliveries")
+    lst.add_argument("--rule-id", help="only this rule's deliveries")
+    lst.add_argument("--event-id", help="only this event's deliveries")
+    lst.add_argument("--since", help="only deliveries created since (RFC 3339 or epoch seconds)")
+    lst.add_argument("--cursor", type=_cursor("dlv_"), help="next page (as printed)")
     lst.add_argument("--limit", type=_page_limit, default=50, help="1-500 (default 50)")
-    for name in ("show", "retry"):
-        deliveries.add_parser(name, parents=[common]).add_argument("id")
+    show = deliveries.add_parser(
+        "show", parents=[records], help="one delivery and its attempts (always JSON)"
+    )
+    show.add_argument("id", help="delivery id")
+    retry = deliveries.add_parser("retry", parents=[common], help="send a delivery again now")
+    retry.add_argument("id", help="delivery id")
+    retry.add_argument(
+        "--force", action="store_true", help="also re-send a delivery that already succeeded"
+    )
     recover = deliveries.add_parser(
-        "recover", parents=[common], help="re-queue failed deliveries since a time"
+        "recover", parents=[records], help="re-queue failed deliveries since a time"
     )
     recover.add_argument("--since", required=True, help="RFC 3339 time or epoch seconds")
-    recover.add_argument("--target-id")
+    recover.add_argument("--target-id", help="only this webhook target's deliveries")
     for p in deliveries.choices.values():
         p.set_defaults(func=cmd_deliveries)
 
@@ -487,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     listen = sub.add_parser("listen", parents=[common], help="local sink printing webhooks")
-    listen.add_argument("port", type=int)
+    listen.add_argument("port", type=int, help="port to listen on (127.0.0.1)")
     listen.add_argument("--secret", help="whsec_... secret to verify signatures with")
     listen.add_argument("--status", type=int, default=200, help="status to answer with")
     listen.set_defaults(func=cmd_listen)

@@ -83,6 +83,7 @@ class DeliverySettings:
     allow_private_targets: bool = False
     poll_seconds: float = 0.25
     lease_seconds: float = 60.0
+    max_queued_per_host: int = 1000  # a worker's queue for one host; the rest stays unclaimed
     workers: int = 1  # delivery worker processes `serve` runs; 0: deliver inside the server
     worker_nice: int = 10
     yield_to_ingest: bool = True

@@ -5,7 +5,7 @@ adapter that lets the dispatcher read and write delivery rows."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from actions import (
     DispatchSettings,
     EventInfo,
     FastTransport,
+    Lease,
     TargetInfo,
 )
 from gateway.config import Settings
@@ -56,6 +57,7 @@ def dispatch_settings(settings: Settings) -> DispatchSettings:
         allow_private_targets=delivery.allow_private_targets,
         poll_seconds=delivery.poll_seconds,
         lease_seconds=delivery.lease_seconds,
+        max_queued_per_host=delivery.max_queued_per_host,
         user_agent=f"hookgate/{__version__}",
     )
 
@@ -80,8 +82,13 @@ class StoreSource:
     async def has_due(self, now: float) -> bool:
         return await self._store.has_due(now)
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        return await self._store.claim_due(now, limit, lease_until)
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        return await self._store.claim_due(now, limit, lease, skip_hosts)
+
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        return await self._store.renew(held, lease_until)
 
     async def finish_attempt(
         self,
@@ -89,11 +96,14 @@ class StoreSource:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
-        await self._store.finish_attempt(delivery_id, attempt, status, next_attempt_at)
+        lease_token: str,
+    ) -> bool:
+        return await self._store.finish_attempt(
+            delivery_id, attempt, status, next_attempt_at, lease_token
+        )
 
-    async def release(self, delivery_ids: list[str]) -> None:
-        await self._store.release(delivery_ids)
+    async def release(self, held: Mapping[str, str]) -> None:
+        await self._store.release(held)
 
     async def event_infos(self, event_ids: list[str]) -> list[EventInfo]:
         """Several events in one store round trip (for deliveries claimed together)."""

@@ -16,7 +16,7 @@ from actions import Delivery, EventInfo, preview_requests
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
 from gateway.version import __version__
-from rules import RuleSet
+from rules import RuleSet, explain
 
 
 def secret_lookup(
@@ -55,4 +55,5 @@ def dry_run(
             secret_for=secret_for,
             user_agent=f"hookgate/{__version__}",
         ),
+        "rules": [v.content() for v in explain(ruleset, app_name, event, event_type)],
     }

@@ -14,11 +14,14 @@ from functools import wraps
 from typing import Any
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from gateway.errors import InvalidInput, NotFound, StoreError
+from gateway.ids import is_id
 
 log = logging.getLogger("hookgate.api")
 
@@ -93,6 +96,51 @@ def parse_time(value: str | None, field: str) -> float | None:
         raise InvalidInput(field, "expected an RFC 3339 time or epoch seconds") from None
 
 
+def required_time(value: Any, field: str) -> float:
+    """A time the request must carry (RFC 3339 or epoch seconds): 422 naming `field`."""
+    if value is None or value == "" or isinstance(value, bool):
+        raise InvalidInput(field, "is required (RFC 3339 time or epoch seconds)")
+    if not isinstance(value, str | int | float):
+        raise InvalidInput(field, "expected an RFC 3339 time or epoch seconds")
+    since = parse_time(str(value), field)
+    if since is None:  # unreachable: parse_time returns None only for ""
+        raise InvalidInput(field, "is required (RFC 3339 time or epoch seconds)")
+    return since
+
+
+def query_params(request: Request, *known: str) -> QueryParams:
+    """The query string, refused with 400 `invalid_parameter` if it names a parameter the
+    endpoint does not know: a misspelt filter must not silently list everything."""
+    q = request.query_params
+    for name in q:
+        if name not in known:
+            listed = ", ".join(known) if known else "none"
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"unknown query parameter {name!r}; known: {listed}",
+                parameter=name,
+            )
+    return q
+
+
+def parse_cursor(q: QueryParams, prefix: str | None) -> str | None:
+    """`cursor=`: a `next_cursor` this list handed out (the last id of a page), else 400
+    `invalid_cursor`. `prefix` None: the list is not paged, so no cursor is valid."""
+    raw = q.get("cursor")
+    if raw is None or raw == "":
+        return None
+    if prefix is None or not is_id(raw, prefix):
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            "cursor is not a next_cursor this list handed out"
+            if prefix
+            else "this list is not paged (next_cursor is always null); send no cursor",
+        )
+    return raw
+
+
 def parse_limit(request: Request, default: int = 50, maximum: int = 500) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
@@ -154,7 +202,20 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, code, detail)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["allow"] = ", ".join(allowed_methods(request))
     return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names the methods of
+    the first route whose path matched, while we declare one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -6,13 +6,21 @@ Ids come from `actions.ids` (sortable, unguessable); tokens are only ever stored
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from actions.ids import id_floor, sortable_id
 
-__all__ = ["hash_token", "id_floor", "new_id", "new_token"]
+__all__ = ["hash_token", "id_floor", "is_id", "new_id", "new_token"]
 
 new_id = sortable_id
+
+_ID_BODY = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether `value` has the shape of an id made by `new_id(prefix)`."""
+    return value.startswith(prefix) and _ID_BODY.fullmatch(value, len(prefix)) is not None
 
 
 def new_token() -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastjsonschema import JsonSchemaValueException
 
-from actions import EventInfo, SignatureError, plan_deliveries
+from actions import EventInfo, Lease, SignatureError, plan_deliveries
 from gateway.ids import new_id
 from gateway.logs import ACCESS
 from gateway.models import Event
@@ -301,7 +301,8 @@ class IngestEndpoint:
             matched_rules=tuple([m.rule.id for m in matches]),
             idempotency_key=key,
         )
-        accepted = await self._commit(event, deliveries, key)
+        lease = gw.lease() if deliveries else None
+        accepted = await self._commit(event, deliveries, key, lease)
         if accepted.duplicate:
             body_out = orjson.dumps(
                 {"accepted": True, "event_id": accepted.event_id, "duplicate": True}
@@ -309,7 +310,7 @@ class IngestEndpoint:
             return 200, body_out, app.id, accepted.event_id, limit_headers
         if deliveries:
             if gw.workers is None:
-                gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body))
+                gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)
             else:
                 gw.workers.wake()
         return (
@@ -358,17 +359,18 @@ class IngestEndpoint:
                 return None
         return await self.gw.store.find_idempotent(app_id, key, now - self.idempotency_ttl)
 
-    async def _commit(self, event: Event, deliveries: list[Any], key: str | None) -> Any:
+    async def _commit(
+        self, event: Event, deliveries: list[Any], key: str | None, lease: Lease | None
+    ) -> Any:
         gw = self.gw
-        lease_until = gw.lease_until() if deliveries else None
         if key is None:
-            return await gw.store.add_event(event, deliveries, lease_until)
+            return await gw.store.add_event(event, deliveries, lease)
         # Concurrent requests with one key in this process wait for the first one's commit.
         marker = (event.app_id, key)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inflight[marker] = future
         try:
-            accepted = await gw.store.add_event(event, deliveries, lease_until)
+            accepted = await gw.store.add_event(event, deliveries, lease)
             future.set_result(accepted.event_id)
             return accepted
         except BaseException as exc:

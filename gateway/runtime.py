@@ -26,6 +26,7 @@ from actions import (
     Delivery,
     Dispatcher,
     EventInfo,
+    Lease,
 )
 from gateway import keys
 from gateway.appindex import AppIndex
@@ -37,6 +38,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
 from gateway.resp import RespClient
 from gateway.rulestate import RuleState
+from gateway.served_url import forget_served_url, record_served_url
 from gateway.store import Store, build_store
 from gateway.workerhost import WorkerHost
 from rules import Logic
@@ -169,6 +171,7 @@ class Gateway:
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
         self._install_sighup()
+        record_served_url(settings)
         self._started = True
         self._freeze_heap()
 
@@ -235,6 +238,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._started:
+            forget_served_url(self.settings)
         self._started = False
         await self.dispatcher.stop()
         if self._own_client:
@@ -247,12 +252,12 @@ class Gateway:
         await self.access.stop()
 
     # used by ingest and the admin API
-    def lease_until(self) -> float | None:
-        """Lease for deliveries this process will send itself (inline delivery); with
-        worker processes, rows are left unleased for a worker to claim at once."""
+    def lease(self) -> Lease | None:
+        """Lease for deliveries this process will send itself (inline delivery), one per
+        commit; with worker processes, rows are left unleased for a worker to claim."""
         if not self.inline_delivery:
             return None
-        return time.time() + self.dispatch_settings.lease_seconds
+        return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
 
     def app_name(self, app_id: str) -> str:
         app = self.apps.by_id.get(app_id)
@@ -269,11 +274,14 @@ class Gateway:
         app = self.apps.by_id.get(app_id)
         return EventInfo(event_id, event_type, app.name if app else app_id, received_at, payload)
 
-    def dispatch(self, deliveries: Sequence[Delivery], event: EventInfo | None = None) -> None:
-        """Hand freshly committed deliveries to the inline dispatcher (workers poll)."""
-        if self.workers is None:
-            self.dispatcher.submit(deliveries, event)
-        else:
+    def dispatch(
+        self, deliveries: Sequence[Delivery], event: EventInfo | None, lease: Lease | None
+    ) -> None:
+        """Hand deliveries committed under `lease` to the inline dispatcher (workers
+        poll)."""
+        if self.workers is None and lease is not None:
+            self.dispatcher.submit(deliveries, event, lease)
+        elif self.workers is not None:
             self.workers.wake()
 
     def _observe_attempt(self, delivery: Delivery, attempt: Attempt, status: str) -> None:

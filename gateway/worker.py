@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from actions import (
     DeliveryStatus,
     Dispatcher,
     EventInfo,
+    Lease,
     TargetInfo,
 )
 from gateway import wire
@@ -85,8 +87,10 @@ class RemoteSource:
     async def has_due(self, now: float) -> bool:
         return bool(await self._call("has_due", now))
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        deliveries, events = await self._call("claim", now, limit, lease_until)
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        deliveries, events = await self._call("claim", now, limit, lease, list(skip_hosts))
         if len(self._events) > EVENT_CACHE:
             self._events.clear()
         for data in events:
@@ -101,11 +105,17 @@ class RemoteSource:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
-        await self._call("finish", delivery_id, attempt, status, next_attempt_at)
+        lease_token: str,
+    ) -> bool:
+        return bool(
+            await self._call("finish", delivery_id, attempt, status, next_attempt_at, lease_token)
+        )
 
-    async def release(self, delivery_ids: list[str]) -> None:
-        await self._call("release", delivery_ids)
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        return list(await self._call("renew", dict(held), lease_until))
+
+    async def release(self, held: Mapping[str, str]) -> None:
+        await self._call("release", dict(held))
 
     async def event_info(self, event_id: str) -> EventInfo | None:
         cached = self._events.get(event_id)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from actions import Attempt
+from actions import Attempt, Lease
 from gateway import wire
 from gateway.config import Settings
 from gateway.delivery import StoreSource
@@ -144,17 +144,20 @@ class WorkerHost:
                     return [[], []]
             # The events the claimed deliveries will need come along, in one store read,
             # instead of one request per delivery.
-            deliveries = await source.claim_due(args[0], limit, args[2])
+            deliveries = await source.claim_due(args[0], limit, Lease(**args[2]), args[3])
             wanted = {d.event_id for d in deliveries if needs_event(d)}
             events = await source.event_infos(list(wanted)) if wanted else []
             return [deliveries, events]
         if op == "finish":
-            delivery_id, data, status, next_at = args
+            delivery_id, data, status, next_at, token = args
             attempt = Attempt(**data)
-            await source.finish_attempt(delivery_id, attempt, status, next_at)
-            if self._observe is not None:
+            recorded = await source.finish_attempt(delivery_id, attempt, status, next_at, token)
+            # A refused finish (the lease was lost) is not counted: the holder's one is.
+            if recorded and self._observe is not None:
                 self._observe(attempt, status)
-            return None
+            return recorded
+        if op == "renew":
+            return await source.renew(args[0], args[1])
         if op == "release":
             await source.release(args[0])
             return None

@@ -5,6 +5,7 @@ from here only (`from rules import RuleSet`), never from the modules inside.
 """
 
 from rules.errors import EvaluationError, HookgateError, LogicError, Problem, RuleError
+from rules.explain import Verdict, explain, has_path, var_paths
 from rules.index import DEFAULT_EVENT_TYPE_FIELDS, UNSET, RuleSet
 from rules.loader import ACTION_KEYS, RETRY_NAMES, RULE_KEYS, LoadResult, load_dir, load_file
 from rules.logic import Condition, EventData, Expression, Logic, compile, evaluate
@@ -38,11 +39,15 @@ __all__ = [
     "RuleError",
     "RuleSet",
     "Template",
+    "Verdict",
     "compile",
     "evaluate",
+    "explain",
+    "has_path",
     "load_dir",
     "load_file",
     "rfc3339",
     "url_problem",
+    "var_paths",
     "version_of",
 ]

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from gateway import app_records
 from gateway.admin import gateway_of as _gw
 from gateway.errors import InvalidInput, NotFound
-from gateway.http import JSONResponse, admin, read_object
+from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.models import App
 
 
@@ -43,6 +43,7 @@ async def create(request: Request) -> Response:
 
 @admin
 async def list_apps(request: Request) -> Response:
+    parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     gw = _gw(request)
     apps = await gw.store.list_apps()
     return JSONResponse(

@@ -12,7 +12,17 @@ from starlette.routing import Route
 from actions import DeliveryStatus
 from gateway.admin import gateway_of
 from gateway.errors import InvalidInput, NotFound
-from gateway.http import JSONResponse, admin, parse_limit, parse_time, read_object
+from gateway.http import (
+    ApiError,
+    JSONResponse,
+    admin,
+    parse_cursor,
+    parse_limit,
+    parse_time,
+    query_params,
+    read_object,
+    required_time,
+)
 from gateway.records import delivery_json
 from gateway.store import DeliveryFilter
 
@@ -21,7 +31,9 @@ STATUSES = get_args(DeliveryStatus)
 
 @admin
 async def list_deliveries(request: Request) -> Response:
-    q = request.query_params
+    q = query_params(
+        request, "status", "target_id", "rule_id", "event_id", "since", "cursor", "limit"
+    )
     status = q.get("status") or None
     if status is not None and status not in STATUSES:
         raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
@@ -33,7 +45,7 @@ async def list_deliveries(request: Request) -> Response:
         since=parse_time(q.get("since"), "since"),
     )
     page = await gateway_of(request).store.list_deliveries(
-        flt, cursor=q.get("cursor") or None, limit=parse_limit(request)
+        flt, cursor=parse_cursor(q, "dlv_"), limit=parse_limit(request)
     )
     return JSONResponse(
         {
@@ -53,14 +65,33 @@ async def read(request: Request) -> Response:
 
 @admin
 async def retry(request: Request) -> Response:
-    """Queue the delivery again, due now, whatever its status (same `webhook-id`)."""
+    """Queue the delivery again, due now (same `webhook-id`). A delivery that already
+    succeeded is sent again only with `{"force": true}`: a receiver that does not dedupe
+    would act on it twice."""
     gw = gateway_of(request)
     delivery_id = request.path_params["delivery_id"]
+    body = await read_object(request, optional=True)
+    unknown = sorted(set(body) - {"force"})
+    if unknown:
+        raise InvalidInput(unknown[0], "unknown field; known: force")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise InvalidInput("force", "must be true or false")
+    delivery = await gw.store.get_delivery(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery with id {delivery_id}")
+    if delivery.status == "succeeded" and not force:
+        raise ApiError(
+            409,
+            "already_succeeded",
+            f'delivery {delivery_id} already succeeded; send {{"force": true}} to send it again',
+        )
     if not await gw.store.requeue([delivery_id], time.time()):
         raise NotFound(f"no delivery with id {delivery_id}")
     gw.dispatcher.wake()
     delivery = await gw.store.get_delivery(delivery_id)
-    assert delivery is not None
+    if delivery is None:  # deleted (retention) between the requeue and this read
+        raise NotFound(f"no delivery with id {delivery_id}")
     return JSONResponse(delivery_json(delivery), status_code=202)
 
 
@@ -72,11 +103,7 @@ async def recover(request: Request) -> Response:
     unknown = sorted(set(body) - {"since", "target_id"})
     if unknown:
         raise InvalidInput(unknown[0], "unknown field; known: since, target_id")
-    raw_since = body.get("since")
-    if raw_since is None:
-        raise InvalidInput("since", "is required (RFC 3339 time or epoch seconds)")
-    since = parse_time(str(raw_since), "since")
-    assert since is not None
+    since = required_time(body.get("since"), "since")
     target_id = body.get("target_id")
     if target_id is not None and not isinstance(target_id, str):
         raise InvalidInput("target_id", "must be a string")

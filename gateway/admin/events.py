@@ -12,7 +12,7 @@ from starlette.routing import Route
 from actions import plan_deliveries
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
-from gateway.http import JSONResponse, admin, parse_limit, parse_time
+from gateway.http import JSONResponse, admin, parse_cursor, parse_limit, parse_time, query_params
 from gateway.models import Event
 from gateway.records import delivery_json, event_json
 
@@ -26,12 +26,12 @@ async def _event(request: Request) -> Event:
 
 @admin
 async def list_events(request: Request) -> Response:
-    q = request.query_params
+    q = query_params(request, "app_id", "event_type", "since", "cursor", "limit")
     page = await gateway_of(request).store.list_events(
         app_id=q.get("app_id") or None,
         event_type=q.get("event_type") or None,
         since=parse_time(q.get("since"), "since"),
-        cursor=q.get("cursor") or None,
+        cursor=parse_cursor(q, "evt_"),
         limit=parse_limit(request),
     )
     return JSONResponse(
@@ -58,12 +58,14 @@ async def replay(request: Request) -> Response:
     )
     deliveries = plan_deliveries(matches, event.id, payload, time.time())
     if deliveries:
-        await gw.store.add_deliveries(deliveries, gw.lease_until())
+        lease = gw.lease()
+        await gw.store.add_deliveries(deliveries, lease)
         gw.dispatch(
             deliveries,
             gw.event_info(
                 event.id, event.app_id, event.event_type, event.received_at, event.payload
             ),
+            lease,
         )
     return JSONResponse(
         {

@@ -12,7 +12,7 @@ from actions import rfc3339
 from gateway.admin import gateway_of
 from gateway.dryrun import dry_run, secret_lookup
 from gateway.errors import InvalidInput
-from gateway.http import JSONResponse, admin, read_object
+from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.runtime import Gateway
 from rules import Rule, RuleError
 
@@ -49,6 +49,7 @@ def state_json(gw: Gateway) -> dict[str, Any]:
 
 @admin
 async def list_rules(request: Request) -> Response:
+    parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     return JSONResponse(state_json(gateway_of(request)))
 
 

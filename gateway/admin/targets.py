@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actions import Delivery, EventInfo, delivery_id, envelope
+from actions import Delivery, EventInfo, Lease, delivery_id, envelope
 from gateway import target_records
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
-from gateway.http import JSONResponse, admin, read_object
+from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
 from gateway.records import attempt_json, target_json
@@ -37,6 +37,7 @@ async def create(request: Request) -> Response:
 
 @admin
 async def list_targets(request: Request) -> Response:
+    parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     targets = await gateway_of(request).store.list_targets()
     return JSONResponse({"data": [target_json(t) for t in targets], "next_cursor": None})
 
@@ -88,8 +89,9 @@ async def send_test(request: Request) -> Response:
     )
     # Leased to this request in every delivery mode: sent right here, it must not also be
     # claimed (and sent a second time) by a dispatcher polling the store meanwhile.
-    await gw.store.add_deliveries([delivery], now + gw.dispatch_settings.lease_seconds)
-    attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True)
+    lease = Lease.new(now + gw.dispatch_settings.lease_seconds)
+    await gw.store.add_deliveries([delivery], lease)
+    attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True, lease=lease)
     return JSONResponse(
         {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
     )

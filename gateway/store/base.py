@@ -2,15 +2,24 @@
 
 The rest of the gateway talks to `Store` only; backends live one per module and are built
 by `open_store(settings)`, so no other module imports a backend.
+
+Leases (every backend, checked by the contract suite): a pending delivery is held by at
+most one process at a time, under a `Lease` (a token and an expiry) that the holder chose
+when it claimed the row (`claim_due`) or committed it (`add_event`/`add_deliveries` with a
+lease). The row keeps the token. `finish_attempt`, `renew` and `release` take the token
+and act only on rows that still carry it, in the same transaction (or script) as the
+write: a holder whose lease ran out and whose row another process claimed records
+nothing, renews nothing and releases nothing. A row whose lease ran out can be claimed by
+anyone; until then it is skipped. `requeue` (a manual retry) clears the token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway.models import App, Event, WebhookTarget
 
 T = TypeVar("T")
@@ -68,11 +77,11 @@ class Store(Protocol):
 
     # events
     async def add_event(
-        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, event: Event, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> Accepted:
-        """Commit an event and its deliveries together (leased to this process until
-        `lease_until`); for a repeated idempotency key, commit nothing and return the
-        original event id."""
+        """Commit an event and its deliveries together (held under `lease`, if given, by
+        the process that will send them); for a repeated idempotency key, commit nothing
+        and return the original event id."""
 
     async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None: ...
     async def get_event(self, event_id: str) -> Event | None: ...
@@ -105,13 +114,25 @@ class Store(Protocol):
 
     # deliveries
     async def add_deliveries(
-        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None: ...
     async def has_due(self, now: float) -> bool:
         """Whether any pending, unleased delivery is due (a cheap read before claiming)."""
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        """Lease up to `limit` pending deliveries whose `next_attempt_at` has come."""
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        """Put up to `limit` pending deliveries whose `next_attempt_at` has come and whose
+        lease (if any) ran out under `lease`, oldest due first.
+
+        Deliveries to a host in `skip_hosts` (`actions.delivery_host(url)`) are left unclaimed,
+        however many are due: a worker whose queue for a hung host is full still claims
+        every other host's deliveries (the bulkhead of `delivery.max_queued_per_host`).
+        """
+
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        """Extend to `lease_until` the leases of `held` (delivery id -> lease token) that
+        still carry that token; returns the ids renewed (the others were lost)."""
 
     async def finish_attempt(
         self,
@@ -119,8 +140,11 @@ class Store(Protocol):
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
-        """Record one attempt and the delivery's new state; releases the lease."""
+        lease_token: str,
+    ) -> bool:
+        """Record one attempt and the delivery's new state, and drop the lease, if the
+        delivery is pending and still held under `lease_token`; otherwise record nothing
+        and answer False (another process claimed it after this holder's lease ran out)."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery with every attempt."""
@@ -132,8 +156,9 @@ class Store(Protocol):
     async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
         """Make deliveries pending and due now (manual retry); returns how many."""
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        """Drop this process's lease on deliveries it will not send (shutdown)."""
+    async def release(self, held: Mapping[str, str]) -> None:
+        """Drop the leases of `held` (delivery id -> lease token) that still carry that
+        token, on deliveries this process will not send (shutdown, a full queue)."""
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]: ...
     async def count_pending(self) -> int: ...

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from gateway.errors import StoreError
 from gateway.models import App, Event, WebhookTarget
 from gateway.store.base import Accepted, DeliveryFilter, Page
@@ -21,7 +21,7 @@ class MemoryStore:
         self._idempotency: dict[tuple[str, str], str] = {}
         self._targets: dict[str, WebhookTarget] = {}
         self._deliveries: dict[str, Delivery] = {}
-        self._leases: dict[str, float] = {}
+        self._leases: dict[str, Lease] = {}
         self._apps_version = 0
         self._targets_version = 0
 
@@ -69,7 +69,7 @@ class MemoryStore:
 
     # events
     async def add_event(
-        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, event: Event, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> Accepted:
         if event.idempotency_key is not None:
             key = (event.app_id, event.idempotency_key)
@@ -82,7 +82,7 @@ class MemoryStore:
                 return Accepted(original, duplicate=True)
             self._idempotency[key] = event.id
         self._events[event.id] = event
-        await self.add_deliveries(deliveries, lease_until)
+        await self.add_deliveries(deliveries, lease)
         return Accepted(event.id)
 
     async def find_idempotent(self, app_id: str, key: str, since: float) -> str | None:
@@ -163,23 +163,40 @@ class MemoryStore:
 
     # deliveries
     async def add_deliveries(
-        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None:
         for delivery in deliveries:
             self._deliveries[delivery.id] = delivery
-            if lease_until is not None:
-                self._leases[delivery.id] = lease_until
+            if lease is not None:
+                self._leases[delivery.id] = lease
+
+    def _free(self, delivery_id: str, now: float) -> bool:
+        lease = self._leases.get(delivery_id)
+        return lease is None or lease.until <= now
+
+    def _holds(self, delivery_id: str, token: str) -> bool:
+        lease = self._leases.get(delivery_id)
+        delivery = self._deliveries.get(delivery_id)
+        return (
+            lease is not None
+            and lease.token == token
+            and delivery is not None
+            and delivery.status == "pending"
+        )
 
     async def has_due(self, now: float) -> bool:
         return any(
             d.status == "pending"
             and d.next_attempt_at is not None
             and d.next_attempt_at <= now
-            and self._leases.get(d.id, 0.0) <= now
+            and self._free(d.id, now)
             for d in self._deliveries.values()
         )
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        skip = set(skip_hosts)
         due = sorted(
             (
                 d
@@ -187,13 +204,20 @@ class MemoryStore:
                 if d.status == "pending"
                 and d.next_attempt_at is not None
                 and d.next_attempt_at <= now
-                and self._leases.get(d.id, 0.0) <= now
+                and self._free(d.id, now)
+                and (not skip or delivery_host(d.url) not in skip)
             ),
             key=lambda d: (d.next_attempt_at or 0.0, d.id),
         )[:limit]
         for delivery in due:
-            self._leases[delivery.id] = lease_until
+            self._leases[delivery.id] = lease
         return due
+
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        renewed = [i for i, token in held.items() if self._holds(i, token)]
+        for delivery_id in renewed:
+            self._leases[delivery_id] = Lease(held[delivery_id], lease_until)
+        return renewed
 
     async def finish_attempt(
         self,
@@ -201,10 +225,11 @@ class MemoryStore:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
-        delivery = self._deliveries.get(delivery_id)
-        if delivery is None:
-            return
+        lease_token: str,
+    ) -> bool:
+        if not self._holds(delivery_id, lease_token):
+            return False
+        delivery = self._deliveries[delivery_id]
         self._deliveries[delivery_id] = dataclasses.replace(
             delivery,
             status=status,
@@ -213,6 +238,7 @@ class MemoryStore:
             attempts=(*delivery.attempts, attempt),
         )
         self._leases.pop(delivery_id, None)
+        return True
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         return self._deliveries.get(delivery_id)
@@ -252,9 +278,10 @@ class MemoryStore:
             count += 1
         return count
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        for delivery_id in delivery_ids:
-            self._leases.pop(delivery_id, None)
+    async def release(self, held: Mapping[str, str]) -> None:
+        for delivery_id, token in held.items():
+            if self._holds(delivery_id, token):
+                del self._leases[delivery_id]
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         return sorted(

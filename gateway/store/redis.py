@@ -27,8 +27,10 @@ its deliveries and every index in one script, so an event is never visible witho
 deliveries and two processes racing on one key store one event. `claim_due` is one
 script: leases whose time ran out (their process died: the role XAUTOCLAIM plays for a
 stream's consumer group) are claimed again first, then due rows move from `due` to
-`leases`; no two processes can claim one row. `finish_attempt` appends the attempt,
-updates the row, drops the lease and re-queues a retry in `due` in one script.
+`leases`; no two processes can claim one row. A held row's hash keeps its lease token
+(`lease`): `finish_attempt` checks it, then appends the attempt, updates the row, drops
+the lease and re-queues a retry in `due` in one script; `renew` and `release` check it
+too, so a holder whose lease was claimed by another process changes nothing.
 
 Scripts that redis-py may resend after a dropped connection are safe to run twice:
 `add_event` answers a replay of itself with the same id, `finish_attempt` does not record
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
@@ -50,7 +52,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from gateway import keys
 from gateway.errors import StoreError
 from gateway.models import App, Event, WebhookTarget
@@ -81,13 +83,13 @@ end
 )
 
 ADD = """
-local lease, ttl, i = ARGV[2], ARGV[3], 5
+local lease, token, ttl, i = ARGV[2], ARGV[3], ARGV[4], 6
 local event_id = ''
-if ARGV[4] == '1' then
-  event_id = ARGV[5]
+if ARGV[5] == '1' then
+  event_id = ARGV[6]
   local meta, payload, app, etype, at, idem =
-    ARGV[6], ARGV[7], ARGV[8], opt(ARGV[9]), ARGV[10], opt(ARGV[11])
-  i = 12
+    ARGV[7], ARGV[8], ARGV[9], opt(ARGV[10]), ARGV[11], opt(ARGV[12])
+  i = 13
   local ekey = K.event .. event_id
   local idem_key = idem and (K.idem .. idem)
   if idem_key then
@@ -120,13 +122,14 @@ end
 local n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  local id, meta, body, status, nxt, count, created, ev, target, rule, attempts =
+  local id, meta, body, status, nxt, count, created, ev, target, rule, host, attempts =
     ARGV[i], ARGV[i + 1], opt(ARGV[i + 2]), ARGV[i + 3], opt(ARGV[i + 4]), ARGV[i + 5],
-    ARGV[i + 6], ARGV[i + 7], opt(ARGV[i + 8]), opt(ARGV[i + 9]), tonumber(ARGV[i + 10])
+    ARGV[i + 6], ARGV[i + 7], opt(ARGV[i + 8]), opt(ARGV[i + 9]), ARGV[i + 10],
+    tonumber(ARGV[i + 11])
   local dkey = K.delivery .. id
   if redis.call('EXISTS', dkey) == 0 then
     redis.call('HSET', dkey, 'meta', meta, 'status', status, 'count', count,
-      'created', created, 'event', ev)
+      'created', created, 'event', ev, 'host', host)
     if body then redis.call('HSET', dkey, 'body', body) end
     if nxt then redis.call('HSET', dkey, 'next', nxt) end
     if target then
@@ -137,43 +140,68 @@ for _ = 1, n do
       redis.call('HSET', dkey, 'rule', rule)
       redis.call('ZADD', K.dlvs_by_rule .. rule, 0, id)
     end
-    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 10 + a]) end
+    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 11 + a]) end
     redis.call('ZADD', K.deliveries, 0, id)
     redis.call('ZADD', K.dlvs_by_status .. status, 0, id)
     redis.call('ZADD', K.dlvs_by_event .. ev, 0, id)
     if status == 'pending' then
-      if lease ~= '' then redis.call('ZADD', K.leases, lease, id)
+      if lease ~= '' then
+        redis.call('ZADD', K.leases, lease, id)
+        redis.call('HSET', dkey, 'lease', token)
       elseif nxt then redis.call('ZADD', K.due, nxt, id) end
     end
   end
-  i = i + 11 + attempts
+  i = i + 12 + attempts
 end
 return {0, event_id}
 """
 
 # Expired leases first: their process died or stalled (what XAUTOCLAIM does for a stream's
-# consumer group); one whose retry is not due yet goes back to `due`. Then due rows.
+# consumer group); one whose retry is not due yet goes back to `due`. Then due rows. Rows
+# of a host in the skip list (ARGV[6...]) stay where they are: the walk steps past them
+# (one HGET each: a full host's backlog costs the claim about a microsecond per row).
 CLAIM = """
-local now_s, lease, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now_s, lease, token, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local now = tonumber(now_s)
+local skip, skipping = {}, #ARGV > 5
+for i = 6, #ARGV do skip[ARGV[i]] = true end
+local chunk = limit
+if skipping then chunk = math.max(limit, 512) end
 local claimed = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', 0, limit)) do
-  local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
-  if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then
-    redis.call('ZADD', K.leases, lease, id)
-    claimed[#claimed + 1] = id
-  else
-    redis.call('ZREM', K.leases, id)
-    if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
+local function take(id)
+  redis.call('ZADD', K.leases, lease, id)
+  redis.call('HSET', K.delivery .. id, 'lease', token)
+  claimed[#claimed + 1] = id
+end
+local offset = 0
+while #claimed < limit do
+  local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', offset, chunk)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    if #claimed >= limit then break end
+    local f = redis.call('HMGET', K.delivery .. id, 'status', 'next', 'host')
+    if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then
+      if skipping and skip[f[3] or ''] then offset = offset + 1 else take(id) end
+    else
+      redis.call('ZREM', K.leases, id)
+      if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
+    end
   end
 end
-if #claimed < limit then
-  local due = redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', 0, limit - #claimed)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', K.due, id)
-    if redis.call('HGET', K.delivery .. id, 'status') == 'pending' then
-      redis.call('ZADD', K.leases, lease, id)
-      claimed[#claimed + 1] = id
+offset = 0
+while #claimed < limit do
+  local ids = redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', offset, chunk)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    if #claimed >= limit then break end
+    local f = redis.call('HMGET', K.delivery .. id, 'status', 'host')
+    if f[1] ~= 'pending' then
+      redis.call('ZREM', K.due, id)
+    elseif skipping and skip[f[2] or ''] then
+      offset = offset + 1
+    else
+      redis.call('ZREM', K.due, id)
+      take(id)
     end
   end
 end
@@ -198,12 +226,16 @@ return 0
 """
 
 FINISH = """
-local id, attempt, status, nxt = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5])
+local id, attempt, status, nxt, token = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5]), ARGV[6]
 local dkey, akey = K.delivery .. id, K.attempts .. id
-local old = redis.call('HGET', dkey, 'status')
-if not old then return 0 end
+local f = redis.call('HMGET', dkey, 'status', 'lease')
+if not f[1] then return 0 end
 -- a replay of this very call after its answer was lost records nothing twice
 if redis.call('LINDEX', akey, -1) == attempt then return 1 end
+-- the fence: only the current holder records an outcome
+if f[1] ~= 'pending' or f[2] ~= token then return 0 end
+local old = f[1]
+redis.call('HDEL', dkey, 'lease')
 redis.call('RPUSH', akey, attempt)
 redis.call('HINCRBY', dkey, 'count', 1)
 redis.call('HSET', dkey, 'status', status)
@@ -223,6 +255,7 @@ for i = 3, #ARGV do
   local old = redis.call('HGET', dkey, 'status')
   if old then
     redis.call('HSET', dkey, 'status', 'pending', 'next', now)
+    redis.call('HDEL', dkey, 'lease')
     redis.call('ZREM', K.leases, id)
     redis.call('ZADD', K.due, now, id)
     restatus(id, old, 'pending')
@@ -232,15 +265,30 @@ end
 return n
 """
 
+# ARGV[2...] are (delivery id, lease token) pairs; only rows still under that token count.
 RELEASE = """
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if redis.call('ZREM', K.leases, id) == 1 then
-    local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
-    if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
+for i = 2, #ARGV, 2 do
+  local id, dkey = ARGV[i], K.delivery .. ARGV[i]
+  local f = redis.call('HMGET', dkey, 'status', 'next', 'lease')
+  if f[1] == 'pending' and f[3] == ARGV[i + 1] and redis.call('ZREM', K.leases, id) == 1 then
+    redis.call('HDEL', dkey, 'lease')
+    if f[2] then redis.call('ZADD', K.due, f[2], id) end
   end
 end
 return 0
+"""
+
+RENEW = """
+local out = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', K.delivery .. id, 'status', 'lease')
+  if f[1] == 'pending' and f[2] == ARGV[i + 1] and redis.call('ZSCORE', K.leases, id) then
+    redis.call('ZADD', K.leases, ARGV[2], id)
+    out[#out + 1] = id
+  end
+end
+return out
 """
 
 CREATE_APP = """
@@ -380,6 +428,7 @@ _SCRIPTS = {
     "finish": FINISH,
     "requeue": REQUEUE,
     "release": RELEASE,
+    "renew": RENEW,
     "create_app": CREATE_APP,
     "save_app": SAVE_APP,
     "delete_app": DELETE_APP,
@@ -484,6 +533,10 @@ def _event(event_id: bytes | str, meta: Any, payload: Any) -> Event:
     )
 
 
+def _lease_args(lease: Lease | None) -> tuple[Any, Any]:
+    return (b"", b"") if lease is None else (_num(lease.until), lease.token)
+
+
 def _delivery_args(d: Delivery) -> list[Any]:
     meta = orjson.dumps(
         {
@@ -511,6 +564,7 @@ def _delivery_args(d: Delivery) -> list[Any]:
         d.event_id,
         _opt(d.target_id),
         _opt(d.rule_id),
+        delivery_host(d.url),
         len(d.attempts),
         *(_attempt_data(a) for a in d.attempts),
     ]
@@ -662,13 +716,13 @@ class RedisStore:
     # events
     @_translated
     async def add_event(
-        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, event: Event, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> Accepted:
         idem = None
         if event.idempotency_key is not None:
             idem = f"{event.app_id}:{event.idempotency_key}"
         args: list[Any] = [
-            b"" if lease_until is None else _num(lease_until),
+            *_lease_args(lease),
             self._idem_ttl,
             1,
             event.id,
@@ -832,12 +886,12 @@ class RedisStore:
     # deliveries
     @_translated
     async def add_deliveries(
-        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None:
         if not deliveries:
             return
         args: list[Any] = [
-            b"" if lease_until is None else _num(lease_until),
+            *_lease_args(lease),
             self._idem_ttl,
             0,
             len(deliveries),
@@ -851,11 +905,22 @@ class RedisStore:
         return bool(await self._run("has_due", _num(now)))
 
     @_translated
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
         if limit < 1:
             return []
-        rows = await self._run("claim", _num(now), _num(lease_until), limit)
+        rows = await self._run(
+            "claim", _num(now), _num(lease.until), lease.token, limit, *sorted(skip_hosts)
+        )
         return [_delivery(row[0], row[1:]) for row in rows]
+
+    @_translated
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        if not held:
+            return []
+        pairs = [value for item in held.items() for value in item]
+        return [_text(i) for i in await self._run("renew", _num(lease_until), *pairs)]
 
     @_translated
     async def finish_attempt(
@@ -864,14 +929,17 @@ class RedisStore:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
-        await self._run(
+        lease_token: str,
+    ) -> bool:
+        recorded = await self._run(
             "finish",
             delivery_id,
             _attempt_data(attempt),
             status,
             _opt(None if next_attempt_at is None else _num(next_attempt_at)),
+            lease_token,
         )
+        return bool(recorded)
 
     @_translated
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
@@ -935,9 +1003,9 @@ class RedisStore:
         return int(await self._run("requeue", _num(now), *delivery_ids))
 
     @_translated
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        if delivery_ids:
-            await self._run("release", *delivery_ids)
+    async def release(self, held: Mapping[str, str]) -> None:
+        if held:
+            await self._run("release", *(value for item in held.items() for value in item))
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:

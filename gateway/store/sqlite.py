@@ -21,7 +21,7 @@ import itertools
 import logging
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import aiosqlite
 import orjson
 
 from actions.ids import id_floor
-from actions.model import Attempt, Delivery, DeliveryStatus
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway import wire
 from gateway.errors import StoreError
 from gateway.models import App, Event, WebhookTarget
@@ -215,12 +215,12 @@ class SqliteStore:
 
     # events
     async def add_event(
-        self, event: Event, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, event: Event, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> Accepted:
         event_id, duplicate = await self._send(
             "event",
             rows.event_row(event),
-            [rows.delivery_row(d, lease_until) for d in deliveries],
+            [rows.delivery_row(d, lease) for d in deliveries],
             rows.attempt_rows(deliveries),
         )
         return Accepted(event_id, duplicate=duplicate)
@@ -300,11 +300,11 @@ class SqliteStore:
 
     # deliveries
     async def add_deliveries(
-        self, deliveries: Sequence[Delivery], lease_until: float | None = None
+        self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None:
         await self._write(
             "add_deliveries",
-            [rows.delivery_row(d, lease_until) for d in deliveries],
+            [rows.delivery_row(d, lease) for d in deliveries],
             rows.attempt_rows(deliveries),
         )
 
@@ -316,9 +316,18 @@ class SqliteStore:
         )
         return bool(found)
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        claimed = await self._write("claim", now, limit, lease_until)
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        claimed = await self._write(
+            "claim", now, limit, lease.until, lease.token, sorted(skip_hosts)
+        )
         return [rows.delivery_from_json(r) for r in orjson.loads(claimed)]
+
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        if not held:
+            return []
+        return list(await self._write("renew", dict(held), lease_until))
 
     async def finish_attempt(
         self,
@@ -326,7 +335,8 @@ class SqliteStore:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
+        lease_token: str,
+    ) -> bool:
         row = (
             delivery_id,
             status,
@@ -337,8 +347,9 @@ class SqliteStore:
             attempt.error,
             attempt.response_excerpt,
             attempt.retry_after,
+            lease_token,
         )
-        await self._send("finish", row)
+        return bool(await self._send("finish", row))
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         found = await self._read(
@@ -380,8 +391,9 @@ class SqliteStore:
     async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
         return int(await self._write("requeue", list(delivery_ids), now))
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        await self._write("release", list(delivery_ids))
+    async def release(self, held: Mapping[str, str]) -> None:
+        if held:
+            await self._write("release", dict(held))
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         where, params = _where(

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from actions.model import Attempt, Delivery
+from actions.model import Attempt, Delivery, Lease, delivery_host
 from gateway.models import App, Event, WebhookTarget
 
 
@@ -83,7 +83,7 @@ def event(row: Sequence[Any]) -> Event:
     )
 
 
-def delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
+def delivery_row(d: Delivery, lease: Lease | None) -> tuple[Any, ...]:
     """The row as sent to the writer process: the body as latin-1 text."""
     return (
         d.id,
@@ -102,7 +102,9 @@ def delivery_row(d: Delivery, lease_until: float | None) -> tuple[Any, ...]:
         d.next_attempt_at,
         d.attempt_count,
         to_json(d.headers),
-        lease_until,
+        None if lease is None else lease.until,
+        None if lease is None else lease.token,
+        delivery_host(d.url),
     )
 
 

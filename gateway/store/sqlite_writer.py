@@ -53,9 +53,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     action_type TEXT NOT NULL, url TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
     retry TEXT NOT NULL, secret_env TEXT, timeout_seconds REAL, disable_after INTEGER,
     created_at REAL NOT NULL, next_attempt_at REAL, leased_until REAL,
-    attempt_count INTEGER NOT NULL DEFAULT 0, headers TEXT NOT NULL DEFAULT '[]'
+    attempt_count INTEGER NOT NULL DEFAULT 0, headers TEXT NOT NULL DEFAULT '[]',
+    lease_token TEXT, host TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at)
+-- Covering for claims: the walk past a full host's due rows (a bulkhead skip) reads only
+-- this index, never the rows. A row from before the host column has host NULL and is
+-- never skipped.
+DROP INDEX IF EXISTS deliveries_due;
+CREATE INDEX IF NOT EXISTS deliveries_due_host ON deliveries (next_attempt_at, leased_until, host)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS deliveries_target ON deliveries (target_id, id)
@@ -113,7 +118,10 @@ DELIVERY_JSON_COLS = (
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
 INSERT_EVENT_HEAD = f"INSERT INTO events ({EVENT_COLS}) VALUES "
-INSERT_DELIVERY_HEAD = f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until) VALUES "
+INSERT_DELIVERY_HEAD = (
+    f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until, lease_token, host) VALUES "
+)
+DELIVERY_ROW_COLS = 19
 INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 EVENT_PAYLOAD = 4  # column of the event row that is bytes
@@ -139,6 +147,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     # The pages of the index tails and of recent deliveries stay hot; a larger cache than
     # the 2 MB default spares a pread per page the batch touches again.
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    _add_lease_columns(conn)
     conn.executescript(SCHEMA)
     _add_missing_columns(conn)
     return conn
@@ -154,6 +163,16 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def _add_lease_columns(conn: sqlite3.Connection) -> None:
+    """A database from before lease tokens and bulkheads gains their columns."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    if not columns:
+        return
+    for name in ("lease_token", "host"):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {name} TEXT")
 
 
 def _bytes(text: str | None) -> bytes | None:
@@ -230,26 +249,39 @@ def add_events(
         answers.append([row[0] if row else event_id, True])
     delivery_rows = [row for _, deliveries, _ in inserted for row in deliveries]
     if delivery_rows:
-        insert_rows(conn, INSERT_DELIVERY_HEAD, 17, delivery_rows)
+        insert_rows(conn, INSERT_DELIVERY_HEAD, DELIVERY_ROW_COLS, delivery_rows)
         attempt_rows = [row for _, _, attempts in inserted for row in attempts]
         if attempt_rows:
             conn.executemany(INSERT_ATTEMPT, attempt_rows)
     return answers
 
 
-def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> None:
-    """Record attempts and move their deliveries on: two statements for the whole batch.
+def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[bool]:
+    """Record attempts and move their deliveries on: three statements for the whole batch.
 
     A row is (delivery_id, status, next_attempt_at, at, status_code, latency_ms, error,
-    response_excerpt, retry_after).
+    response_excerpt, retry_after, lease_token). Only rows still pending under that lease
+    token are written (the fence); the answer says, per row, whether it was.
     """
     if len({row[0] for row in rows}) != len(rows):
         raise ValueError("one delivery finished twice in a batch")  # careful path: in order
+    held = conn.execute(
+        "SELECT json_group_array(d.id) FROM deliveries AS d"
+        " JOIN json_each(?) AS v ON d.id = json_extract(v.value, '$[0]')"
+        " AND d.lease_token = json_extract(v.value, '$[1]')"
+        " WHERE d.status = 'pending'",
+        (orjson.dumps([[row[0], row[9]] for row in rows]).decode(),),
+    ).fetchone()[0]
+    ok = set(orjson.loads(held))
+    answers = [row[0] in ok for row in rows]
+    rows = [row[:9] for row in rows if row[0] in ok]
+    if not rows:
+        return answers
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
     params = list(itertools.chain(*rows))
     conn.execute(
         "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3,"
-        " leased_until = NULL, attempt_count = attempt_count + 1"
+        " leased_until = NULL, lease_token = NULL, attempt_count = attempt_count + 1"
         f" FROM (VALUES {values}) AS v WHERE deliveries.id = v.column1",
         params,
     )
@@ -259,6 +291,7 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> None:
         f" FROM (VALUES {values}) AS v JOIN deliveries AS d ON d.id = v.column1",
         params,
     )
+    return answers
 
 
 def create_app(conn: sqlite3.Connection, row: list[Any]) -> None:
@@ -322,13 +355,21 @@ def target_outcome(
 
 
 def add_deliveries(conn: sqlite3.Connection, rows: list[list[Any]], attempts: list[Any]) -> None:
-    insert_rows(conn, INSERT_DELIVERY_HEAD, 17, rows)
+    insert_rows(conn, INSERT_DELIVERY_HEAD, DELIVERY_ROW_COLS, rows)
     if attempts:
         conn.executemany(INSERT_ATTEMPT, attempts)
 
 
-def claim(conn: sqlite3.Connection, now: float, limit: int, lease_until: float) -> str:
-    """Lease up to `limit` due, unleased deliveries; answer them as one JSON array.
+def claim(
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int,
+    lease_until: float,
+    token: str,
+    skip_hosts: list[str],
+) -> str:
+    """Lease up to `limit` due, unleased deliveries to hosts not in `skip_hosts` under
+    `token`; answer them as one JSON array.
 
     Three statements that each return one row, not an UPDATE ... RETURNING that steps
     once per row.
@@ -337,14 +378,16 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, lease_until: float) 
         "SELECT json_group_array(id) FROM (SELECT id FROM deliveries"
         " WHERE status = 'pending' AND next_attempt_at <= ?"
         " AND (leased_until IS NULL OR leased_until <= ?)"
+        " AND (host IS NULL OR host NOT IN (SELECT value FROM json_each(?)))"
         " ORDER BY next_attempt_at LIMIT ?)",
-        (now, now, limit),
+        (now, now, orjson.dumps(skip_hosts).decode(), limit),
     ).fetchone()[0]
     if ids == "[]":
         return "[]"
     conn.execute(
-        "UPDATE deliveries SET leased_until = ? WHERE id IN (SELECT value FROM json_each(?))",
-        (lease_until, ids),
+        "UPDATE deliveries SET leased_until = ?, lease_token = ?"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (lease_until, token, ids),
     )
     rows: str = conn.execute(
         f"SELECT json_group_array(json_array({DELIVERY_JSON_COLS})) FROM deliveries"
@@ -356,17 +399,32 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, lease_until: float) 
 
 def requeue(conn: sqlite3.Connection, ids: list[str], now: float) -> int:
     cur = conn.executemany(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, leased_until = NULL"
-        " WHERE id = ?",
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, leased_until = NULL,"
+        " lease_token = NULL WHERE id = ?",
         [(now, i) for i in ids],
     )
     return cur.rowcount
 
 
-def release(conn: sqlite3.Connection, ids: list[str]) -> None:
-    conn.executemany(
-        "UPDATE deliveries SET leased_until = NULL WHERE id = ? AND status = 'pending'",
-        [(i,) for i in ids],
+# `held` is {delivery id: lease token}; only rows still carrying the token are touched.
+HELD_ROWS = (
+    " FROM json_each(?) AS h WHERE deliveries.id = h.key AND deliveries.lease_token = h.value"
+    " AND deliveries.status = 'pending'"
+)
+
+
+def renew(conn: sqlite3.Connection, held: dict[str, str], lease_until: float) -> list[str]:
+    renewed = conn.execute(
+        f"UPDATE deliveries SET leased_until = ?{HELD_ROWS} RETURNING deliveries.id",
+        (lease_until, orjson.dumps(held).decode()),
+    ).fetchall()
+    return [row[0] for row in renewed]
+
+
+def release(conn: sqlite3.Connection, held: dict[str, str]) -> None:
+    conn.execute(
+        f"UPDATE deliveries SET leased_until = NULL, lease_token = NULL{HELD_ROWS}",
+        (orjson.dumps(held).decode(),),
     )
 
 
@@ -417,6 +475,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "add_deliveries": add_deliveries,
     "claim": claim,
     "requeue": requeue,
+    "renew": renew,
     "release": release,
     "prune": prune,
 }
@@ -454,8 +513,8 @@ def apply_batch(conn: sqlite3.Connection, requests: list[list[Any]], ttl: float)
             answers.update((id(r), a) for r, a in zip(events, results, strict=True))
         finishes = [r for r in requests if r[1] == "finish"]
         if finishes:
-            finish_attempts(conn, [r[2] for r in finishes])
-            answers.update((id(r), None) for r in finishes)
+            recorded = finish_attempts(conn, [r[2] for r in finishes])
+            answers.update((id(r), ok) for r, ok in zip(finishes, recorded, strict=True))
         out = [
             [r[0], True, answers[id(r)] if id(r) in answers else COMMANDS[r[1]](conn, *r[2:])]
             for r in requests
@@ -482,7 +541,7 @@ def _apply_careful(
                 if request[1] == "event":
                     result = add_events(conn, [(request[2], request[3], request[4])], ttl)[0]
                 elif request[1] == "finish":
-                    finish_attempts(conn, [request[2]])
+                    result = finish_attempts(conn, [request[2]])[0]
                 else:
                     result = COMMANDS[request[1]](conn, *request[2:])
                 conn.execute("RELEASE op")

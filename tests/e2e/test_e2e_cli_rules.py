@@ -244,7 +244,12 @@ def test_rules_test_without_a_match(tmp_path: Path) -> None:
     write(tmp_path / "rules.d" / "a.toml", rule("typed", extra='event_types = ["other"]'))
     write(tmp_path / "event.json", '{"type": "ping"}')
     result = hookgate(tmp_path, "rules", "test", "event.json")
-    assert (result.returncode, result.stdout) == (0, "event type: ping\nno rules match\n")
+    assert (result.returncode, result.stdout) == (
+        0,
+        "event type: ping\n"
+        "[typed] no match: event type 'ping' is not listed in event_types (other)\n"
+        "no rules match\n",
+    )
 
 
 def test_rules_test_signs_with_secret_env_without_printing_the_secret(

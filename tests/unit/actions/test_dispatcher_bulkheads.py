@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -28,7 +28,9 @@ from actions import (
     Dispatcher,
     DispatchSettings,
     EventInfo,
+    Lease,
     TargetInfo,
+    delivery_host,
     delivery_id,
 )
 
@@ -37,42 +39,59 @@ EVENT = EventInfo("evt_1", "job_completed", "acme", 1_700_000_000.0, b'{"type":"
 
 
 class MemorySource:
-    """`DeliverySource` over dicts, with the leasing rules of the real stores."""
+    """`DeliverySource` over dicts, with the leasing rules of the real stores (fenced by
+    lease token, full hosts skipped)."""
 
     def __init__(self, targets: dict[str, TargetInfo] | None = None) -> None:
         self.rows: dict[str, Delivery] = {}
-        self.leases: dict[str, float] = {}
+        self.leases: dict[str, Lease] = {}
         self.attempts: dict[str, list[Attempt]] = {}
         self.released: list[str] = []
+        self.refused: list[str] = []
+        self.skipped_hosts: list[list[str]] = []
         self.event_lookups: list[str] = []
         self.events: dict[str, EventInfo] = {EVENT.id: EVENT}
         self.targets = targets or {}
         self.outcomes: list[tuple[str, bool, bool]] = []
 
-    def add(self, delivery: Delivery, lease_until: float | None = None) -> Delivery:
+    def add(self, delivery: Delivery, lease: Lease | None = None) -> Delivery:
         self.rows[delivery.id] = delivery
-        if lease_until is not None:
-            self.leases[delivery.id] = lease_until
+        if lease is not None:
+            self.leases[delivery.id] = lease
         return delivery
 
-    def _due(self, now: float) -> list[Delivery]:
+    def _due(self, now: float, skip: Collection[str] = ()) -> list[Delivery]:
         return [
             d
             for d in self.rows.values()
             if d.status == "pending"
             and d.next_attempt_at is not None
             and d.next_attempt_at <= now
-            and self.leases.get(d.id, 0.0) <= now
+            and (d.id not in self.leases or self.leases[d.id].until <= now)
+            and delivery_host(d.url) not in skip
         ]
+
+    def _holds(self, delivery_id: str, token: str) -> bool:
+        lease = self.leases.get(delivery_id)
+        return lease is not None and lease.token == token
 
     async def has_due(self, now: float) -> bool:
         return bool(self._due(now))
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Delivery]:
-        due = self._due(now)[:limit]
+    async def claim_due(
+        self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
+    ) -> list[Delivery]:
+        self.skipped_hosts.append(sorted(skip_hosts))
+        due = self._due(now, skip_hosts)[:limit]
         for d in due:
-            self.leases[d.id] = lease_until
+            self.leases[d.id] = lease
         return due
+
+    async def renew(self, held: Mapping[str, str], lease_until: float) -> list[str]:
+        renewed = [i for i, token in held.items() if self._holds(i, token)]
+        for i in renewed:
+            self.leases[i] = Lease(held[i], lease_until)
+        return renewed
 
     async def finish_attempt(
         self,
@@ -80,7 +99,11 @@ class MemorySource:
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: float | None,
-    ) -> None:
+        lease_token: str,
+    ) -> bool:
+        if not self._holds(delivery_id, lease_token):
+            self.refused.append(delivery_id)
+            return False
         row = self.rows[delivery_id]
         self.rows[delivery_id] = dataclasses.replace(
             row,
@@ -90,11 +113,13 @@ class MemorySource:
         )
         self.attempts.setdefault(delivery_id, []).append(attempt)
         self.leases.pop(delivery_id, None)
+        return True
 
-    async def release(self, delivery_ids: list[str]) -> None:
-        self.released.extend(delivery_ids)
-        for i in delivery_ids:
-            self.leases.pop(i, None)
+    async def release(self, held: Mapping[str, str]) -> None:
+        for i, token in held.items():
+            if self._holds(i, token):
+                self.released.append(i)
+                del self.leases[i]
 
     async def event_info(self, event_id: str) -> EventInfo | None:
         self.event_lookups.append(event_id)
@@ -233,8 +258,9 @@ def submit(
     source: MemorySource, dispatcher: Dispatcher, deliveries: Iterable[Delivery]
 ) -> list[Delivery]:
     """As ingest does: commit leased to this process, then hand over."""
-    rows = [source.add(d, lease_until=time.time() + 30) for d in deliveries]
-    dispatcher.submit(rows)
+    lease = Lease.new(time.time() + 30)
+    rows = [source.add(d, lease) for d in deliveries]
+    dispatcher.submit(rows, None, lease)
     return rows
 
 
@@ -343,7 +369,7 @@ async def test_stop_releases_every_held_lease_in_flight_or_queued(
     assert sorted(source.released) == sorted(d.id for d in rows)
     assert dispatcher.held == 0
     # Released rows are due again at once for the next process.
-    again = await source.claim_due(time.time(), 10, time.time() + 30)
+    again = await source.claim_due(time.time(), 10, Lease.new(time.time() + 30))
     assert sorted(d.id for d in again) == sorted(d.id for d in rows)
     assert all(source.rows[d.id].attempt_count == 0 for d in rows)
 
@@ -356,9 +382,9 @@ async def test_submit_ignores_deliveries_already_held(
     async with running(source, client, settings()) as dispatcher:
         [row] = submit(source, dispatcher, [make(sink.url(), 1)])
         await eventually(lambda: sink.local.inflight == 1)
-        dispatcher.submit([row])  # in flight: ignored
+        dispatcher.submit([row], None, Lease.new(time.time() + 30))  # in flight: ignored
         queued = submit(source, dispatcher, [make(sink.url(), n) for n in (2, 3, 4, 5)])
-        dispatcher.submit(queued)  # waiting in the host queue: ignored too
+        dispatcher.submit(queued, None, Lease.new(time.time() + 30))  # queued: ignored too
         assert dispatcher.held == 5
         sink.gate.set()
         await eventually(lambda: finished(source, [row, *queued]))
@@ -404,8 +430,9 @@ async def test_event_fetched_only_when_the_body_needs_it(
         rendered = make(sink.url(), 1)  # pre-rendered template body
         envelope = make(sink.url(), 2, body=None)  # handed over with its event
         submit(source, dispatcher, [rendered])
-        source.add(envelope, lease_until=time.time() + 30)
-        dispatcher.submit([envelope], EVENT)
+        lease = Lease.new(time.time() + 30)
+        source.add(envelope, lease)
+        dispatcher.submit([envelope], EVENT, lease)
         disabled = make(sink.url(), 3, body=None, target_id="wht_off")
         submit(source, dispatcher, [disabled])
         await eventually(lambda: finished(source, [rendered, envelope, disabled]))
@@ -447,3 +474,91 @@ async def test_target_outcome_counts_final_outcomes_only(
         await eventually(lambda: finished(source, [row]))
     assert len(source.attempts[row.id]) == 2
     assert source.outcomes == [("wht_1", False, False)]
+
+
+async def test_a_hung_hosts_backlog_stays_in_the_store_and_never_delays_another_host(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    hung = await sinks(blocking=True)
+    healthy = await sinks()
+    source = MemorySource()
+    # Committed by other processes (no lease): everything reaches this worker by claims.
+    backlog = [source.add(make(hung.url(), n)) for n in range(200)]
+    dispatch = settings(per_host_concurrency=2, max_queued_per_host=10, claim_batch=16)
+    async with running(source, client, dispatch) as dispatcher:
+        await eventually(lambda: hung.local.inflight == 2)
+        await eventually(lambda: [delivery_host(hung.url())] in source.skipped_hosts)
+        fine = [source.add(make(healthy.url(), n)) for n in range(1000, 1050)]
+        await eventually(lambda: finished(source, fine), within=5.0)
+        assert {source.rows[d.id].status for d in fine} == {"succeeded"}
+        # queued: at most the bound plus one claim batch; the rest was never claimed
+        assert dispatcher.held <= 2 + 10 + 16
+        unclaimed = [d for d in backlog if d.id not in source.leases]
+        assert len(unclaimed) >= 200 - (2 + 10 + 16)
+
+
+async def test_inline_deliveries_beyond_a_full_host_queue_are_handed_back(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    hung = await sinks(blocking=True)
+    source = MemorySource()
+    dispatch = settings(per_host_concurrency=1, max_queued_per_host=3)
+    async with running(source, client, dispatch) as dispatcher:
+        submit(source, dispatcher, [make(hung.url(), 0)])
+        await eventually(lambda: hung.local.inflight == 1)
+        rows = submit(source, dispatcher, [make(hung.url(), n) for n in range(1, 9)])
+        await eventually(lambda: len(source.released) == 5)
+        assert dispatcher.held == 4
+        assert sorted(source.released) == sorted(d.id for d in rows[3:])
+
+
+async def test_leases_of_queued_deliveries_are_renewed_while_they_wait(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    slow = await sinks(blocking=True)
+    source = MemorySource()
+    # Three queued behind one in flight, far longer than a lease.
+    dispatch = settings(per_host_concurrency=1, lease_seconds=0.3)
+    async with running(source, client, dispatch) as dispatcher:
+        rows = submit(source, dispatcher, [make(slow.url(), n) for n in range(4)])
+        await eventually(lambda: slow.local.inflight == 1)
+        await asyncio.sleep(1.0)  # three lease periods: without renewal, all ran out
+        assert await source.claim_due(time.time(), 10, Lease.new(time.time() + 30)) == []
+        assert dispatcher.held == 4
+        slow.gate.set()
+        await eventually(lambda: finished(source, rows))
+    assert source.refused == []
+    assert sorted(n for n, _ in slow.received) == ["0", "1", "2", "3"]
+    assert all(len(source.attempts[d.id]) == 1 for d in rows)
+
+
+async def test_a_lost_lease_is_not_sent_and_a_stale_finish_is_not_counted(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    slow = await sinks(blocking=True)
+    source = MemorySource()
+    seen: list[str] = []
+    dispatch = settings(per_host_concurrency=1, lease_seconds=0.3)
+    dispatcher = Dispatcher(
+        source, client, dispatch, env={}, observe=lambda d, a, s: seen.append(d.id)
+    )
+    dispatcher.start()
+    try:
+        lease = Lease.new(time.time() + 0.3)
+        first, queued = (source.add(make(slow.url(), n), lease) for n in (1, 2))
+        dispatcher.submit([first, queued], None, lease)
+        await eventually(lambda: slow.local.inflight == 1)
+        # Another holder takes both rows over (as after a stall past the lease).
+        for row in (first, queued):
+            source.leases[row.id] = Lease("another-holder", time.time() + 60)
+        await asyncio.sleep(0.5)  # a renewal finds them lost
+        slow.gate.set()
+        await eventually(lambda: source.refused == [first.id])
+        await eventually(lambda: dispatcher.held == 0)
+    finally:
+        await dispatcher.stop()
+    assert [n for n, _ in slow.received] == ["1"]  # the queued one was never sent
+    assert first.id not in source.attempts and queued.id not in source.attempts
+    assert seen == []
+    # the other holder's lease is untouched by this one's stop
+    assert source.leases[queued.id].token == "another-holder"

@@ -44,7 +44,9 @@ class _Source:
     def __init__(self) -> None:
         self.limits: list[int] = []
 
-    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[object]:
+    async def claim_due(
+        self, now: float, limit: int, lease: object, skip_hosts: object
+    ) -> list[object]:
         self.limits.append(limit)
         return []
 
@@ -60,8 +62,10 @@ async def test_claims_shrink_to_the_trickle_while_ingest_saturates(tmp_path: obj
     settings = make_settings(tmp_path, delivery={"workers": 1, "min_rate_under_load": 10})  # type: ignore[arg-type]
     source = _Source()
     host = WorkerHost(settings, source)  # type: ignore[arg-type]
-    assert await host.handle("claim", [time.time(), 256, time.time() + 60]) == [[], []]
+    assert await host.handle(
+        "claim", [time.time(), 256, {"token": "t", "until": time.time() + 60}, []]
+    ) == [[], []]
     host.load.saturated = True
-    await host.handle("claim", [time.time(), 256, time.time() + 60])
-    await host.handle("claim", [time.time(), 256, time.time() + 60])
+    await host.handle("claim", [time.time(), 256, {"token": "t", "until": time.time() + 60}, []])
+    await host.handle("claim", [time.time(), 256, {"token": "t", "until": time.time() + 60}, []])
     assert source.limits == [256, 10]  # the second saturated claim found the bucket empty

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from actions.ids import delivery_id, id_floor
-from actions.model import Attempt, Delivery
+from actions.model import Attempt, Delivery, Lease
 from gateway import keys
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
@@ -29,6 +29,12 @@ from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
+TOKEN = "holder-1"  # the lease token of the one holder most tests play
+
+
+def held(until: float, token: str = TOKEN) -> Lease:
+    return Lease(token, until)
+
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "memory": lambda request, tmp: MemoryStore(),
@@ -335,9 +341,9 @@ async def test_a_delivery_added_with_an_attempt_keeps_it(store: Store) -> None:
     assert await store.count_pending() == 0
 
     await store.requeue([failed.id], T0 + 1)
-    await store.claim_due(T0 + 1, 10, T0 + 60)
+    await store.claim_due(T0 + 1, 10, held(T0 + 60))
     ok = attempt(T0 + 1, 200)
-    await store.finish_attempt(failed.id, ok, "succeeded", None)
+    await store.finish_attempt(failed.id, ok, "succeeded", None, TOKEN)
     done = await store.get_delivery(failed.id)
     assert done is not None
     assert (done.attempt_count, done.attempts) == (2, (unsendable, ok))
@@ -581,24 +587,24 @@ async def test_claim_due_honours_next_attempt_at_and_limit(store: Store) -> None
     later = make_delivery(event.id, T0 + 0.9, next_attempt_at=T0 + 100)
     await store.add_event(event, [*due, later])
 
-    assert await store.claim_due(T0 - 1, 10, T0 + 1000) == []
-    first = await store.claim_due(T0 + 5, 2, T0 + 1000)  # the two that fell due first
+    assert await store.claim_due(T0 - 1, 10, held(T0 + 1000)) == []
+    first = await store.claim_due(T0 + 5, 2, held(T0 + 1000))  # the two that fell due first
     assert sorted(d.id for d in first) == [due[0].id, due[1].id]
-    rest = await store.claim_due(T0 + 5, 10, T0 + 1000)
+    rest = await store.claim_due(T0 + 5, 10, held(T0 + 1000))
     assert [d.id for d in rest] == [due[2].id]
-    assert await store.claim_due(T0 + 5, 10, T0 + 1000) == []
-    assert [d.id for d in await store.claim_due(T0 + 100, 10, T0 + 1000)] == [later.id]
+    assert await store.claim_due(T0 + 5, 10, held(T0 + 1000)) == []
+    assert [d.id for d in await store.claim_due(T0 + 100, 10, held(T0 + 1000))] == [later.id]
 
 
 async def test_a_leased_delivery_is_claimed_again_only_after_its_lease(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0)
-    claimed = await store.claim_due(T0, 10, T0 + 60)
+    claimed = await store.claim_due(T0, 10, held(T0 + 60))
     assert [d.id for d in claimed] == [delivery.id]
     assert claimed[0].status == "pending" and claimed[0].attempt_count == 0
 
-    assert await store.claim_due(T0 + 30, 10, T0 + 90) == []
-    assert await store.claim_due(T0 + 59.9, 10, T0 + 120) == []
-    again = await store.claim_due(T0 + 60, 10, T0 + 120)
+    assert await store.claim_due(T0 + 30, 10, held(T0 + 90)) == []
+    assert await store.claim_due(T0 + 59.9, 10, held(T0 + 120)) == []
+    again = await store.claim_due(T0 + 60, 10, held(T0 + 120))
     assert [d.id for d in again] == [delivery.id]
 
 
@@ -607,20 +613,20 @@ async def test_has_due_agrees_with_claim_due(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0, next_attempt_at=T0 + 10)
     assert await store.has_due(T0 + 9) is False
     assert await store.has_due(T0 + 10) is True
-    await store.claim_due(T0 + 10, 10, T0 + 60)
+    await store.claim_due(T0 + 10, 10, held(T0 + 60))
     assert await store.has_due(T0 + 30) is False  # leased
     assert await store.has_due(T0 + 60) is True  # the lease ran out
-    await store.claim_due(T0 + 60, 10, T0 + 120)
-    await store.finish_attempt(delivery.id, attempt(T0 + 60, 200), "succeeded", None)
+    await store.claim_due(T0 + 60, 10, held(T0 + 120))
+    await store.finish_attempt(delivery.id, attempt(T0 + 60, 200), "succeeded", None, TOKEN)
     assert await store.has_due(T0 + 10_000) is False
 
 
 async def test_add_event_leases_its_deliveries_until_lease_until(store: Store) -> None:
     event = make_event("app_1", T0)
     delivery = make_delivery(event.id, T0)
-    await store.add_event(event, [delivery], lease_until=T0 + 10)
-    assert await store.claim_due(T0 + 1, 10, T0 + 60) == []
-    assert [d.id for d in await store.claim_due(T0 + 10, 10, T0 + 60)] == [delivery.id]
+    await store.add_event(event, [delivery], lease=held(T0 + 10))
+    assert await store.claim_due(T0 + 1, 10, held(T0 + 60)) == []
+    assert [d.id for d in await store.claim_due(T0 + 10, 10, held(T0 + 60))] == [delivery.id]
 
 
 async def test_add_deliveries_and_their_lease(store: Store) -> None:
@@ -628,18 +634,18 @@ async def test_add_deliveries_and_their_lease(store: Store) -> None:
     await store.add_event(event, [])
     free, leased = make_delivery(event.id, T0), make_delivery(event.id, T0 + 0.001)
     await store.add_deliveries([free])
-    await store.add_deliveries([leased], lease_until=T0 + 30)
+    await store.add_deliveries([leased], lease=held(T0 + 30))
     assert [d.id for d in await store.deliveries_for_event(event.id)] == [free.id, leased.id]
-    assert [d.id for d in await store.claim_due(T0, 10, T0 + 60)] == [free.id]
-    assert [d.id for d in await store.claim_due(T0 + 30, 10, T0 + 90)] == [leased.id]
+    assert [d.id for d in await store.claim_due(T0, 10, held(T0 + 60))] == [free.id]
+    assert [d.id for d in await store.claim_due(T0 + 30, 10, held(T0 + 90))] == [leased.id]
 
 
 async def test_finish_attempt_records_attempts_in_order_and_moves_status(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0, retry=(5.0, 300.0))
-    await store.claim_due(T0, 10, T0 + 60)
+    await store.claim_due(T0, 10, held(T0 + 60))
 
     failed = attempt(T0, 503, error="HTTP 503", response_excerpt="busy", retry_after=7.0)
-    await store.finish_attempt(delivery.id, failed, "pending", T0 + 7)
+    await store.finish_attempt(delivery.id, failed, "pending", T0 + 7, TOKEN)
     after_one = await store.get_delivery(delivery.id)
     assert after_one is not None
     assert after_one.status == "pending"
@@ -648,14 +654,14 @@ async def test_finish_attempt_records_attempts_in_order_and_moves_status(store: 
     assert after_one.attempts == (failed,)
 
     # finishing released the lease: due again at T0 + 7, long before the lease ran out
-    assert await store.claim_due(T0 + 6, 10, T0 + 120) == []
-    assert [d.id for d in await store.claim_due(T0 + 7, 10, T0 + 120)] == [delivery.id]
+    assert await store.claim_due(T0 + 6, 10, held(T0 + 120)) == []
+    assert [d.id for d in await store.claim_due(T0 + 7, 10, held(T0 + 120))] == [delivery.id]
 
     refused = attempt(T0 + 7, None, latency_ms=0.5, error="connection refused")
-    await store.finish_attempt(delivery.id, refused, "pending", T0 + 307)
+    await store.finish_attempt(delivery.id, refused, "pending", T0 + 307, TOKEN)
     ok = attempt(T0 + 307, 200, latency_ms=40.25, response_excerpt='{"ok": true}')
-    await store.claim_due(T0 + 307, 10, T0 + 400)
-    await store.finish_attempt(delivery.id, ok, "succeeded", None)
+    await store.claim_due(T0 + 307, 10, held(T0 + 400))
+    await store.finish_attempt(delivery.id, ok, "succeeded", None, TOKEN)
 
     done = await store.get_delivery(delivery.id)
     assert done is not None
@@ -664,24 +670,28 @@ async def test_finish_attempt_records_attempts_in_order_and_moves_status(store: 
     assert done.attempt_count == 3
     assert done.attempts == (failed, refused, ok)
     assert await store.count_pending() == 0
-    assert await store.claim_due(T0 + 10_000, 10, T0 + 10_060) == []
+    assert await store.claim_due(T0 + 10_000, 10, held(T0 + 10_060)) == []
 
 
 async def test_a_failed_delivery_is_not_claimed(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0)
-    await store.claim_due(T0, 10, T0 + 60)
-    await store.finish_attempt(delivery.id, attempt(T0, 500, error="HTTP 500"), "failed", None)
+    await store.claim_due(T0, 10, held(T0 + 60))
+    await store.finish_attempt(
+        delivery.id, attempt(T0, 500, error="HTTP 500"), "failed", None, TOKEN
+    )
     stored = await store.get_delivery(delivery.id)
     assert stored is not None and stored.status == "failed"
-    assert await store.claim_due(T0 + 1000, 10, T0 + 1060) == []
+    assert await store.claim_due(T0 + 1000, 10, held(T0 + 1060)) == []
     assert await store.get_delivery("dlv_missing") is None
 
 
 async def test_requeue_makes_deliveries_pending_and_due_now(store: Store) -> None:
     one = await add_with_delivery(store, "app_1", T0)
     two = await add_with_delivery(store, "app_1", T0 + 1)
-    await store.claim_due(T0 + 1, 10, T0 + 60)
-    await store.finish_attempt(one.id, attempt(T0 + 1, 500, error="HTTP 500"), "failed", None)
+    await store.claim_due(T0 + 1, 10, held(T0 + 60))
+    await store.finish_attempt(
+        one.id, attempt(T0 + 1, 500, error="HTTP 500"), "failed", None, TOKEN
+    )
 
     assert await store.requeue([one.id, two.id, "dlv_missing"], T0 + 5) == 2
     requeued = await store.get_delivery(one.id)
@@ -689,17 +699,106 @@ async def test_requeue_makes_deliveries_pending_and_due_now(store: Store) -> Non
     assert (requeued.status, requeued.next_attempt_at) == ("pending", T0 + 5)
     assert len(requeued.attempts) == 1
     # requeue also drops the lease `two` still held
-    claimed = await store.claim_due(T0 + 5, 10, T0 + 65)
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 65))
     assert sorted(d.id for d in claimed) == sorted([one.id, two.id])
     assert await store.count_pending() == 2
 
 
+async def test_a_stale_holders_finish_is_refused_and_records_nothing(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60, "first"))) == 1
+    # the first holder stalls past its lease; a second one claims the row and sends it
+    assert len(await store.claim_due(T0 + 60, 10, held(T0 + 120, "second"))) == 1
+    late = attempt(T0 + 61, 200)
+    assert await store.finish_attempt(delivery.id, late, "succeeded", None, "first") is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None
+    assert (row.status, row.attempt_count, row.attempts) == ("pending", 0, ())
+    # the current holder records its attempt, once
+    ok = attempt(T0 + 62, 204)
+    assert await store.finish_attempt(delivery.id, ok, "succeeded", None, "second") is True
+    row = await store.get_delivery(delivery.id)
+    assert row is not None
+    assert (row.status, row.attempt_count, row.attempts) == ("succeeded", 1, (ok,))
+    # and a finished row takes no further outcome from anyone
+    again = attempt(T0 + 63, 500, error="HTTP 500")
+    assert await store.finish_attempt(delivery.id, again, "failed", None, "second") is False
+    assert await store.finish_attempt(delivery.id, again, "failed", None, "first") is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.status == "succeeded" and row.attempt_count == 1
+
+
+async def test_an_unleased_row_takes_no_outcome(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert (
+        await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "x") is False
+    )
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.status == "pending" and row.attempt_count == 0
+
+
+async def test_an_inline_lease_from_add_event_fences_like_a_claim(store: Store) -> None:
+    event = make_event("app_1", T0)
+    delivery = make_delivery(event.id, T0)
+    await store.add_event(event, [delivery], lease=held(T0 + 10, "inline"))
+    assert (
+        await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "x") is False
+    )
+    assert (
+        await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "inline")
+        is True
+    )
+
+
+async def test_renew_extends_only_the_current_holders_leases(store: Store) -> None:
+    one = await add_with_delivery(store, "app_1", T0)
+    two = await add_with_delivery(store, "app_1", T0 + 0.001)
+    assert len(await store.claim_due(T0 + 1, 10, held(T0 + 60, "a"))) == 2
+    renewed = await store.renew({one.id: "a", two.id: "someone-else"}, T0 + 200)
+    assert renewed == [one.id]
+    # `two` kept its old lease and is free after it; `one` is held until T0 + 200
+    assert [d.id for d in await store.claim_due(T0 + 60, 10, held(T0 + 120, "b"))] == [two.id]
+    assert await store.claim_due(T0 + 100, 10, held(T0 + 160, "c")) == []
+    # a lost lease does not come back by renewing it
+    assert await store.renew({two.id: "a"}, T0 + 300) == []
+    assert await store.renew({}, T0 + 300) == []
+    again = await store.claim_due(T0 + 200, 10, held(T0 + 260, "c"))
+    assert sorted(d.id for d in again) == [one.id, two.id]
+
+
+async def test_release_works_only_for_the_holder(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60, "a"))) == 1
+    await store.release({delivery.id: "not-a"})
+    assert await store.claim_due(T0 + 1, 10, held(T0 + 61, "b")) == []
+    await store.release({delivery.id: "a"})
+    assert [d.id for d in await store.claim_due(T0 + 1, 10, held(T0 + 61, "b"))] == [delivery.id]
+    # the old holder's finish is refused after its release
+    assert (
+        await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "a") is False
+    )
+
+
+async def test_claim_skips_full_hosts_however_many_are_due(store: Store) -> None:
+    event = make_event("app_1", T0)
+    hung = [
+        make_delivery(event.id, T0 + n * 0.001, url="https://Hung.example:8443/hook")
+        for n in range(300)
+    ]
+    healthy = make_delivery(event.id, T0 + 1, url="https://healthy.example/hook")
+    await store.add_event(event, [*hung, healthy])
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 60), skip_hosts=["hung.example:8443"])
+    assert [d.id for d in claimed] == [healthy.id]
+    rest = await store.claim_due(T0 + 5, 1000, held(T0 + 60))
+    assert len(rest) == 300 and {d.url for d in rest} == {hung[0].url}
+
+
 async def test_release_drops_the_lease(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0)
-    assert len(await store.claim_due(T0, 10, T0 + 60)) == 1
-    await store.release([delivery.id])
-    assert [d.id for d in await store.claim_due(T0 + 1, 10, T0 + 61)] == [delivery.id]
-    await store.release([])
+    assert len(await store.claim_due(T0, 10, held(T0 + 60))) == 1
+    await store.release({delivery.id: TOKEN})
+    assert [d.id for d in await store.claim_due(T0 + 1, 10, held(T0 + 61))] == [delivery.id]
+    await store.release({})
 
 
 async def test_failed_since_filters_by_time_and_target(store: Store) -> None:
@@ -707,10 +806,12 @@ async def test_failed_since_filters_by_time_and_target(store: Store) -> None:
     new_a = await add_with_delivery(store, "app_1", T0 + 10, target_id="wht_a")
     new_b = await add_with_delivery(store, "app_1", T0 + 11, target_id="wht_b")
     fine = await add_with_delivery(store, "app_1", T0 + 12, target_id="wht_a")
-    await store.claim_due(T0 + 20, 10, T0 + 80)
+    await store.claim_due(T0 + 20, 10, held(T0 + 80))
     for d in (old, new_a, new_b):
-        await store.finish_attempt(d.id, attempt(T0 + 20, 500, error="HTTP 500"), "failed", None)
-    await store.finish_attempt(fine.id, attempt(T0 + 20, 200), "succeeded", None)
+        await store.finish_attempt(
+            d.id, attempt(T0 + 20, 500, error="HTTP 500"), "failed", None, TOKEN
+        )
+    await store.finish_attempt(fine.id, attempt(T0 + 20, 200), "succeeded", None, TOKEN)
 
     assert await store.failed_since(T0 + 5) == [new_a.id, new_b.id]
     assert await store.failed_since(T0) == [old.id, new_a.id, new_b.id]
@@ -729,9 +830,11 @@ async def test_list_deliveries_filters_and_cursor(store: Store) -> None:
     ]
     await store.add_event(e1, d[:2])
     await store.add_event(e2, d[2:])
-    await store.claim_due(T0 + 5, 10, T0 + 60)
-    await store.finish_attempt(d[1].id, attempt(T0 + 5, 500, error="HTTP 500"), "failed", None)
-    await store.finish_attempt(d[2].id, attempt(T0 + 5, 204), "succeeded", None)
+    await store.claim_due(T0 + 5, 10, held(T0 + 60))
+    await store.finish_attempt(
+        d[1].id, attempt(T0 + 5, 500, error="HTTP 500"), "failed", None, TOKEN
+    )
+    await store.finish_attempt(d[2].id, attempt(T0 + 5, 204), "succeeded", None, TOKEN)
 
     def ids(items: list[Delivery]) -> list[str]:
         return [x.id for x in items]
@@ -775,9 +878,9 @@ async def test_deliveries_for_event_and_count_pending(store: Store) -> None:
     assert await store.deliveries_for_event(e2.id) == two
     assert await store.deliveries_for_event("evt_missing") == []
     assert await store.count_pending() == 4
-    await store.claim_due(T0 + 1, 10, T0 + 60)
-    await store.finish_attempt(one[0].id, attempt(T0 + 1, 200), "succeeded", None)
-    await store.finish_attempt(one[1].id, attempt(T0 + 1, None, error="x"), "skipped", None)
+    await store.claim_due(T0 + 1, 10, held(T0 + 60))
+    await store.finish_attempt(one[0].id, attempt(T0 + 1, 200), "succeeded", None, TOKEN)
+    await store.finish_attempt(one[1].id, attempt(T0 + 1, None, error="x"), "skipped", None, TOKEN)
     assert await store.count_pending() == 2
 
 
@@ -795,10 +898,10 @@ async def test_prune_drops_old_events_and_finished_deliveries_but_keeps_pending(
     new = make_event("app_1", T0 + 100)
     new_done = make_delivery(new.id, T0 + 100)
     await store.add_event(new, [new_done])
-    await store.claim_due(T0 + 100, 10, T0 + 160)
-    await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None)
-    await store.finish_attempt(failed.id, attempt(T0, 500, error="HTTP 500"), "failed", None)
-    await store.finish_attempt(new_done.id, attempt(T0 + 100, 200), "succeeded", None)
+    await store.claim_due(T0 + 100, 10, held(T0 + 160))
+    await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None, TOKEN)
+    await store.finish_attempt(failed.id, attempt(T0, 500, error="HTTP 500"), "failed", None, TOKEN)
+    await store.finish_attempt(new_done.id, attempt(T0 + 100, 200), "succeeded", None, TOKEN)
 
     assert await store.prune(T0 + 50, T0 + 50) == 1
 
@@ -945,15 +1048,15 @@ async def test_sqlite_pending_count_follows_every_status_change(tmp_path: Path) 
         await store.add_event(new, [])
         await store.add_deliveries([d[3], make_delivery(new.id, T0 + 100, status="failed")])
         counts = [await store.count_pending()]
-        await store.claim_due(T0 + 1, 10, T0 + 60)  # leased, still pending
+        await store.claim_due(T0 + 1, 10, held(T0 + 60))  # leased, still pending
         counts.append(await store.count_pending())
-        await store.finish_attempt(d[0].id, attempt(T0, 200), "succeeded", None)
-        await store.finish_attempt(d[1].id, attempt(T0, 500), "failed", None)
-        await store.finish_attempt(d[2].id, attempt(T0, 503), "pending", T0 + 30)  # retry
+        await store.finish_attempt(d[0].id, attempt(T0, 200), "succeeded", None, TOKEN)
+        await store.finish_attempt(d[1].id, attempt(T0, 500), "failed", None, TOKEN)
+        await store.finish_attempt(d[2].id, attempt(T0, 503), "pending", T0 + 30, TOKEN)  # retry
         counts.append(await store.count_pending())
         await store.requeue([d[0].id, d[1].id], T0 + 2)
         counts.append(await store.count_pending())
-        await store.finish_attempt(d[3].id, attempt(T0, None, error="x"), "skipped", None)
+        await store.finish_attempt(d[3].id, attempt(T0, None, error="x"), "skipped", None, TOKEN)
         await store.prune(T0 + 50, T0 + 50)  # drops only finished deliveries
         counts.append(await store.count_pending())
         assert counts == [4, 4, 2, 4, 3]
@@ -1085,13 +1188,13 @@ async def test_redis_processes_never_claim_one_delivery_twice(
     queued = [make_delivery(event.id, T0 + i / 1000) for i in range(60)]
     await one.add_event(event, queued)
     claims = await asyncio.gather(
-        *(redis_pair[i % 2].claim_due(T0 + 1, 7, T0 + 60) for i in range(12))
+        *(redis_pair[i % 2].claim_due(T0 + 1, 7, held(T0 + 60)) for i in range(12))
     )
     claimed = [d.id for batch in claims for d in batch]
     assert sorted(claimed) == sorted(d.id for d in queued)  # each once, none left out
-    assert await two.claim_due(T0 + 30, 100, T0 + 90) == []
+    assert await two.claim_due(T0 + 30, 100, held(T0 + 90)) == []
     # a process that died holding leases: another one takes its rows when they run out
-    taken_over = await two.claim_due(T0 + 60, 100, T0 + 120)
+    taken_over = await two.claim_due(T0 + 60, 100, held(T0 + 120))
     assert sorted(d.id for d in taken_over) == sorted(d.id for d in queued)
 
 
@@ -1115,8 +1218,8 @@ async def test_redis_writes_seen_by_another_process(
     assert seen is not None and (seen.status, seen.consecutive_failures) == ("disabled", 1)
 
     delivery = await add_with_delivery(one, app.id, T0)
-    [claimed] = await two.claim_due(T0, 10, T0 + 60)
-    await two.finish_attempt(claimed.id, attempt(T0, 200), "succeeded", None)
+    [claimed] = await two.claim_due(T0, 10, held(T0 + 60))
+    await two.finish_attempt(claimed.id, attempt(T0, 200), "succeeded", None, TOKEN)
     done = await one.get_delivery(delivery.id)
     assert done is not None and done.status == "succeeded" and len(done.attempts) == 1
 
@@ -1132,10 +1235,10 @@ async def test_redis_a_resent_write_applies_once(redis_pair: tuple[RedisStore, R
     assert (await store.add_event(event, [delivery])).duplicate is False
     assert await store.count_events() == 1 and await store.count_pending() == 1
 
-    await store.claim_due(T0, 10, T0 + 60)
+    await store.claim_due(T0, 10, held(T0 + 60))
     failed = attempt(T0, 503, error="HTTP 503")
     for _ in range(2):
-        await store.finish_attempt(delivery.id, failed, "pending", T0 + 5)
+        await store.finish_attempt(delivery.id, failed, "pending", T0 + 5, TOKEN)
     stored = await store.get_delivery(delivery.id)
     assert stored is not None and (stored.attempt_count, stored.attempts) == (1, (failed,))
 
@@ -1181,8 +1284,8 @@ async def test_redis_prune_leaves_no_keys_of_what_it_dropped(redis_url: dict[str
         event = make_event("app_1", T0, key="k", event_type="order.paid")
         done = make_delivery(event.id, T0, target_id="wht_1", rule_id="r1")
         await store.add_event(event, [done])
-        await store.claim_due(T0, 10, T0 + 60)
-        await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None)
+        await store.claim_due(T0, 10, held(T0 + 60))
+        await store.finish_attempt(done.id, attempt(T0, 200), "succeeded", None, TOKEN)
         assert await store.prune(T0 + 1, T0 + 1) == 1
         left = sorted(
             k.decode() for k in await client.keys(keys.store_tag(redis_url["prefix"]) + "*")
@@ -1221,7 +1324,7 @@ async def test_bodies_survive_every_write_path_byte_for_byte(store: Store) -> No
     for delivery in (with_event, later):
         stored = await store.get_delivery(delivery.id)
         assert stored is not None and stored.body == delivery.body
-    claimed = await store.claim_due(T0 + 10, 10, T0 + 70)
+    claimed = await store.claim_due(T0 + 10, 10, held(T0 + 70))
     assert {d.id: d.body for d in claimed} == {
         with_event.id: with_event.body,
         later.id: later.body,
