@@ -13,7 +13,14 @@ from actions.plan import plan_deliveries, preview_requests, retry_delays
 from actions.registry import ACTION_TYPES, ActionType
 from actions.retry import RetryPolicy, next_attempt_at, parse_retry
 from actions.sender import send
-from actions.signing import Signer, Verifier, decode_secret, generate_secret, verify
+from actions.signing import (
+    Signer,
+    Verifier,
+    decode_secret,
+    generate_secret,
+    secret_problem,
+    verify,
+)
 from actions.ssrf import check_url, check_url_syntax
 from actions.transport import FastTransport
 from actions.webhook import envelope
@@ -53,6 +60,7 @@ __all__ = [
     "retry_delays",
     "rfc3339",
     "run_listen",
+    "secret_problem",
     "send",
     "sortable_id",
     "verify",

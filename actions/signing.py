@@ -32,6 +32,9 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
+INVALID_SECRET = "not a valid signing secret (expected whsec_<base64>)"
+
+
 def generate_secret() -> str:
     """A fresh signing secret: `whsec_` + base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
@@ -54,6 +57,22 @@ def decode_secret(secret: str) -> bytes:
     if not key:
         raise ActionError("signing secret is empty")
     return key
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot sign or verify Standard Webhooks, or None if it can.
+
+    Valid is what `decode_secret` takes: `whsec_` + base64 of a non-empty key, padding
+    optional, the prefix optional too (the reference libraries accept bare base64), spaces
+    around it ignored (an env var read from a file keeps its newline). Checked wherever a
+    secret enters (rule load, the admin API, the CLI), so that a bad one is refused there
+    instead of failing every delivery.
+    """
+    try:
+        decode_secret(secret)
+    except ActionError:
+        return INVALID_SECRET
+    return None
 
 
 def _keyed_mac(secret: str) -> hmac.HMAC:

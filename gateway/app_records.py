@@ -12,7 +12,8 @@ import re
 import time
 from typing import Any
 
-from actions import ActionError, decode_secret, rfc3339
+from actions import ActionError, rfc3339
+from gateway import inbound_signatures
 from gateway.appindex import compile_schema
 from gateway.config import Settings
 from gateway.errors import InvalidInput, StoreError
@@ -21,7 +22,7 @@ from gateway.models import App
 from gateway.store import Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-MUTABLE = ("name", "enabled", "rate", "burst", "schema", "signing_secret")
+MUTABLE = ("name", "enabled", "rate", "burst", "schema", "signing_secret", "signature_scheme")
 
 
 def _name(value: Any) -> str:
@@ -67,13 +68,31 @@ def _schema(value: Any) -> dict[str, Any] | None:
 def _secret(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidInput("signing_secret", "must be a string like whsec_<base64>")
-    try:
-        decode_secret(value)
-    except ActionError as exc:
-        raise InvalidInput("signing_secret", str(exc)) from None
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("signing_secret", "must be a non-empty string")
     return value
+
+
+def _scheme(value: Any) -> str:
+    if value is None:
+        return inbound_signatures.DEFAULT_SCHEME
+    if not isinstance(value, str) or value not in inbound_signatures.SCHEMES:
+        raise InvalidInput(
+            "signature_scheme", f"must be one of {', '.join(inbound_signatures.SCHEMES)}"
+        )
+    return value
+
+
+def _check_pair(app: App) -> App:
+    """The secret must key the app's scheme (`standard-webhooks` takes whsec_<base64>)."""
+    if app.signing_secret is not None:
+        try:
+            inbound_signatures.validate(app.signature_scheme, app.signing_secret)
+        except ActionError as exc:
+            raise InvalidInput(
+                "signing_secret", f"{exc} for signature_scheme {app.signature_scheme}"
+            ) from None
+    return app
 
 
 def _enabled(value: Any) -> bool:
@@ -89,6 +108,7 @@ VALIDATORS = {
     "burst": _burst,
     "schema": _schema,
     "signing_secret": _secret,
+    "signature_scheme": _scheme,
 }
 
 
@@ -100,6 +120,7 @@ async def create_app(
     burst: Any = None,
     schema: Any = None,
     signing_secret: Any = None,
+    signature_scheme: Any = None,
     enabled: Any = True,
 ) -> tuple[App, str]:
     """Create an app; returns it and its token (the only time the token exists in clear)."""
@@ -114,10 +135,11 @@ async def create_app(
         burst=_burst(burst),
         schema=_schema(schema),
         signing_secret=_secret(signing_secret),
+        signature_scheme=_scheme(signature_scheme),
         created_at=now,
         updated_at=now,
     )
-    await _save(store, app, create=True)
+    await _save(store, _check_pair(app), create=True)
     return app, token
 
 
@@ -128,7 +150,7 @@ async def update_app(store: Store, app: App, changes: dict[str, Any]) -> App:
     values: dict[str, Any] = {key: VALIDATORS[key](value) for key, value in changes.items()}
     if "name" in values and values["name"] is None:
         raise InvalidInput("name", "cannot be null")
-    updated = dataclasses.replace(app, **values, updated_at=time.time())
+    updated = _check_pair(dataclasses.replace(app, **values, updated_at=time.time()))
     await _save(store, updated, create=False)
     return updated
 
@@ -183,6 +205,7 @@ def app_json(app: App, settings: Settings, token: str | None = None) -> dict[str
         "updated_at": rfc3339(app.updated_at),
         "schema": app.schema,
         "has_signing_secret": app.signing_secret is not None,
+        "signature_scheme": app.signature_scheme if app.signing_secret is not None else None,
     }
     if app.previous_token_expires_at and app.previous_token_expires_at > time.time():
         out["previous_token_expires_at"] = rfc3339(app.previous_token_expires_at)

@@ -17,7 +17,8 @@ from typing import Any
 
 import fastjsonschema
 
-from actions import Verifier
+from actions import ActionError
+from gateway.inbound_signatures import InboundVerifier, RefuseAll, verifier
 from gateway.models import App
 from gateway.store.base import Store
 
@@ -32,7 +33,7 @@ class AppEntry:
     rate: float
     burst: int
     validator: Callable[[Any], Any] | None
-    verifier: Verifier | None
+    verifier: InboundVerifier | None
     expires_at: float | None = None  # set for a rotated-out token still in its grace period
 
 
@@ -63,7 +64,7 @@ class AppIndex:
             rate=app.rate if app.rate is not None else self._default_rate,
             burst=app.burst if app.burst is not None else self._default_burst,
             validator=validator,
-            verifier=Verifier(app.signing_secret) if app.signing_secret else None,
+            verifier=_verifier(app) if app.signing_secret else None,
             expires_at=expires_at,
         )
 
@@ -106,3 +107,12 @@ class AppIndex:
                 await self.refresh()
             except Exception as exc:
                 log.warning("app index refresh failed: %s", exc)
+
+
+def _verifier(app: App) -> InboundVerifier:
+    """The app's verifier; a stored secret or scheme that cannot be used fails closed."""
+    try:
+        return verifier(app.signature_scheme, app.signing_secret or "")
+    except (ActionError, ValueError) as exc:
+        log.error("app %s: cannot verify signatures (%s); refusing its events", app.id, exc)
+        return RefuseAll()

@@ -21,6 +21,7 @@ from gateway import app_records
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, InvalidInput
 from gateway.ids import is_id
+from gateway.inbound_signatures import SCHEMES as SIGNATURE_SCHEMES
 from gateway.records import delivery_json, event_json
 from gateway.served_url import with_served_url
 from gateway.store import DeliveryFilter, Store, build_store
@@ -60,11 +61,38 @@ def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 
 # serve
+def _rule_errors_at_start(settings: Settings) -> int | None:
+    """Exit status 2 after printing every rule error, before anything is bound; None if
+    the rules load. A running gateway keeps its last good set on a bad reload, but at a cold
+    start there is none: serving with no rules would accept events and trigger nothing."""
+    from gateway.rulestate import load_rule_files
+    from rules import Logic
+
+    logic = Logic(default_region=settings.rules.default_region)
+    # A missing directory is zero rules, as at every reload; a bad file is not.
+    result = load_rule_files(settings.rules.dir, logic, missing_ok=True)
+    if result.ok:
+        return None
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    count = len(result.errors)
+    print(
+        f"hookgate: not starting: {count} rule error{'s' if count > 1 else ''} "
+        f"in {settings.rules.dir} (see `hookgate rules check`)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 2
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.logs import configure_logging
     from gateway.runtime import admin_token_path, ensure_admin_token
     from gateway.serving import ListenError, listen, serve
 
+    refused = _rule_errors_at_start(settings)
+    if refused is not None:
+        return refused
     try:
         sock = listen(settings, args.fd)
     except ListenError as exc:
@@ -113,6 +141,7 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
                 burst=args.burst,
                 schema=schema,
                 signing_secret=args.signing_secret,
+                signature_scheme=args.signature_scheme,
             )
             record = app_records.app_json(app, with_served_url(settings), token)
             if args.json:
@@ -197,14 +226,12 @@ def _store_view(settings: Settings) -> tuple[list[Any], list[Any]] | None:
 
 # rules
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from actions import ACTION_TYPES
-    from rules import Logic, load_dir
+    from gateway.rulestate import load_rule_files
+    from rules import Logic
 
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
     logic = Logic(default_region=settings.rules.default_region)
-    result = load_dir(
-        directory, action_types=tuple(ACTION_TYPES), env=dict(os.environ), logic=logic
-    )
+    result = load_rule_files(directory, logic, missing_ok=False)
     known = _store_view(settings)
     if args.action == "check":
         # A missing directory is one of the errors, printed like the others.
@@ -465,7 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--rate", type=float, help="events per second (default limits.app_rate)")
     create.add_argument("--burst", type=int, help="bucket size (default limits.app_burst)")
     create.add_argument("--schema", help="JSON Schema file events must satisfy")
-    create.add_argument("--signing-secret", help="whsec_... secret for inbound signatures")
+    create.add_argument(
+        "--signing-secret",
+        help="secret for inbound signatures (whsec_<base64> for standard-webhooks)",
+    )
+    create.add_argument(
+        "--signature-scheme",
+        choices=SIGNATURE_SCHEMES,
+        help="how senders sign requests (default with a secret: standard-webhooks)",
+    )
     apps.add_parser("list", parents=[records], help="list apps")
     for name in ("show", "rotate", "disable", "enable", "delete"):
         p = apps.add_parser(name, parents=[records], help=f"{name} an app")

@@ -14,13 +14,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from actions import ACTION_TYPES
+from actions import ACTION_TYPES, secret_problem
 from gateway.metrics import Metrics
 from gateway.models import WebhookTarget
 from gateway.store.base import Store
-from rules import Logic, Rule, RuleError, RuleSet, load_dir
+from rules import LoadResult, Logic, Rule, RuleError, RuleSet, load_dir
 
 log = logging.getLogger("hookgate.rules")
+
+
+def load_rule_files(
+    directory: str | os.PathLike[str], logic: Logic, *, missing_ok: bool
+) -> LoadResult:
+    """The one way the gateway reads rule files (serve's start check, reloads, `rules
+    check`): every action type it can run, secrets judged as the dispatcher will use them."""
+    return load_dir(
+        directory,
+        action_types=tuple(ACTION_TYPES),
+        env=dict(os.environ),
+        logic=logic,
+        missing_ok=missing_ok,
+        check_secret=secret_problem,
+    )
 
 
 def target_rule(target: WebhookTarget, logic: Logic) -> Rule:
@@ -111,14 +126,7 @@ class RuleState:
                 )
             # missing_ok: a missing directory is zero rules; a path that is not a directory
             # is still an error.
-            result = await asyncio.to_thread(
-                load_dir,
-                self.dir,
-                action_types=tuple(ACTION_TYPES),
-                env=dict(os.environ),
-                logic=self.logic,
-                missing_ok=True,
-            )
+            result = await asyncio.to_thread(load_rule_files, self.dir, self.logic, missing_ok=True)
             errors = result.errors
             self.errors = errors
             if errors:

@@ -38,6 +38,9 @@ ACTION_KEYS = (
 RETRY_NAMES = ("none", "standard")
 
 _Report = Callable[[str], None]
+SecretCheck = Callable[[str], str | None]
+"""Why a secret_env value cannot sign (e.g. `not a valid signing secret (...)`), or None.
+Passed in by the caller: the secret format belongs to `actions`, which `rules` cannot import."""
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -71,16 +74,18 @@ def load_dir(
     env: Mapping[str, str] | None = None,
     logic: Logic | None = None,
     missing_ok: bool = False,
+    check_secret: SecretCheck | None = None,
 ) -> LoadResult:
     """Load every `*.toml` file directly in `path`, in name order (names starting with `.`
     are skipped: editors' temporary files). Ids must be unique across all files.
 
     `action_types` are the action type names the caller can run; `env` (default
-    `os.environ`) is where `secret_env` names must be set. A missing directory is an error
-    unless `missing_ok`, which gives an empty result.
+    `os.environ`) is where `secret_env` names must be set, and `check_secret` (if given)
+    judges their values. A missing directory is an error unless `missing_ok`, which gives an
+    empty result.
     """
     directory = Path(path)
-    loader = _Loader(action_types, env, logic)
+    loader = _Loader(action_types, env, logic, check_secret)
     if not directory.is_dir():
         if not missing_ok or directory.exists():
             loader.error(
@@ -103,9 +108,10 @@ def load_file(
     action_types: Collection[str],
     env: Mapping[str, str] | None = None,
     logic: Logic | None = None,
+    check_secret: SecretCheck | None = None,
 ) -> LoadResult:
     """Load one rule file (same checks as `load_dir`)."""
-    loader = _Loader(action_types, env, logic)
+    loader = _Loader(action_types, env, logic, check_secret)
     loader.load(str(path), Path(path).name)
     return loader.result()
 
@@ -131,9 +137,14 @@ class _Loader:
     """Collects rules and errors over one load; ids are checked across every file."""
 
     def __init__(
-        self, action_types: Collection[str], env: Mapping[str, str] | None, logic: Logic | None
+        self,
+        action_types: Collection[str],
+        env: Mapping[str, str] | None,
+        logic: Logic | None,
+        check_secret: SecretCheck | None = None,
     ) -> None:
         self.action_types = frozenset(action_types)
+        self.check_secret = check_secret
         self.env = os.environ if env is None else env
         self.logic = logic or default_logic()
         self.rules: list[Rule] = []
@@ -333,6 +344,11 @@ class _Loader:
             error(f"{where}: environment variable {name} is not set")
         elif not self.env[name]:
             error(f"{where}: environment variable {name} is set but empty")
+        elif self.check_secret is not None:
+            # The message names the field, never the value: it is a secret.
+            problem = self.check_secret(self.env[name])
+            if problem:
+                error(f"{where}: {problem}")
 
     def retry(self, where: str, value: Any, error: _Report) -> str | tuple[float, ...]:
         if isinstance(value, str) and value in RETRY_NAMES:

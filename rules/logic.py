@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ import orjson
 
 from rules.errors import EvaluationError, LogicError, Problem
 from rules.operators import OPERATORS, Operator, OperatorContext, region_problem
+from rules.regex import Pattern, compile_pattern
 from rules.truthiness import NON_OBJECT_CORE_OPERATORS, TruthinessRewriter
 
 __all__ = ["Condition", "EventData", "Expression", "Logic", "compile", "evaluate"]
@@ -159,16 +159,16 @@ class _OperatorState:
     def __init__(self, default_region: str, clock: Callable[[], datetime], cache_size: int) -> None:
         self.default_region = default_region
         self._clock = clock
-        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._patterns: dict[str, Pattern] = {}
         self._cache_size = cache_size
 
     def now(self) -> datetime:
         return self._clock()
 
-    def pattern(self, source: str) -> re.Pattern[str]:
+    def pattern(self, source: str) -> Pattern:
         compiled = self._patterns.get(source)
         if compiled is None:
-            compiled = re.compile(source)
+            compiled = compile_pattern(source)
             if len(self._patterns) >= self._cache_size:
                 self._patterns.clear()
             self._patterns[source] = compiled
@@ -231,7 +231,7 @@ class Logic:
         """The time `now` reports (injectable through `clock` for tests)."""
         return self._state.now()
 
-    def pattern(self, source: str) -> re.Pattern[str]:
+    def pattern(self, source: str) -> Pattern:
         """`source` compiled once per `Logic`; the cache is bounded because a pattern may come
         from event data."""
         return self._state.pattern(source)

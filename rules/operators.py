@@ -12,7 +12,6 @@ microsecond): cheap, but keep them out of conditions that could be written with 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 import phonenumbers
+
+from rules.regex import Pattern, PatternError, compile_pattern
 
 
 class OperatorContext(Protocol):
@@ -30,7 +31,7 @@ class OperatorContext(Protocol):
 
     def now(self) -> datetime: ...
 
-    def pattern(self, source: str) -> re.Pattern[str]: ...
+    def pattern(self, source: str) -> Pattern: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,9 @@ def _check_regex(args: list[Any]) -> list[tuple[int, str]]:
     if not isinstance(args[0], str):
         return [(0, "regex_match: the pattern must be a string")]
     try:
-        re.compile(args[0])
-    except re.error as exc:
-        return [(0, f"regex_match: invalid regular expression {args[0]!r}: {exc}")]
+        compile_pattern(args[0])
+    except PatternError as exc:
+        return [(0, f"regex_match: {exc}")]
     return []
 
 
@@ -142,8 +143,9 @@ _ALL = (
         name="regex_match",
         signature="regex_match(pattern, value)",
         summary=(
-            "True if the Python regular expression `pattern` matches anywhere in `value` "
+            "True if the RE2 regular expression `pattern` matches anywhere in `value` "
             "(anchor with ^ and $ for a whole-string match; (?i) for case-insensitive). "
+            "RE2 runs in time linear in the value; it has no backreferences or lookaround. "
             "An integer value is matched as its digits; any other non-string is false."
         ),
         min_args=2,

@@ -24,7 +24,7 @@ async def _app(request: Request) -> App:
 async def create(request: Request) -> Response:
     gw = _gw(request)
     body = await read_object(request)
-    unknown = sorted(set(body) - {"name", "rate", "burst", "schema", "signing_secret", "enabled"})
+    unknown = sorted(set(body) - {*app_records.MUTABLE})
     if unknown:
         raise InvalidInput(unknown[0], "unknown field")
     app, token = await app_records.create_app(
@@ -34,6 +34,7 @@ async def create(request: Request) -> Response:
         burst=body.get("burst"),
         schema=body.get("schema"),
         signing_secret=body.get("signing_secret"),
+        signature_scheme=body.get("signature_scheme"),
         enabled=body.get("enabled", True),
     )
     await gw.apps.refresh()

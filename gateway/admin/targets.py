@@ -50,12 +50,12 @@ async def read(request: Request) -> Response:
 @admin
 async def update(request: Request) -> Response:
     gw = gateway_of(request)
-    target = await target_records.update_target(
-        await _target(request), await read_object(request), gw.settings, gw.logic
-    )
+    body = await read_object(request)
+    target = await target_records.update_target(await _target(request), body, gw.settings, gw.logic)
     await gw.store.save_target(target)
     await gw.rules.refresh_targets()
-    return JSONResponse(target_json(target))
+    # A new secret is shown once, as on create (it may have been generated: `null`).
+    return JSONResponse(target_json(target, secret="secret" in body))
 
 
 @admin

@@ -34,6 +34,7 @@ def app_row(app: App) -> tuple[Any, ...]:
         app.updated_at,
         app.previous_token_hash,
         app.previous_token_expires_at,
+        app.signature_scheme,
     )
 
 
@@ -51,6 +52,7 @@ def app(row: Sequence[Any]) -> App:
         updated_at=row[9],
         previous_token_hash=row[10],
         previous_token_expires_at=row[11],
+        signature_scheme=row[12],
     )
 
 

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS apps (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
     enabled INTEGER NOT NULL, rate REAL, burst INTEGER, schema TEXT, signing_secret TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    previous_token_hash TEXT, previous_token_expires_at REAL
+    previous_token_hash TEXT, previous_token_expires_at REAL,
+    signature_scheme TEXT NOT NULL DEFAULT 'standard-webhooks'
 );
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, app_id TEXT NOT NULL, event_type TEXT, received_at REAL NOT NULL,
@@ -97,7 +98,7 @@ CREATE TRIGGER IF NOT EXISTS deliveries_pending_changed AFTER UPDATE OF status O
 
 APP_COLS = (
     "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
-    "updated_at, previous_token_hash, previous_token_expires_at"
+    "updated_at, previous_token_hash, previous_token_expires_at, signature_scheme"
 )
 APP_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in APP_COLS.split(", ")[1:])
 EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
@@ -149,7 +150,20 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     _add_lease_columns(conn)
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+# Columns added after a release: (table, column, definition). A database created before
+# them gets each one by ALTER TABLE, whose DEFAULT fills the existing rows.
+ADDED_COLUMNS = (("apps", "signature_scheme", "TEXT NOT NULL DEFAULT 'standard-webhooks'"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, definition in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def _add_lease_columns(conn: sqlite3.Connection) -> None:
@@ -282,7 +296,7 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
 
 
 def create_app(conn: sqlite3.Connection, row: list[Any]) -> None:
-    conn.execute(f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(12)})", row)
+    conn.execute(f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(13)})", row)
     _bump(conn, "apps_version")
 
 
@@ -290,7 +304,7 @@ def save_app(conn: sqlite3.Connection, row: list[Any]) -> None:
     # An upsert on the id, not REPLACE: REPLACE would resolve a clash on the unique name
     # by deleting the other app; this raises instead.
     conn.execute(
-        f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(12)}) ON CONFLICT (id) DO UPDATE"
+        f"INSERT INTO apps ({APP_COLS}) VALUES ({_marks(13)}) ON CONFLICT (id) DO UPDATE"
         f" SET {APP_UPDATE}",
         row,
     )

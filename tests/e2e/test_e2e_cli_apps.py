@@ -4,7 +4,9 @@ rotate (with and without grace), disable, enable and delete take effect on it.""
 
 from __future__ import annotations
 
+import hmac
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -264,3 +266,27 @@ def test_app_created_while_the_server_is_stopped_works_once_it_starts(tmp_path: 
             assert cli.post(record["token"]) == 202
         finally:
             server.stop()
+
+
+def test_create_with_a_signature_scheme(cli: Cli) -> None:
+    secret = "gh_" + secrets.token_hex(16)
+    harness.track_secret(secret)
+    record = cli.create("hubbed", "--signing-secret", secret, "--signature-scheme", "github")
+    assert record["signature_scheme"] == "github"
+    assert secret not in orjson.dumps(record).decode()
+    body = b'{"event_type":"push"}'
+    signature = "sha256=" + hmac.new(secret.encode(), body, "sha256").hexdigest()
+
+    def signed(headers: dict[str, str]) -> int:
+        response = cli.public.post(
+            f"/api/event/{record['token']}",
+            content=body,
+            headers={"content-type": "application/json", **headers},
+        )
+        return response.status_code
+
+    harness.wait_until(lambda: signed({"X-Hub-Signature-256": signature}) == 202, timeout=2)
+    assert signed({"X-Webhook-Signature": signature}) == 401
+    unknown = cli.run("apps", "create", "bad", "--signature-scheme", "md5", ok=False)
+    assert unknown.returncode == 2
+    assert "signature-scheme" in unknown.stderr

@@ -132,6 +132,24 @@ def test_check_reads_secret_env_from_the_environment(tmp_path: Path) -> None:
     assert (present.returncode, present.stdout) == (0, "1 rules OK\n")
 
 
+def test_check_refuses_a_secret_env_value_that_cannot_sign(tmp_path: Path) -> None:
+    # Issue 10: this secret used to pass `rules check` ("1 rules OK") and then make every
+    # delivery of the rule raise, forever; the value itself is never printed.
+    write(tmp_path / "rules.d" / "a.toml", rule("signed", action='  secret_env = "HG_CLI_SECRET"'))
+    for bad in ("whsec_notbase64!!", "whsec_", "whsec_A", "not a secret"):
+        result = hookgate(tmp_path, "rules", "check", env={"HG_CLI_SECRET": bad})
+        assert result.returncode == 1, bad
+        assert result.stdout == (
+            "rules.d/a.toml:signed: actions[0].secret_env: not a valid signing secret "
+            "(expected whsec_<base64>)\n"
+        ), bad
+        assert "rules OK" not in result.stdout
+    # Unpadded base64 and a bare key without the prefix sign as the reference libraries do.
+    for good in ("whsec_c2VjcmV0", "c2VjcmV0", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"):
+        result = hookgate(tmp_path, "rules", "check", env={"HG_CLI_SECRET": good})
+        assert (result.returncode, result.stdout) == (0, "1 rules OK\n"), good
+
+
 def test_check_of_a_missing_directory_exits_1(tmp_path: Path) -> None:
     result = hookgate(tmp_path, "rules", "check", "nope")
     assert result.returncode == 1

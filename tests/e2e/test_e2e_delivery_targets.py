@@ -132,13 +132,33 @@ def test_invalid_patch_is_refused_and_changes_nothing(
     for fields, field in (
         ({"status": "paused"}, "status"),
         ({"retry": "often"}, "retry"),
-        ({"secret": "whsec_AAAA"}, "secret"),
+        ({"secret": "whsec_notbase64!!"}, "secret"),
+        ({"secret": 7}, "secret"),
         ({"url": "gopher://x"}, "url"),
     ):
         response = gateway.admin.patch(f"/v1/webhook-targets/{target['id']}", json=fields)
         assert response.status_code == 422, response.text
         assert response.json()["field"] == field
     assert gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json() == before
+
+
+def test_patch_replaces_the_secret_and_shows_it_once(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    target = create_target(gateway, url=sink.url("/a"))
+    new_secret = "whsec_" + "QUJD" * 8
+    harness.track_secret(new_secret)
+    response = gateway.admin.patch(
+        f"/v1/webhook-targets/{target['id']}", json={"secret": new_secret}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["secret"] == new_secret
+    assert "secret" not in gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
+    assert gateway.gw.rules.targets[target["id"]].secret == new_secret
+    generated = gateway.admin.patch(f"/v1/webhook-targets/{target['id']}", json={"secret": None})
+    harness.track_secret(generated.json()["secret"])
+    assert generated.json()["secret"].startswith("whsec_")
+    assert generated.json()["secret"] != new_secret
 
 
 def test_subscribed_target_gets_envelope_of_its_event_types_only(

@@ -1,7 +1,8 @@
 """Inbound signatures end to end (DESIGN §3 401 row, §6): an app with a signing secret
-accepts Standard Webhooks or `X-Webhook-Signature: sha256=<hex>` signatures made by an
-independent implementation (the `standardwebhooks` library, plain hmac), and answers every
-bad or malformed signature with exactly 401 `{"error": "invalid_signature"}`, never 500."""
+accepts the signatures of its `signature_scheme` (Standard Webhooks by default, or
+`X-Webhook-Signature: sha256=<hex>` with `hmac-sha256`) made by an independent
+implementation (the `standardwebhooks` library, plain hmac), and answers every bad or
+malformed signature with exactly 401 `{"error": "invalid_signature"}`, never 500."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def standard(secret: str, body: bytes, msg_id: str = "msg_1", at: float | None =
 
 
 def plain(secret: str, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    """`hmac-sha256`: the secret is the key as given (its UTF-8 bytes), not base64-decoded."""
+    key = secret.encode()
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -49,6 +51,16 @@ def signed(gateway: harness.Gateway) -> tuple[harness.Gateway, str, str, str]:
     """(gateway, app id, token, secret) for an app that requires signatures."""
     secret = new_secret()
     app_id, token = gateway.create_app("signed", signing_secret=secret, rate=1000, burst=1000)
+    return gateway, app_id, token, secret
+
+
+@pytest.fixture
+def plain_signed(gateway: harness.Gateway) -> tuple[harness.Gateway, str, str, str]:
+    """(gateway, app id, token, secret) for an app with `signature_scheme: hmac-sha256`."""
+    secret = new_secret()
+    app_id, token = gateway.create_app(
+        "plain", signing_secret=secret, signature_scheme="hmac-sha256", rate=1000, burst=1000
+    )
     return gateway, app_id, token, secret
 
 
@@ -95,16 +107,16 @@ def test_timestamp_within_five_minutes_is_accepted(signed: Any) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["sha256=", "SHA256="])
-def test_x_webhook_signature_sha256_is_accepted(signed: Any, prefix: str) -> None:
-    gw, app_id, token, secret = signed
+def test_x_webhook_signature_sha256_is_accepted(plain_signed: Any, prefix: str) -> None:
+    gw, app_id, token, secret = plain_signed
     signature = prefix + plain(secret, BODY).removeprefix("sha256=")
     response = post(gw, token, BODY, {"X-Webhook-Signature": signature})
     assert response.status_code == 202, response.text
     assert stored_ids(gw, app_id) == [response.json()["event_id"]]
 
 
-def test_uppercase_hex_digest_is_accepted(signed: Any) -> None:
-    gw, _, token, secret = signed
+def test_uppercase_hex_digest_is_accepted(plain_signed: Any) -> None:
+    gw, _, token, secret = plain_signed
     signature = "sha256=" + plain(secret, BODY).removeprefix("sha256=").upper()
     assert post(gw, token, BODY, {"X-Webhook-Signature": signature}).status_code == 202
 
@@ -175,7 +187,7 @@ def test_secret_added_and_removed_through_patch(gateway: harness.Gateway) -> Non
     assert patched.json()["has_signing_secret"] is True
     assert secret not in patched.text
     assert post(gateway, token, BODY, {}).status_code == 401
-    assert post(gateway, token, BODY, {"X-Webhook-Signature": plain(secret, BODY)}).is_success
+    assert post(gateway, token, BODY, standard(secret, BODY)).is_success
     assert gateway.admin.patch(f"/v1/apps/{app_id}", json={"signing_secret": None}).is_success
     assert post(gateway, token, BODY, {}).status_code == 202
 
@@ -195,10 +207,10 @@ def test_signature_is_checked_after_size_and_before_json(tmp_path: Path) -> None
         bad = post(gw, token, b"not json", {"X-Webhook-Signature": "sha256=" + "0" * 64})
         assert (bad.status_code, bad.content) == (401, INVALID)
         # good signature over a body that is not JSON: then 400
-        good = post(gw, token, b"not json", {"X-Webhook-Signature": plain(secret, b"not json")})
+        good = post(gw, token, b"not json", standard(secret, b"not json", "msg_nj"))
         assert good.status_code == 400
         assert good.json()["error"] == "invalid_json"
-        not_object = post(gw, token, b"[]", {"X-Webhook-Signature": plain(secret, b"[]")})
+        not_object = post(gw, token, b"[]", standard(secret, b"[]", "msg_arr"))
         assert not_object.status_code == 400
         assert not_object.json()["error"] == "invalid_event"
 
@@ -206,6 +218,102 @@ def test_signature_is_checked_after_size_and_before_json(tmp_path: Path) -> None
 def test_rate_limit_answers_before_the_signature_check(gateway: harness.Gateway) -> None:
     secret = new_secret()
     _, token = gateway.create_app("signed", signing_secret=secret, rate=0.01, burst=1)
-    assert post(gateway, token, BODY, {"X-Webhook-Signature": plain(secret, BODY)}).is_success
+    assert post(gateway, token, BODY, standard(secret, BODY)).is_success
     refused = post(gateway, token, BODY, {"X-Webhook-Signature": "sha256=" + "0" * 64})
     assert (refused.status_code, refused.content) == (429, b'{"rateLimited":true}')
+
+
+def test_captured_request_stripped_to_the_body_only_header_is_refused(signed: Any) -> None:
+    """The downgrade of issue 10 item 7: a standard-webhooks app (the default) never falls
+    back to `X-Webhook-Signature`, even when it is a correct HMAC of the body."""
+    gw, app_id, token, secret = signed
+    assert gw.admin.get(f"/v1/apps/{app_id}").json()["signature_scheme"] == "standard-webhooks"
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stripped = {"X-Webhook-Signature": "sha256=" + hmac.new(key, BODY, hashlib.sha256).hexdigest()}
+    response = post(gw, token, BODY, stripped)
+    assert (response.status_code, response.content) == (401, INVALID)
+    assert stored_ids(gw, app_id) == []
+
+
+def _github(secret: str, body: bytes) -> dict[str, str]:
+    return {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, "sha256").hexdigest()
+    }
+
+
+def test_scheme_set_by_patch_verifies_only_its_own_headers(gateway: harness.Gateway) -> None:
+    secret = new_secret()
+    app_id, token = gateway.create_app("gh", signing_secret=secret, rate=1000, burst=1000)
+    patched = gateway.admin.patch(f"/v1/apps/{app_id}", json={"signature_scheme": "github"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["signature_scheme"] == "github"
+    assert post(gateway, token, BODY, _github(secret, BODY)).status_code == 202
+    # the Standard Webhooks headers of the same secret no longer count, nor the plain one
+    for headers in (standard(secret, BODY, "msg_sw"), {"X-Webhook-Signature": plain(secret, BODY)}):
+        response = post(gateway, token, BODY, headers)
+        assert (response.status_code, response.content) == (401, INVALID)
+    # malformed headers of the scheme: 401, never 500
+    for bad in ("", "sha256=", "sha256=zz", "md5=00", "sha256=" + "0" * 64):
+        response = post(gateway, token, BODY, {"X-Hub-Signature-256": bad})
+        assert (response.status_code, response.content) == (401, INVALID), bad
+
+
+def test_stripe_and_slack_schemes_end_to_end(gateway: harness.Gateway) -> None:
+    secret = "sk_test_" + secrets.token_hex(16)
+    harness.track_secret(secret)
+    _, stripe_token = gateway.create_app(
+        "stripe", signing_secret=secret, signature_scheme="stripe", rate=1000, burst=1000
+    )
+    _, slack_token = gateway.create_app(
+        "slack", signing_secret=secret, signature_scheme="slack", rate=1000, burst=1000
+    )
+    now = str(int(time.time()))
+    v1 = hmac.new(secret.encode(), f"{now}.".encode() + BODY, "sha256").hexdigest()
+    assert post(gateway, stripe_token, BODY, {"Stripe-Signature": f"t={now},v1={v1}"}).is_success
+    old = str(int(time.time()) - 400)
+    v1_old = hmac.new(secret.encode(), f"{old}.".encode() + BODY, "sha256").hexdigest()
+    stale = post(gateway, stripe_token, BODY, {"Stripe-Signature": f"t={old},v1={v1_old}"})
+    assert stale.status_code == 401
+    v0 = hmac.new(secret.encode(), f"v0:{now}:".encode() + BODY, "sha256").hexdigest()
+    slack = {"X-Slack-Signature": "v0=" + v0, "X-Slack-Request-Timestamp": now}
+    assert post(gateway, slack_token, BODY, slack).is_success
+    # each refuses the other's headers and the malformed ones
+    for token, headers in (
+        (stripe_token, slack),
+        (slack_token, {"Stripe-Signature": f"t={now},v1={v1}"}),
+        (stripe_token, {"Stripe-Signature": "t=,v1=,,=="}),
+        (slack_token, {"X-Slack-Signature": "v0=" + v0, "X-Slack-Request-Timestamp": "x"}),
+    ):
+        response = post(gateway, token, BODY, headers)
+        assert (response.status_code, response.content) == (401, INVALID)
+
+
+def test_shopify_scheme_end_to_end(gateway: harness.Gateway) -> None:
+    secret = "shpss_" + secrets.token_hex(16)
+    harness.track_secret(secret)
+    _, token = gateway.create_app("shop", signing_secret=secret, signature_scheme="shopify")
+    digest = base64.b64encode(hmac.digest(secret.encode(), BODY, "sha256")).decode()
+    assert post(gateway, token, BODY, {"X-Shopify-Hmac-Sha256": digest}).is_success
+    for bad in ("%%%", "", base64.b64encode(b"x" * 32).decode()):
+        response = post(gateway, token, BODY, {"X-Shopify-Hmac-Sha256": bad})
+        assert (response.status_code, response.content) == (401, INVALID), bad
+
+
+def test_unknown_scheme_and_unusable_secret_are_422(gateway: harness.Gateway) -> None:
+    response = gateway.admin.post(
+        "/v1/apps", json={"name": "x", "signing_secret": "abc", "signature_scheme": "md5"}
+    )
+    assert response.status_code == 422, response.text
+    assert "signature_scheme" in response.text
+    response = gateway.admin.post("/v1/apps", json={"name": "y", "signing_secret": "not base64!"})
+    assert response.status_code == 422, response.text
+    assert "signing_secret" in response.text
+    app_id, _ = gateway.create_app("z", signing_secret="plain text", signature_scheme="github")
+    # switching back to standard-webhooks with a secret that is not whsec_<base64>: refused
+    patched = gateway.admin.patch(
+        f"/v1/apps/{app_id}", json={"signature_scheme": "standard-webhooks"}
+    )
+    assert patched.status_code == 422, patched.text
+    bad = gateway.admin.patch(f"/v1/apps/{app_id}", json={"signature_scheme": 7})
+    assert bad.status_code == 422
+    assert gateway.admin.get(f"/v1/apps/{app_id}").json()["signature_scheme"] == "github"

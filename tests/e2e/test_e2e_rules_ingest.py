@@ -311,3 +311,25 @@ def test_rules_endpoints_need_the_admin_token(gateway: harness.Gateway) -> None:
     ):
         response = gateway.public.request(method, path, json={"event": {}})
         assert response.status_code == 401, (method, path)
+
+
+# -- regex_match on hostile event data -------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_backtracking_pattern_on_a_hostile_value_does_not_stall_ingest(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    # `^(a+)+$` against 10 000 `a`s and a `!` never finishes on a backtracking engine (22
+    # characters already take about 250 ms); with RE2 the event is answered and the next one
+    # too, well inside the client's 30 s timeout and this test's 60 s.
+    _, token = gateway.create_app("acme")
+    load_rules(
+        gateway,
+        hostile=rule(
+            "all-a", action(sink.url("/a")), when='{ regex_match = ["^(a+)+$", { var = "v" }] }'
+        ),
+    )
+
+    assert matched(gateway, token, {"v": "a" * 10_000 + "!"}) == []
+    assert matched(gateway, token, {"v": "a" * 10_000}) == ["all-a"]

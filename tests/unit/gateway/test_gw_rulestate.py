@@ -132,6 +132,29 @@ async def test_failed_reload_keeps_the_last_good_set_and_reports_every_error(
     assert rs.version != good.version
 
 
+async def test_reload_refuses_a_secret_env_that_cannot_sign_and_keeps_the_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules_dir = tmp_path / "rules.d"
+    signed = 'secret_env = "HG_RULESTATE_SECRET"'
+    write(rules_dir, "a.toml", rule_toml("a1").replace('url = "', f'{signed}\nurl = "'))
+    monkeypatch.setenv("HG_RULESTATE_SECRET", "whsec_c2VjcmV0")
+    rs = state(rules_dir)
+    assert await rs.reload() == ()
+    good = rs.current
+
+    monkeypatch.setenv("HG_RULESTATE_SECRET", "whsec_notbase64!!")
+    with caplog.at_level(logging.ERROR, logger="hookgate.rules"):
+        errors = await rs.reload()
+
+    assert [str(e) for e in errors] == [
+        f"{rules_dir / 'a.toml'}:a1: actions[0].secret_env: not a valid signing secret "
+        "(expected whsec_<base64>)"
+    ]
+    assert rs.current is good
+    assert "notbase64" not in caplog.text
+
+
 async def test_on_reloaded_runs_after_each_successful_reload_only(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules.d"
     write(rules_dir, "a.toml", rule_toml("a1"))

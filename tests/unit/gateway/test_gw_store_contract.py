@@ -146,6 +146,7 @@ async def test_created_apps_read_back_with_every_field(store: Store) -> None:
         updated_at=T0 + 1,
         previous_token_hash=hash_token("old"),
         previous_token_expires_at=T0 + 60,
+        signature_scheme="stripe",
     )
     plain = make_app("shop", created_at=T0 + 2)
     await store.create_app(full)
@@ -155,6 +156,53 @@ async def test_created_apps_read_back_with_every_field(store: Store) -> None:
     assert await store.get_app(plain.id) == plain
     assert await store.get_app("app_missing") is None
     assert await store.list_apps() == sorted([full, plain], key=lambda a: a.id)
+
+
+async def test_signature_scheme_survives_save(store: Store) -> None:
+    app = make_app("gh", signing_secret="s", signature_scheme="github")
+    await store.create_app(app)
+    changed = dataclasses.replace(app, signature_scheme="slack")
+    await store.save_app(changed)
+    assert await store.get_app(app.id) == changed
+
+
+async def test_sqlite_database_from_before_signature_scheme_keeps_working(
+    tmp_path: Path,
+) -> None:
+    """An apps table without the column gets it on open; old apps read as standard-webhooks."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE apps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
+    enabled INTEGER NOT NULL, rate REAL, burst INTEGER, schema TEXT, signing_secret TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    previous_token_hash TEXT, previous_token_expires_at REAL
+);
+INSERT INTO apps VALUES ('app_old', 'old', 'h', 1, NULL, NULL, NULL, 'whsec_c2lnbmluZw==',
+    1.0, 1.0, NULL, NULL);"""
+    )
+    conn.close()
+    store = SqliteStore(path, synchronous="normal")
+    await store.open()
+    try:
+        old = await store.get_app("app_old")
+        assert old is not None
+        assert old.signature_scheme == "standard-webhooks"
+        assert old.signing_secret == "whsec_c2lnbmluZw=="
+        await store.save_app(dataclasses.replace(old, signature_scheme="shopify"))
+        again = await store.get_app("app_old")
+        assert again is not None and again.signature_scheme == "shopify"
+    finally:
+        await store.close()
+    # and opening it a second time (column present) changes nothing
+    store = SqliteStore(path, synchronous="normal")
+    await store.open()
+    try:
+        again = await store.get_app("app_old")
+        assert again is not None and again.signature_scheme == "shopify"
+    finally:
+        await store.close()
 
 
 async def test_find_app_by_id_or_by_name(store: Store) -> None:
