@@ -29,6 +29,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,7 @@ class SqliteStore:
             raise StoreError(f"cannot open SQLite store at {self.path}: the writer did not start")
         self._writer = proc
         self._writer_proc = proc
-        stdin = proc.stdin
-        self._out = wire.LineBuffer(stdin.write)
+        self._out = wire.LineBuffer(partial(_write_to, proc.stdin))
         self._answers = asyncio.create_task(self._read_answers(proc))
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
@@ -484,3 +484,10 @@ def _where(*clauses: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
     if not used:
         return "", ()
     return "WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+
+
+def _write_to(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write to the writer's pipe; a writer that just died fails the write, and its reader
+    task (`_read_answers`) then fails every request waiting on it: no traceback here."""
+    with contextlib.suppress(OSError, RuntimeError):
+        stdin.write(data)
