@@ -184,6 +184,25 @@ def cmd_apps(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"new event URL (shown once): {record['event_url']}")
                 print(f"token: {token}")
+        elif args.action == "update":
+            changes = {
+                key: value
+                for key, value in (
+                    ("rate", args.rate),
+                    ("burst", args.burst),
+                    ("signing_secret", args.signing_secret),
+                    ("signature_scheme", args.signature_scheme),
+                )
+                if value is not None
+            }
+            if not changes:
+                print("hookgate: apps update: nothing to change", file=sys.stderr)
+                return 2
+            app = await app_records.update_app(store, app, changes)
+            if args.json:
+                _print_json(app_records.app_json(app, settings))
+            else:
+                print(f"updated app {app.name} ({', '.join(sorted(changes))})")
         elif args.action in ("disable", "enable"):
             app = await app_records.update_app(store, app, {"enabled": args.action == "enable"})
             if args.json:
@@ -501,6 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how senders sign requests (default with a secret: standard-webhooks)",
     )
     apps.add_parser("list", parents=[records], help="list apps")
+    update = apps.add_parser("update", parents=[records], help="change an app's settings")
+    update.add_argument("id", help="app id or name")
+    update.add_argument("--rate", type=float, help="events per second")
+    update.add_argument("--burst", type=int, help="bucket size")
+    update.add_argument("--signing-secret", help="new secret for inbound signatures")
+    update.add_argument(
+        "--signature-scheme", choices=SIGNATURE_SCHEMES, help="how senders sign requests"
+    )
     for name in ("show", "rotate", "disable", "enable", "delete"):
         p = apps.add_parser(name, parents=[records], help=f"{name} an app")
         p.add_argument("id", help="app id or name")

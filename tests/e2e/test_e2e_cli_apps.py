@@ -4,6 +4,7 @@ rotate (with and without grace), disable, enable and delete take effect on it.""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import secrets
@@ -290,3 +291,30 @@ def test_create_with_a_signature_scheme(cli: Cli) -> None:
     unknown = cli.run("apps", "create", "bad", "--signature-scheme", "md5", ok=False)
     assert unknown.returncode == 2
     assert "signature-scheme" in unknown.stderr
+
+
+def test_update_switches_the_signature_scheme_of_an_existing_app(cli: Cli) -> None:
+    secret = "sh_" + secrets.token_hex(16)
+    harness.track_secret(secret)
+    record = cli.create("switched", "--signing-secret", secret, "--signature-scheme", "github")
+    body = b'{"event_type":"order"}'
+    hub = "sha256=" + hmac.new(secret.encode(), body, "sha256").hexdigest()
+    shopify = base64.b64encode(hmac.new(secret.encode(), body, "sha256").digest()).decode()
+
+    def signed(headers: dict[str, str]) -> int:
+        response = cli.public.post(
+            f"/api/event/{record['token']}",
+            content=body,
+            headers={"content-type": "application/json", **headers},
+        )
+        return response.status_code
+
+    harness.wait_until(lambda: signed({"X-Hub-Signature-256": hub}) == 202, timeout=2)
+    updated = cli.json("apps", "update", "switched", "--signature-scheme", "shopify")
+    assert updated["signature_scheme"] == "shopify"
+    assert secret not in orjson.dumps(updated).decode()
+    harness.wait_until(lambda: signed({"X-Shopify-Hmac-Sha256": shopify}) == 202, timeout=5)
+    assert signed({"X-Hub-Signature-256": hub}) == 401
+    nothing = cli.run("apps", "update", "switched", ok=False)
+    assert nothing.returncode == 2
+    assert "nothing to change" in nothing.stderr
