@@ -402,16 +402,15 @@ class Dispatcher:
                 await check_url(delivery.url, allow_private=False)
             except UnsafeTargetError as exc:
                 return await self._finish(delivery, _refused(exc.reason), "failed", None)
-
-        headers = {"Content-Type": "application/json", "User-Agent": settings.user_agent}
-        headers.update(delivery.headers)
-        if secret:
-            signer = self._signers.get(secret)
-            if signer is None:
-                signer = self._signers[secret] = Signer(secret)
-            headers.update(signer.headers(delivery.id, int(time.time()), body))
-        timeout = delivery.timeout_seconds or settings.timeout_seconds
-        attempt = await send(self._client, delivery.url, body, headers, timeout=timeout)
+        try:
+            attempt = await self._send(delivery, body, secret)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Whatever raised, the delivery gets an attempt row and its retry policy: a
+            # delivery that raised must never stay pending with no attempt, leased again
+            # and again.
+            attempt = _refused(f"the attempt failed before sending: {type(exc).__name__}: {exc}")
 
         gone = attempt.status_code == 410
         next_at: float | None = None
@@ -433,6 +432,18 @@ class Dispatcher:
         self._recording.add(task)
         task.add_done_callback(partial(self._recorded, delivery.id))
         return attempt, status
+
+    async def _send(self, delivery: Delivery, body: bytes, secret: str | None) -> Attempt:
+        settings = self._settings
+        headers = {"Content-Type": "application/json", "User-Agent": settings.user_agent}
+        headers.update(delivery.headers)
+        if secret:
+            signer = self._signers.get(secret)
+            if signer is None:
+                signer = self._signers[secret] = Signer(secret)
+            headers.update(signer.headers(delivery.id, int(time.time()), body))
+        timeout = delivery.timeout_seconds or settings.timeout_seconds
+        return await send(self._client, delivery.url, body, headers, timeout=timeout)
 
     def _recorded(self, delivery_id: str, task: asyncio.Task[Any]) -> None:
         self._recording.discard(task)

@@ -421,6 +421,26 @@ async def test_poller_claims_due_deliveries_and_retries_at_once_when_due(
     assert len(sink.received) == 3
 
 
+async def test_an_attempt_that_raises_is_a_recorded_failed_attempt_under_the_retry_policy(
+    sinks: Callable[..., Any], client: httpx.AsyncClient
+) -> None:
+    # A secret the Signer cannot decode used to raise out of deliver(): the delivery stayed
+    # pending with no attempt row and was leased again forever.
+    sink = await sinks()
+    source = MemorySource()
+    env = {"BROKEN_SECRET": "whsec_notbase64!!"}
+    async with running(source, client, settings(), env=env):
+        row = source.add(make(sink.url(), 5, secret_env="BROKEN_SECRET", retry=(0.0,)))
+        await eventually(lambda: finished(source, [row]), within=3.0)
+    assert source.rows[row.id].status == "failed"
+    attempts = source.attempts[row.id]
+    assert len(attempts) == 2  # the first attempt and the one retry the policy allows
+    assert all(a.status_code is None for a in attempts)
+    assert all("the attempt failed before sending" in (a.error or "") for a in attempts)
+    assert "notbase64" not in (attempts[0].error or "")
+    assert sink.received == []
+
+
 async def test_event_fetched_only_when_the_body_needs_it(
     sinks: Callable[..., Any], client: httpx.AsyncClient
 ) -> None:
