@@ -54,6 +54,14 @@ class Cli:
         harness.track_secret(record["token"])
         return record
 
+    def post_raw(self, token: str, body: bytes, headers: dict[str, str]) -> int:
+        response = self.public.post(
+            f"/api/event/{token}",
+            content=body,
+            headers={"content-type": "application/json", **headers},
+        )
+        return response.status_code
+
     def post(self, token: str, payload: Any = None) -> int:
         response = self.public.post(
             f"/api/event/{token}",
@@ -279,12 +287,7 @@ def test_create_with_a_signature_scheme(cli: Cli) -> None:
     signature = "sha256=" + hmac.new(secret.encode(), body, "sha256").hexdigest()
 
     def signed(headers: dict[str, str]) -> int:
-        response = cli.public.post(
-            f"/api/event/{record['token']}",
-            content=body,
-            headers={"content-type": "application/json", **headers},
-        )
-        return response.status_code
+        return cli.post_raw(record["token"], body, headers)
 
     harness.wait_until(lambda: signed({"X-Hub-Signature-256": signature}) == 202, timeout=2)
     assert signed({"X-Webhook-Signature": signature}) == 401
@@ -302,12 +305,7 @@ def test_update_switches_the_signature_scheme_of_an_existing_app(cli: Cli) -> No
     shopify = base64.b64encode(hmac.new(secret.encode(), body, "sha256").digest()).decode()
 
     def signed(headers: dict[str, str]) -> int:
-        response = cli.public.post(
-            f"/api/event/{record['token']}",
-            content=body,
-            headers={"content-type": "application/json", **headers},
-        )
-        return response.status_code
+        return cli.post_raw(record["token"], body, headers)
 
     harness.wait_until(lambda: signed({"X-Hub-Signature-256": hub}) == 202, timeout=2)
     updated = cli.json("apps", "update", "switched", "--signature-scheme", "shopify")
