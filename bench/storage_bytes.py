@@ -105,7 +105,7 @@ class Meter:
             path = Path(db_path(self.settings))
             with sqlite3.connect(path) as conn:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return path.stat().st_size
+            return os.stat(path).st_size  # a bench: the blocking call is the point
         if self.backend == "redis":
             import redis
 
