@@ -108,11 +108,19 @@ def create_app(
     store: Store | None = None,
     http_client: httpx.AsyncClient | None = None,
     freeze_heap: bool = False,
+    metrics_dir: str | None = None,
 ) -> HookgateApp:
     """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan.
 
-    `freeze_heap` is for a gateway that owns its process (see `Gateway._freeze_heap`)."""
-    gateway = Gateway(settings, store=store, http_client=http_client, freeze_heap=freeze_heap)
+    `freeze_heap` is for a gateway that owns its process (see `Gateway._freeze_heap`);
+    `metrics_dir` for one of a group whose `/metrics` totals the group's (`gateway.metrics`)."""
+    gateway = Gateway(
+        settings,
+        store=store,
+        http_client=http_client,
+        freeze_heap=freeze_heap,
+        metrics_dir=metrics_dir,
+    )
     admin_token, _ = ensure_admin_token(settings)
 
     @contextlib.asynccontextmanager
@@ -146,10 +154,14 @@ def create_app(
 
 def create_app_from_env() -> HookgateApp:
     """Factory for `uvicorn --factory` with several workers: settings from the environment
-    (and `$HOOKGATE_CONFIG`), as every worker process must build its own app."""
+    (and `$HOOKGATE_CONFIG`), as every worker process must build its own app, and the
+    group's metrics directory that `gateway.serving.serve` made."""
+    import os
+
     from gateway.config import load_settings
     from gateway.logs import configure_logging
+    from gateway.serving import METRICS_DIR_ENV
 
     settings = load_settings()
     configure_logging(settings.log.level)
-    return create_app(settings, freeze_heap=True)
+    return create_app(settings, freeze_heap=True, metrics_dir=os.environ.get(METRICS_DIR_ENV))

@@ -86,12 +86,14 @@ def _rule_errors_at_start(settings: Settings) -> int | None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.logs import configure_logging
+    from gateway.redis_preflight import check_redis
     from gateway.runtime import admin_token_path, ensure_admin_token
     from gateway.serving import ListenError, listen, serve
 
     refused = _rule_errors_at_start(settings)
     if refused is not None:
         return refused
+    check_redis(settings)
     try:
         sock = listen(settings, args.fd)
     except ListenError as exc:
@@ -112,12 +114,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.redis_preflight import check_redis
     from gateway.worker import main as worker_main
 
     if settings.storage.backend == "memory":
         raise ConfigError(
             "a delivery worker needs a shared store (storage.backend = sqlite or redis)"
         )
+    check_redis(settings)
     return worker_main(settings)
 
 

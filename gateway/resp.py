@@ -19,13 +19,41 @@ import asyncio
 import builtins
 import collections
 import ssl
+from collections.abc import Mapping
 from typing import Any, cast
 
 import hiredis
+from redis.asyncio.connection import RedisSSLContext
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 Arg = str | bytes | int | float
+
+# The TLS options of a `rediss://` URL's query string, as redis-py reads them, and the
+# names of `RedisSSLContext`'s parameters they become.
+TLS_OPTIONS = {
+    "ssl_cert_reqs": "cert_reqs",
+    "ssl_ca_certs": "ca_certs",
+    "ssl_ca_data": "ca_data",
+    "ssl_ca_path": "ca_path",
+    "ssl_certfile": "certfile",
+    "ssl_keyfile": "keyfile",
+    "ssl_password": "password",
+    "ssl_check_hostname": "check_hostname",
+    "ssl_min_version": "min_version",
+    "ssl_ciphers": "ciphers",
+}
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py would build for these parsed URL options (the same class
+    builds it, so the limiter's connection trusts, presents and checks exactly what the
+    store's and the guard's do): certificates required and the host name checked unless
+    the URL says otherwise."""
+    given = {name: options[key] for key, name in TLS_OPTIONS.items() if key in options}
+    given.setdefault("cert_reqs", "required")
+    given.setdefault("check_hostname", True)
+    return RedisSSLContext(**given).get()
 
 
 def pack(args: tuple[Arg, ...]) -> bytes:
@@ -116,7 +144,10 @@ class RespClient:
         self._db = int(options.get("db", 0) or 0)
         self._username: str | None = options.get("username")
         self._password: str | None = options.get("password")
-        self._tls = options.get("connection_class") is SSLConnection
+        # Built now: a bad certificate path fails at start, not at the first bucket check.
+        self._tls: ssl.SSLContext | None = (
+            tls_context(options) if options.get("connection_class") is SSLConnection else None
+        )
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
@@ -182,8 +213,9 @@ class RespClient:
             if self._path is not None:
                 connecting = loop.create_unix_connection(_Protocol, self._path)
             else:
-                context = ssl.create_default_context() if self._tls else None
-                connecting = loop.create_connection(_Protocol, self._host, self._port, ssl=context)
+                connecting = loop.create_connection(
+                    _Protocol, self._host, self._port, ssl=self._tls
+                )
             _, protocol = await asyncio.wait_for(connecting, self._connect_timeout)
         except builtins.TimeoutError:
             raise TimeoutError(f"no connection to Redis within {self._connect_timeout} s") from None

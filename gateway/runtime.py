@@ -78,10 +78,12 @@ class Gateway:
         store: Store | None = None,
         http_client: httpx.AsyncClient | None = None,
         freeze_heap: bool = False,
+        metrics_dir: str | None = None,
     ) -> None:
         self.settings = settings
         self.freeze_heap = freeze_heap
-        self.metrics = Metrics()
+        # One of several uvicorn workers: its counters go where a scrape of any finds them.
+        self.metrics = Metrics(metrics_dir)
         self.access = AccessLog()
         self.store: Store = store if store is not None else build_store(settings)
         self.started_at = time.time()
@@ -250,6 +252,7 @@ class Gateway:
             await self.guard.close()
         await self.store.close()
         await self.access.stop()
+        self.metrics.close()
 
     # used by ingest and the admin API
     def lease(self) -> Lease | None:

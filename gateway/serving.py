@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from typing import Any
 
 from gateway.config import Settings
 from gateway.http11 import REQUEST_LINE_BYTES
 
 BACKLOG = 2048  # uvicorn's default
+# Where `serve` tells its uvicorn workers to keep their metrics (not a setting: made per run).
+METRICS_DIR_ENV = "HOOKGATE_INTERNAL_METRICS_DIR"
 
 
 class Terminated(Exception):
@@ -88,10 +92,14 @@ def serve(settings: Settings, sock: socket.socket, *, config_path: str | None = 
     port = sock.getsockname()[1]
     print(f"hookgate listening on http://{settings.server.host}:{port}", flush=True)
     options = uvicorn_options(settings)
+    cleanup: list[str] = []
     try:
         if settings.server.workers > 1:
             if config_path:
                 os.environ["HOOKGATE_CONFIG"] = config_path
+            metrics_dir = tempfile.mkdtemp(prefix="hookgate-metrics-")
+            cleanup.append(metrics_dir)
+            os.environ[METRICS_DIR_ENV] = metrics_dir
             uvicorn.run(
                 "gateway.app:create_app_from_env",
                 factory=True,
@@ -116,5 +124,7 @@ def serve(settings: Settings, sock: socket.socket, *, config_path: str | None = 
         return 143
     finally:
         sock.close()
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
     print("hookgate stopped", flush=True)
     return 0

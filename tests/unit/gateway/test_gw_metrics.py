@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from gateway.metrics import LATENCY_BUCKETS, Metrics
 
 
@@ -148,3 +152,31 @@ def test_special_values_use_the_text_format_spelling() -> None:
     text = metrics.render()
     assert "hookgate_rules_loaded +Inf\n" in text
     assert "hookgate_delivery_queue_depth NaN\n" in text
+
+
+def test_a_shared_directory_sums_every_process_of_the_group(tmp_path: Path) -> None:
+    """Another process counts into the same directory; this one's render adds it up."""
+    child = (
+        "import sys\n"
+        "from gateway.metrics import Metrics\n"
+        "m = Metrics(sys.argv[1])\n"
+        "for _ in range(5): m.inc('hookgate_events_total', app='a', outcome='202')\n"
+        "m.inc('hookgate_events_total', app='b', outcome='404')\n"
+        "m.observe('hookgate_delivery_latency_seconds', 0.2)\n"
+        "m.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", child, str(tmp_path)], check=True)
+    metrics = Metrics(tmp_path)
+    metrics.inc("hookgate_events_total", 2, app="a", outcome="202")
+    metrics.observe("hookgate_delivery_latency_seconds", 3.0)
+    for n in range(3000):  # past the initial file size: the file grows, nothing is lost
+        metrics.inc("hookgate_many_total", app=str(n))
+    lines = metrics.render().splitlines()
+    assert 'hookgate_events_total{app="a",outcome="202"} 7' in lines
+    assert 'hookgate_events_total{app="b",outcome="404"} 1' in lines
+    assert 'hookgate_delivery_latency_seconds_bucket{le="0.25"} 1' in lines
+    assert "hookgate_delivery_latency_seconds_count 2" in lines
+    assert "hookgate_delivery_latency_seconds_sum 3.2" in lines
+    assert 'hookgate_many_total{app="2999"} 1' in lines
+    assert metrics.value("hookgate_events_total", app="a", outcome="202") == 2  # own only
+    metrics.close()
