@@ -10,7 +10,7 @@ from actions.ids import delivery_id, id_floor, sortable_id
 from actions.listen import build_listen_app, run_listen
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from actions.plan import plan_deliveries, preview_requests, retry_delays
-from actions.registry import ACTION_TYPES, ActionType
+from actions.registry import ACTION_TYPES, ActionType, needs_event
 from actions.retry import RetryPolicy, next_attempt_at, parse_retry
 from actions.sender import send
 from actions.signing import (
@@ -53,6 +53,7 @@ __all__ = [
     "envelope",
     "generate_secret",
     "id_floor",
+    "needs_event",
     "next_attempt_at",
     "parse_retry",
     "plan_deliveries",

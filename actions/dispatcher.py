@@ -391,7 +391,7 @@ class Dispatcher:
             return await self._finish(
                 delivery, _refused(f"unknown action type {delivery.action_type!r}"), "failed", None
             )
-        if event is None and (delivery.body is None or delivery.action_type != "webhook"):
+        if event is None and action.needs_event(delivery):
             event = await self._source.event_info(delivery.event_id)
         try:
             body = action.body(delivery, event)

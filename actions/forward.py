@@ -16,6 +16,9 @@ class ForwardAction:
     name = "forward"
     default_retry = "none"
 
+    def needs_event(self, delivery: Delivery) -> bool:
+        return True  # the body is the event as received
+
     def body(self, delivery: Delivery, event: EventInfo | None) -> bytes:
         if event is None:
             raise LookupError("the event behind this delivery is gone")

@@ -25,7 +25,9 @@ def envelope(event: EventInfo) -> bytes:
 class WebhookAction:
     name = "webhook"
     default_retry = "standard"
-    needs_event = False  # only when there is no pre-rendered body
+
+    def needs_event(self, delivery: Delivery) -> bool:
+        return delivery.body is None  # a rule's rendered body needs nothing more
 
     def body(self, delivery: Delivery, event: EventInfo | None) -> bytes:
         if delivery.body is not None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from actions import Attempt, Lease
+from actions import Attempt, Lease, needs_event
 from gateway import wire
 from gateway.config import Settings
 from gateway.delivery import StoreSource
@@ -34,11 +34,6 @@ RESTART_BACKOFF_MAX = 30.0
 RESTART_BACKOFF_MIN = 0.5
 HEALTHY_RUN = 60.0  # a worker that ran this long restarts at the shortest backoff again
 STOP_TIMEOUT = 10.0
-
-
-def needs_event(delivery: Any) -> bool:
-    """Whether sending `delivery` reads its event (see `Dispatcher.deliver`)."""
-    return bool(delivery.body is None or delivery.action_type != "webhook")
 
 
 class _Worker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actions import Delivery, needs_event
 from actions.plan import plan_deliveries
 from actions.registry import ACTION_TYPES
 from rules import Match, load_file
@@ -53,3 +54,14 @@ def test_a_failing_template_is_a_failed_delivery_with_its_error(tmp_path: Path) 
         100.0,
     )
     assert broken.retry == ok.retry and broken.id != ok.id
+
+
+def test_only_action_types_that_read_the_event_ask_for_it() -> None:
+    rendered = Delivery(id="d1", event_id="e", action_type="webhook", url="u", body=b"{}")
+    envelope = Delivery(id="d2", event_id="e", action_type="webhook", url="u")
+    forward = Delivery(id="d3", event_id="e", action_type="forward", url="u", body=b"{}")
+    unknown = Delivery(id="d4", event_id="e", action_type="sms", url="u")
+    assert not needs_event(rendered)
+    assert needs_event(envelope)
+    assert needs_event(forward)
+    assert not needs_event(unknown)
