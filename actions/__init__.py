@@ -3,6 +3,7 @@
 Other packages import from here, never from inner modules.
 """
 
+from actions.client import ClientSettings, DeliveryClient
 from actions.dispatcher import DeliverySource, Dispatcher, DispatchSettings, TargetInfo
 from actions.errors import ActionError, SignatureError, UnsafeTargetError
 from actions.event import EventInfo, rfc3339
@@ -11,6 +12,7 @@ from actions.listen import build_listen_app, run_listen
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from actions.plan import plan_deliveries, preview_requests, retry_delays
 from actions.registry import ACTION_TYPES, ActionType, needs_event
+from actions.resolver import GuardedResolver
 from actions.retry import RetryPolicy, next_attempt_at, parse_retry
 from actions.sender import send
 from actions.signing import (
@@ -21,22 +23,24 @@ from actions.signing import (
     secret_problem,
     verify,
 )
-from actions.ssrf import check_url, check_url_syntax
-from actions.transport import FastTransport
+from actions.ssrf import AddressPolicy, check_target, check_url, check_url_syntax
 from actions.webhook import envelope
 
 __all__ = [
     "ACTION_TYPES",
     "ActionError",
     "ActionType",
+    "AddressPolicy",
     "Attempt",
+    "ClientSettings",
     "Delivery",
+    "DeliveryClient",
     "DeliverySource",
     "DeliveryStatus",
     "DispatchSettings",
     "Dispatcher",
     "EventInfo",
-    "FastTransport",
+    "GuardedResolver",
     "Lease",
     "RetryPolicy",
     "SignatureError",
@@ -45,6 +49,7 @@ __all__ = [
     "UnsafeTargetError",
     "Verifier",
     "build_listen_app",
+    "check_target",
     "check_url",
     "check_url_syntax",
     "decode_secret",

@@ -36,8 +36,7 @@ from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
+from actions.client import DeliveryClient
 from actions.errors import UnsafeTargetError
 from actions.event import EventInfo
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
@@ -45,7 +44,7 @@ from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
 from actions.signing import Signer
-from actions.ssrf import check_url
+from actions.ssrf import check_target
 
 log = logging.getLogger("hookgate.delivery")
 
@@ -129,7 +128,7 @@ class Dispatcher:
     def __init__(
         self,
         source: DeliverySource,
-        client: httpx.AsyncClient,
+        client: DeliveryClient,
         settings: DispatchSettings,
         *,
         env: Mapping[str, str],
@@ -355,7 +354,6 @@ class Dispatcher:
         """
         if lease is not None:
             self._held[delivery.id] = _Hold(lease)
-        settings = self._settings
         action = ACTION_TYPES.get(delivery.action_type)
         secret: str | None = None
         target: TargetInfo | None = None
@@ -397,11 +395,12 @@ class Dispatcher:
             body = action.body(delivery, event)
         except LookupError as exc:
             return await self._finish(delivery, _refused(str(exc)), "failed", None)
-        if not settings.allow_private_targets:
-            try:
-                await check_url(delivery.url, allow_private=False)
-            except UnsafeTargetError as exc:
-                return await self._finish(delivery, _refused(exc.reason), "failed", None)
+        # Syntax and IP literals here (no DNS); names are checked by the client's resolver
+        # on the one lookup the connection uses.
+        try:
+            check_target(delivery.url, self._client.policy)
+        except UnsafeTargetError as exc:
+            return await self._finish(delivery, _refused(exc.reason), "failed", None)
         try:
             attempt = await self._send(delivery, body, secret)
         except asyncio.CancelledError:

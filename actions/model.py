@@ -36,10 +36,27 @@ class Attempt:
     error: str | None  # human sentence; None on a 2xx
     response_excerpt: str | None  # first 1 KiB of the response body, decoded leniently
     retry_after: float | None = None  # seconds the receiver asked for (429/503 Retry-After)
+    # What was sent and what came back, for the delivery log (None/empty: not recorded,
+    # e.g. an attempt refused before sending, or one stored by an older version).
+    request_method: str | None = None
+    request_url: str | None = None
+    request_headers: tuple[tuple[str, str], ...] = ()  # secrets replaced by "…"
+    request_body: str | None = None  # first 4 KiB, decoded leniently
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+SECRET_HEADERS = frozenset({"webhook-signature", "x-webhook-signature", "authorization"})
+REDACTED = "…"
+
+
+def redact_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """`headers` with the values of signature and credential headers replaced by "…": the
+    attempt log is read by operators, and a signature or token is a secret's stand-in."""
+    return tuple((k, REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers)
 
 
 def delivery_host(url: str) -> str:

@@ -1,8 +1,8 @@
 """One HTTP attempt of a delivery: POST, bounded in time, recorded as an `Attempt`.
 
 The sender never raises for network or HTTP failures: the dispatcher needs a record of what
-happened, not an exception, and `_describe_failure` is the one place that turns httpx and
-socket errors into the short sentence the delivery log shows.
+happened, not an exception, and `_describe_failure` is the one place that turns aiohttp,
+SSRF-guard and socket errors into the short sentence the delivery log shows.
 """
 
 from __future__ import annotations
@@ -10,24 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import cast
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
 
-from actions.model import Attempt
+from actions.client import DeliveryClient
+from actions.errors import UnsafeTargetError
+from actions.model import Attempt, redact_headers
 
 EXCERPT_BYTES = 1024
+REQUEST_BODY_BYTES = 4096
 _MAX_ERROR_CHARS = 200
 
-# Failures that end an attempt. TimeoutError covers the overall deadline (asyncio.timeout);
-# OSError and InvalidURL are not httpx.HTTPError subclasses but can escape a request.
-_FAILURES = (TimeoutError, httpx.HTTPError, httpx.InvalidURL, OSError)
+# Failures that end an attempt. TimeoutError covers the overall deadline (asyncio.timeout)
+# and aiohttp's own timeouts; ValueError covers a URL yarl cannot parse.
+_FAILURES = (TimeoutError, aiohttp.ClientError, UnsafeTargetError, OSError, ValueError)
 
 _ERRNO_MESSAGES = {
     errno.ECONNREFUSED: "connection refused",
@@ -36,36 +41,45 @@ _ERRNO_MESSAGES = {
     errno.ENETUNREACH: "network unreachable",
     errno.EPIPE: "connection closed while sending",
 }
+CLOSED_BEFORE_ANSWER = "connection closed before the answer"
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     url: str,
     body: bytes,
     headers: Mapping[str, str],
     *,
     timeout: float,  # noqa: ASYNC109 - per-target setting; the deadline is enforced inside
 ) -> Attempt:
-    """POST `body` to `url` once and record the outcome.
+    """POST `body` to `url` once and record the outcome, with what was sent and received.
 
     Success is any 2xx. Redirects are not followed (a redirect could point past the SSRF
     guard), so a 3xx is a failure. Everything up to the response headers is bounded by
     `timeout` overall, not only per phase, so a receiver that trickles bytes cannot hold the
     attempt longer; the excerpt read shares the same deadline, and if it runs out after a
     2xx the attempt still succeeds with what arrived. `latency_ms` covers the whole attempt.
+    A connection that closes before the answer is a failed attempt, never a second POST.
     """
     at = time.time()
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + timeout
+    sent_headers: tuple[tuple[str, str], ...] = tuple(headers.items())
+    request_body = body[:REQUEST_BODY_BYTES].decode("utf-8", errors="replace")
     try:
-        request = client.build_request(
-            "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
-        )
+        target = URL(url, encoded=False)
+        _check_literal(client, target)
         # Only 1 KiB of the answer is kept: compression would save nothing and a compressed
         # chunk could inflate far beyond the excerpt before it is cut.
-        request.headers["Accept-Encoding"] = "identity"
+        request_headers = {**headers, "Accept-Encoding": "identity"}
         async with asyncio.timeout_at(deadline):
-            response = await client.send(request, stream=True, follow_redirects=False)
+            response = await client.session().post(
+                target,
+                data=body,
+                headers=request_headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            )
     except _FAILURES as exc:
         return Attempt(
             at=at,
@@ -73,21 +87,25 @@ async def send(
             latency_ms=_elapsed_ms(started),
             error=_describe_failure(exc, timeout),
             response_excerpt=None,
+            request_method="POST",
+            request_url=url,
+            request_headers=redact_headers(sent_headers),
+            request_body=request_body,
         )
     try:
+        sent_headers = _pairs(response.request_info.headers)
         excerpt = bytearray()
         # A body that fails or stalls mid-read leaves a shorter excerpt; the status stands.
         with contextlib.suppress(*_FAILURES):
             async with asyncio.timeout_at(deadline):
-                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-                async with contextlib.aclosing(chunks):
-                    async for chunk in chunks:
-                        excerpt += chunk
-                        if len(excerpt) >= EXCERPT_BYTES:
-                            break
+                while len(excerpt) < EXCERPT_BYTES:
+                    chunk = await response.content.readany()
+                    if not chunk:
+                        break
+                    excerpt += chunk
     finally:
-        await response.aclose()
-    status = response.status_code
+        response.release()
+    status = response.status
     return Attempt(
         at=at,
         status_code=status,
@@ -99,7 +117,31 @@ async def send(
             if status in (429, 503)
             else None
         ),
+        request_method="POST",
+        request_url=url,
+        request_headers=redact_headers(sent_headers),
+        request_body=request_body,
+        response_headers=_pairs(response.headers),
     )
+
+
+def _pairs(headers: CIMultiDictProxy[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), v) for k, v in headers.items())
+
+
+def _check_literal(client: DeliveryClient, target: URL) -> None:
+    """Refuse an IP-literal host the policy refuses. aiohttp connects to a literal without
+    asking its resolver, so the guard checks it here, on the URL as aiohttp parsed it."""
+    if client.policy.allow_private:
+        return
+    host = target.raw_host or ""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return  # a name: the connector's resolver checks what it resolves to
+    reason = client.policy.refusal(address)
+    if reason is not None:
+        raise UnsafeTargetError(f"host {host} is {reason}")
 
 
 def _elapsed_ms(started: float) -> float:
@@ -135,21 +177,35 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and the exceptions it wraps: httpx wraps httpcore, which wraps the OS error."""
+    """`exc` and the exceptions it wraps (aiohttp wraps the OS and TLS errors)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, BaseException) and id(os_error) not in seen:
+            yield os_error
+            seen.add(id(os_error))
         current = current.__cause__ or current.__context__
 
 
 def _describe_failure(exc: BaseException, timeout: float) -> str:
     """The delivery log's sentence for a failed request: the one place errors are mapped."""
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+    if isinstance(exc, UnsafeTargetError):
+        return _short(exc.reason)
+    if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g} s"
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError) or (
+        isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError)
+    ):
         return _short(f"invalid URL: {exc}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return CLOSED_BEFORE_ANSWER
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        message = getattr(cert, "verify_message", None) or str(cert)
+        return _short(f"TLS certificate not trusted: {message}")
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return _short(f"TLS certificate not trusted: {cause.verify_message}")
@@ -159,11 +215,13 @@ def _describe_failure(exc: BaseException, timeout: float) -> str:
             return "cannot resolve host"
         if isinstance(cause, OSError) and cause.errno in _ERRNO_MESSAGES:
             return _ERRNO_MESSAGES[cause.errno]
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return _short(f"protocol error: {exc}")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "cannot resolve host"
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return _short(f"protocol error: {exc.message if hasattr(exc, 'message') else exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return _short(f"connection failed: {exc}")
-    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+    if isinstance(exc, aiohttp.ClientConnectionError):
         return _short(f"connection lost: {exc}")
     return _short(f"request failed: {str(exc) or type(exc).__name__}")
 

@@ -1,12 +1,14 @@
 """SSRF guard: refuse target URLs that would make the gateway call into its own network.
 
-Checked when a target or rule is created and again before every send, because DNS answers
-change. The URL is parsed with httpx's own parser, the one the sender uses, so the guard and
-the client cannot disagree on which host a URL names, and the host is resolved the way the
-connection will resolve it; every address it resolves to must be public.
+Checked when a target or rule is created (`check_url`, with DNS), and on every send by the
+connection itself: `actions.resolver.GuardedResolver` is the HTTP client's resolver, so the
+socket goes only to addresses this module accepted, from the one lookup that was checked
+(no DNS rebinding window between a check and a second lookup). IP literals never reach a
+resolver, so the dispatcher checks them before sending (`check_target`, no DNS).
 
-Not covered: a name whose DNS answer changes between this check and the connection (DNS
-rebinding). Pinning the checked address in the transport would close that gap.
+`AddressPolicy` says what is allowed: public addresses always; private ones inside
+`delivery.allowed_networks` (an internal CRM on 10.1.2.0/24); everything with
+`allow_private_targets`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,6 +27,7 @@ import httpx
 from actions.errors import UnsafeTargetError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Shaped like `asyncio.AbstractEventLoop.getaddrinfo(host, port)`: addrinfo tuples whose
 # fifth item is the socket address, address string first.
@@ -141,18 +145,73 @@ def refusal_reason(address: IPAddress) -> str | None:
     return _classify(address)
 
 
-async def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
-    """Refuse `url` unless it is http(s) and every address its host resolves to is public.
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """Which addresses the gateway may connect to: public ones, those in `allowed_networks`
+    although private, or any with `allow_private` (tests, local development)."""
+
+    allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def build(cls, allow_private: bool, networks: Iterable[str] = ()) -> AddressPolicy:
+        """A policy from config values; a malformed CIDR raises `ValueError`."""
+        return cls(allow_private, tuple(ipaddress.ip_network(n, strict=False) for n in networks))
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why `address` is refused under this policy, or None when it may be connected to."""
+        if self.allow_private:
+            return None
+        reason = refusal_reason(address)
+        if reason is None or self._allowed(address):
+            return None
+        return reason
+
+    def _allowed(self, address: IPAddress) -> bool:
+        if not self.allowed_networks:
+            return False
+        candidates: list[IPAddress] = [address]
+        if isinstance(address, ipaddress.IPv6Address):
+            embedded = _embedded_ipv4(address)
+            if embedded is not None:
+                candidates.append(embedded[1])
+        return any(a in net for a in candidates for net in self.allowed_networks)
+
+
+def check_target(url: str, policy: AddressPolicy) -> str:
+    """Refuse `url` if its syntax is bad or its host is an IP literal the policy refuses;
+    returns the host. No DNS: names are checked by the connection's resolver."""
+    host, _ = _parse(url)
+    if policy.allow_private:
+        return host
+    literal = _ip_literal(host)
+    if literal is not None:
+        reason = policy.refusal(literal)
+        if reason is not None:
+            raise UnsafeTargetError(f"host {host} is {reason}")
+    return host
+
+
+async def check_url(
+    url: str,
+    *,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+    allowed_networks: Sequence[IPNetwork] = (),
+) -> None:
+    """Refuse `url` unless it is http(s) and every address its host resolves to is allowed
+    (public, or inside `allowed_networks`).
 
     IP literals are judged without DNS. With `allow_private` (tests, local development) only
     the syntax is checked. `resolver` defaults to the running loop's `getaddrinfo`.
     """
+    policy = AddressPolicy(allow_private, tuple(allowed_networks))
     host, port = _parse(url)
     if allow_private:
         return
     literal = _ip_literal(host)
     if literal is not None:
-        reason = refusal_reason(literal)
+        reason = policy.refusal(literal)
         if reason is not None:
             raise UnsafeTargetError(f"host {host} is {reason}")
         return
@@ -169,6 +228,6 @@ async def check_url(url: str, *, allow_private: bool, resolver: Resolver | None 
         address = _ip_literal(text)
         if address is None:
             raise UnsafeTargetError(f"host {host} resolves to {text}, not an IP address")
-        reason = refusal_reason(address)
+        reason = policy.refusal(address)
         if reason is not None:
             raise UnsafeTargetError(f"host {host} resolves to {address}, {reason}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import match, procs, workdir, wrk
+from bench import match, procs, transport_micro, workdir, wrk
 
 REPO = procs.REPO
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -94,16 +94,25 @@ def bench_ingest(tmp: Path, seconds: int, rounds: int, redis: bool) -> dict[str,
     return out
 
 
-def bench_delivery(tmp: Path, count: int, seconds: int, rounds: int) -> dict[str, float]:
-    """Drain `count` queued deliveries to a fast sink; then ingest with vs without a hung
-    second target."""
+def bench_delivery(
+    tmp: Path, count: int, seconds: int, rounds: int, drain_only: bool = False
+) -> dict[str, float]:
+    """Drain `count` queued deliveries to a fast sink; then (unless `drain_only`) ingest
+    with vs without a hung second target."""
     out: dict[str, float] = {}
     with procs.uvicorn_app("bench.sink:app", tmp, "dsink") as sink:
         work = tmp / "delivery"
         work.mkdir()
         workdir.write_rules(work, matching_urls=[sink.url + "/hook"])
         workdir.create_apps(work, ["bench-app"])
-        with procs.hookgate(work, workdir.base_env(work), "hookgate-drain"):
+        # The SSRF guard on, the sink's loopback allowed by `allowed_networks`: the guard's
+        # cost (the resolver and the literal check) is part of the figure.
+        guarded = workdir.base_env(
+            work,
+            HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS="false",
+            HOOKGATE_DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
+        )
+        with procs.hookgate(work, guarded, "hookgate-drain"):
             start_count = int(httpx.get(sink.url + "/count", trust_env=False).text)
             queued_at = workdir.queue_deliveries(work, sink.url + "/hook", count)
             deadline = time.monotonic() + 600
@@ -113,7 +122,9 @@ def bench_delivery(tmp: Path, count: int, seconds: int, rounds: int) -> dict[str
                 time.sleep(0.05)
             drained_at = time.time()
         out["delivery_drain_per_s"] = count / (drained_at - queued_at)
-        log(f"delivery: {count} drained at {out['delivery_drain_per_s']:.0f}/s")
+        log(f"delivery: {count} drained at {out['delivery_drain_per_s']:.0f}/s (SSRF guard on)")
+        if drain_only:
+            return out
 
         hang = procs.HangServer()
         hung_url = f"http://127.0.0.1:{hang.port}/hook"
@@ -178,6 +189,7 @@ TARGETS = [
     ("match_median_us", "<=", 20.0, "match median, 10 000 rules (us)"),
     ("match_p99_us", "<=", 100.0, "match p99, 10 000 rules (us)"),
     ("delivery_drain_per_s", ">=", 1500.0, "deliveries/s to a loopback sink"),
+    ("client_cpu_ratio", "<=", 0.2, "CPU per delivery, aiohttp / httpx default"),
     ("delivery_hung_cost_pct", "<=", 10.0, "ingest cost of a hung target (%)"),
     ("memory_idle_mb", "<=", 150.0, "RSS, 10 000 apps + 10 000 rules, idle (MB)"),
     ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
@@ -227,17 +239,23 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=("ingest", "match", "delivery", "drain", "client", "memory"),
+        help="drain: only the delivery drain; client: only the CPU per request of each client",
+    )
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
-    if not wrk.have_wrk():
+    everything = {"ingest", "match", "client", "delivery", "memory"}
+    only = set(args.only or everything)
+    if only & {"ingest", "delivery", "memory"} and not wrk.have_wrk():
         print(wrk.INSTALL_HINT, file=sys.stderr)
         return 2
-    only = set(args.only or ("ingest", "match", "delivery", "memory"))
     info = machine()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp_name:
@@ -248,6 +266,15 @@ def main() -> int:
             log(f"match: median {median:.2f} us, p99 {p99:.2f} us")
         if "ingest" in only:
             figures.update(bench_ingest(tmp, args.seconds, args.rounds, not args.no_redis))
+        if "client" in only:
+            figures.update(transport_micro.run(rounds=args.rounds))
+            log(
+                f"client CPU per request: aiohttp {figures['client_aiohttp_cpu_us']:.0f} us, "
+                f"httpx default {figures['client_httpx_cpu_us']:.0f} us "
+                f"(ratio {figures['client_cpu_ratio']:.2f})"
+            )
+        if "drain" in only and "delivery" not in only:
+            figures.update(bench_delivery(tmp, args.deliveries, 0, 0, drain_only=True))
         if "delivery" in only:
             figures.update(
                 bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)
@@ -265,7 +292,7 @@ def main() -> int:
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "last.json").write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
-    if not args.no_docs and only == {"ingest", "match", "delivery", "memory"}:
+    if not args.no_docs and only == everything:
         write_docs(figures, info, command)
     return 0
 

@@ -1,9 +1,11 @@
-"""Client-side cost of one delivery: httpx's default transport against `FastTransport`.
+"""Client-side cost of one delivery: httpx's default transport against the aiohttp client.
 
 Starts a raw-ASGI uvicorn sink in a child process on a free loopback port, then sends
-N POSTs (through `actions.sender.send`, as the dispatcher does) with a fixed concurrency,
-once per transport and event loop, and prints requests per second and the CPU time of this
-process per request (`time.process_time`; the sink's CPU is not counted).
+N POSTs with a fixed concurrency, once per client and event loop, and prints requests per
+second and the CPU time of this process per request (`time.process_time`; the sink's CPU
+is not counted). "aiohttp" goes through `actions.sender.send` exactly as the dispatcher
+does (SSRF guard on as the resolver, the sink's loopback in `allowed_networks`); "httpx" is
+a plain `httpx.AsyncClient` POST with the same body and headers, the reference point.
 
     python bench/transport_micro.py [-n 5000] [-c 8] [--loop asyncio|uvloop|both]
 """
@@ -25,8 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actions.sender import send
-from actions.transport import FastTransport
+from actions import AddressPolicy, ClientSettings, DeliveryClient, send
 
 BODY = b'{"id":"evt_01","type":"job_completed","app":"bench","data":{"phone":"+15551234567"}}'
 HEADERS = {"Content-Type": "application/json", "User-Agent": "hookgate/bench"}
@@ -97,7 +98,7 @@ def sink_process() -> Iterator[str]:
         child.wait(10)
 
 
-async def drive(client: httpx.AsyncClient, url: str, n: int, concurrency: int) -> int:
+async def drive(post: Callable[[], Awaitable[bool]], n: int, concurrency: int) -> int:
     remaining = n
     failures = 0
 
@@ -105,8 +106,7 @@ async def drive(client: httpx.AsyncClient, url: str, n: int, concurrency: int) -
         nonlocal remaining, failures
         while remaining > 0:
             remaining -= 1
-            attempt = await send(client, url, BODY, HEADERS, timeout=10)
-            if not attempt.ok:
+            if not await post():
                 failures += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -114,16 +114,61 @@ async def drive(client: httpx.AsyncClient, url: str, n: int, concurrency: int) -
 
 
 async def measure(kind: str, url: str, n: int, concurrency: int) -> tuple[float, float, int]:
-    transport = (
-        FastTransport(max_connections=64, max_per_host=concurrency) if kind == "fast" else None
-    )
+    """Requests/s, CPU µs per request and failures for `kind` ("aiohttp" or "httpx")."""
+    if kind == "aiohttp":
+        client = DeliveryClient(
+            ClientSettings(
+                concurrency=64,
+                per_host_concurrency=concurrency,
+                policy=AddressPolicy.build(False, ["127.0.0.0/8"]),
+            )
+        )
+
+        async def post() -> bool:
+            return (await send(client, url, BODY, HEADERS, timeout=10)).ok
+
+        try:
+            return await _timed(post, n, concurrency)
+        finally:
+            await client.aclose()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(transport=transport, limits=limits, trust_env=False) as client:
-        await drive(client, url, WARMUP, concurrency)
-        wall, cpu = time.perf_counter(), time.process_time()
-        failures = await drive(client, url, n, concurrency)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
+
+        async def post_httpx() -> bool:
+            response = await http.post(url, content=BODY, headers=HEADERS, timeout=10)
+            return response.is_success
+
+        return await _timed(post_httpx, n, concurrency)
+
+
+async def _timed(
+    post: Callable[[], Awaitable[bool]], n: int, concurrency: int
+) -> tuple[float, float, int]:
+    await drive(post, WARMUP, concurrency)
+    wall, cpu = time.perf_counter(), time.process_time()
+    failures = await drive(post, n, concurrency)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return n / wall, cpu / n * 1e6, failures
+
+
+def run(n: int = 2000, concurrency: int = 8, rounds: int = 3) -> dict[str, float]:
+    """`make bench`'s figures: median CPU µs per request for each client (uvloop, as the
+    workers run), alternating httpx and aiohttp `rounds` times against one sink."""
+    import statistics
+
+    import uvloop
+
+    cpu: dict[str, list[float]] = {"httpx": [], "aiohttp": []}
+    with sink_process() as base:
+        for _ in range(rounds):
+            for kind in cpu:
+                _, per_request, failed = uvloop.run(measure(kind, f"{base}/hook", n, concurrency))
+                if failed:
+                    raise SystemExit(f"transport bench: {failed} of {n} {kind} requests failed")
+                cpu[kind].append(per_request)
+    out = {f"client_{kind}_cpu_us": statistics.median(v) for kind, v in cpu.items()}
+    out["client_cpu_ratio"] = out["client_aiohttp_cpu_us"] / out["client_httpx_cpu_us"]
+    return out
 
 
 def main() -> None:
@@ -146,7 +191,7 @@ def main() -> None:
         print(f"{args.n} POSTs, concurrency {args.concurrency}, sink {base}")
         print(f"{'transport':<10} {'loop':<8} {'req/s':>8} {'CPU µs/req':>11} {'failed':>7}")
         for loop_name in loops:
-            for kind in ("httpx", "fast"):
+            for kind in ("httpx", "aiohttp"):
                 coroutine = measure(kind, url, args.n, args.concurrency)
                 if loop_name == "uvloop":
                     import uvloop

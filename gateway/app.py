@@ -13,13 +13,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from actions import DeliveryClient
 from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
 from gateway.http import JSONResponse, error_response, http_exception, server_error
@@ -106,7 +106,7 @@ def create_app(
     settings: Settings,
     *,
     store: Store | None = None,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: DeliveryClient | None = None,
     freeze_heap: bool = False,
     metrics_dir: str | None = None,
 ) -> HookgateApp:

@@ -86,6 +86,9 @@ class DeliverySettings:
     concurrency: int = 64
     per_host_concurrency: int = 8
     allow_private_targets: bool = False
+    # CIDRs a target may resolve to although private (an internal CRM on 10.1.2.0/24);
+    # allow_private_targets stays the blanket switch.
+    allowed_networks: tuple[str, ...] = ()
     poll_seconds: float = 0.25
     lease_seconds: float = 60.0
     max_queued_per_host: int = 1000  # a worker's queue for one host; the rest stays unclaimed
@@ -160,6 +163,13 @@ class Settings:
             except ValueError:
                 raise ConfigError(
                     f'server.forwarded_allow_ips: {entry!r} is not "*", an address or a CIDR'
+                ) from None
+        for entry in self.delivery.allowed_networks:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"delivery.allowed_networks: {entry!r} is not an address or a CIDR"
                 ) from None
         return self
 

@@ -8,15 +8,15 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-import httpx
-
 from actions import (
+    AddressPolicy,
     Attempt,
+    ClientSettings,
     Delivery,
+    DeliveryClient,
     DeliveryStatus,
     DispatchSettings,
     EventInfo,
-    FastTransport,
     Lease,
     TargetInfo,
 )
@@ -28,23 +28,23 @@ from gateway.version import __version__
 log = logging.getLogger("hookgate.delivery")
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one client every delivery goes through (pool limits and timeouts from config;
-    redirects never followed; proxies from the environment ignored).
-
-    Its transport is our `FastTransport`: httpx's default one costs about three times the
-    CPU per request (measured by bench/transport_micro.py), and sending is the dominant
-    cost of a delivery.
-    """
+def address_policy(settings: Settings) -> AddressPolicy:
+    """The SSRF guard's policy from `delivery.allow_private_targets` and `allowed_networks`."""
     delivery = settings.delivery
-    return httpx.AsyncClient(
-        transport=FastTransport(
-            max_connections=delivery.concurrency,
-            max_per_host=delivery.per_host_concurrency,
-        ),
-        timeout=delivery.timeout_seconds,
-        follow_redirects=False,
-        trust_env=False,
+    return AddressPolicy.build(delivery.allow_private_targets, delivery.allowed_networks)
+
+
+def build_http_client(settings: Settings) -> DeliveryClient:
+    """The one client every delivery of this process goes through: an aiohttp session
+    with connection limits and the timeout from config, the SSRF guard as its resolver."""
+    delivery = settings.delivery
+    return DeliveryClient(
+        ClientSettings(
+            concurrency=delivery.concurrency,
+            per_host_concurrency=delivery.per_host_concurrency,
+            timeout_seconds=delivery.timeout_seconds,
+            policy=address_policy(settings),
+        )
     )
 
 

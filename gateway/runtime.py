@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import httpx
-
 from actions import (
     Attempt,
     Delivery,
+    DeliveryClient,
     Dispatcher,
     EventInfo,
     Lease,
@@ -76,7 +75,7 @@ class Gateway:
         settings: Settings,
         *,
         store: Store | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: DeliveryClient | None = None,
         freeze_heap: bool = False,
         metrics_dir: str | None = None,
     ) -> None:

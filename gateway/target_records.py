@@ -19,6 +19,7 @@ from actions import (
     secret_problem,
 )
 from gateway.config import Settings
+from gateway.delivery import address_policy
 from gateway.errors import InvalidInput
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
@@ -41,7 +42,12 @@ async def _url(value: Any, settings: Settings) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput("url", "must be an absolute http(s) URL")
     try:
-        await check_url(value, allow_private=settings.delivery.allow_private_targets)
+        policy = address_policy(settings)
+        await check_url(
+            value,
+            allow_private=policy.allow_private,
+            allowed_networks=policy.allowed_networks,
+        )
     except UnsafeTargetError as exc:
         raise InvalidInput("url", f"refused: {exc.reason}") from None
     return value

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,8 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from actions import (
+    AddressPolicy,
     Attempt,
+    ClientSettings,
     Delivery,
+    DeliveryClient,
     DeliveryStatus,
     Dispatcher,
     DispatchSettings,
@@ -206,9 +208,19 @@ async def sinks(serve_app: Serve, meter: Meter) -> AsyncIterator[Callable[..., A
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+async def client() -> AsyncIterator[DeliveryClient]:
+    http = DeliveryClient(
+        ClientSettings(
+            concurrency=16,
+            per_host_concurrency=4,
+            timeout_seconds=10,
+            policy=AddressPolicy(allow_private=True),
+        )
+    )
+    try:
         yield http
+    finally:
+        await http.aclose()
 
 
 def settings(**overrides: Any) -> DispatchSettings:
@@ -227,7 +239,7 @@ def settings(**overrides: Any) -> DispatchSettings:
 @contextlib.asynccontextmanager
 async def running(
     source: MemorySource,
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     dispatch: DispatchSettings,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[Dispatcher]:
@@ -287,7 +299,7 @@ def finished(source: MemorySource, rows: Iterable[Delivery]) -> bool:
 
 
 async def test_per_host_cap_bounds_requests_in_flight_at_one_host(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks(blocking=True)
     source = MemorySource()
@@ -303,7 +315,7 @@ async def test_per_host_cap_bounds_requests_in_flight_at_one_host(
 
 
 async def test_global_cap_bounds_requests_in_flight_across_hosts(
-    sinks: Callable[..., Any], client: httpx.AsyncClient, meter: Meter
+    sinks: Callable[..., Any], client: DeliveryClient, meter: Meter
 ) -> None:
     hosts = [await sinks(blocking=True) for _ in range(3)]
     source = MemorySource()
@@ -325,7 +337,7 @@ async def test_global_cap_bounds_requests_in_flight_across_hosts(
 
 
 async def test_hung_host_does_not_delay_another_host(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     hung = await sinks(blocking=True)
     healthy = await sinks()
@@ -342,7 +354,7 @@ async def test_hung_host_does_not_delay_another_host(
 
 
 async def test_hung_attempt_ends_as_timeout(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     hung = await sinks(blocking=True)
     source = MemorySource()
@@ -356,7 +368,7 @@ async def test_hung_attempt_ends_as_timeout(
 
 
 async def test_stop_releases_every_held_lease_in_flight_or_queued(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     hung = await sinks(blocking=True)
     source = MemorySource()
@@ -375,7 +387,7 @@ async def test_stop_releases_every_held_lease_in_flight_or_queued(
 
 
 async def test_submit_ignores_deliveries_already_held(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks(blocking=True)
     source = MemorySource()
@@ -394,7 +406,7 @@ async def test_submit_ignores_deliveries_already_held(
 
 
 async def test_submit_skips_deliveries_not_pending(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks()
     source = MemorySource()
@@ -407,7 +419,7 @@ async def test_submit_skips_deliveries_not_pending(
 
 
 async def test_poller_claims_due_deliveries_and_retries_at_once_when_due(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks(status=500)
     source = MemorySource()
@@ -422,7 +434,7 @@ async def test_poller_claims_due_deliveries_and_retries_at_once_when_due(
 
 
 async def test_an_attempt_that_raises_is_a_recorded_failed_attempt_under_the_retry_policy(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     # A secret the Signer cannot decode used to raise out of deliver(): the delivery stayed
     # pending with no attempt row and was leased again forever.
@@ -442,7 +454,7 @@ async def test_an_attempt_that_raises_is_a_recorded_failed_attempt_under_the_ret
 
 
 async def test_event_fetched_only_when_the_body_needs_it(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks()
     source = MemorySource(targets={"wht_off": TargetInfo(None, False, 3)})
@@ -472,7 +484,7 @@ async def test_event_fetched_only_when_the_body_needs_it(
 
 
 async def test_missing_event_fails_the_delivery(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks()
     source = MemorySource()
@@ -485,7 +497,7 @@ async def test_missing_event_fails_the_delivery(
 
 
 async def test_target_outcome_counts_final_outcomes_only(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     sink = await sinks(status=500)
     source = MemorySource(targets={"wht_1": TargetInfo(None, True, 3)})
@@ -497,7 +509,7 @@ async def test_target_outcome_counts_final_outcomes_only(
 
 
 async def test_a_hung_hosts_backlog_stays_in_the_store_and_never_delays_another_host(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     hung = await sinks(blocking=True)
     healthy = await sinks()
@@ -518,7 +530,7 @@ async def test_a_hung_hosts_backlog_stays_in_the_store_and_never_delays_another_
 
 
 async def test_inline_deliveries_beyond_a_full_host_queue_are_handed_back(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     hung = await sinks(blocking=True)
     source = MemorySource()
@@ -533,7 +545,7 @@ async def test_inline_deliveries_beyond_a_full_host_queue_are_handed_back(
 
 
 async def test_leases_of_queued_deliveries_are_renewed_while_they_wait(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     slow = await sinks(blocking=True)
     source = MemorySource()
@@ -553,7 +565,7 @@ async def test_leases_of_queued_deliveries_are_renewed_while_they_wait(
 
 
 async def test_a_lost_lease_is_not_sent_and_a_stale_finish_is_not_counted(
-    sinks: Callable[..., Any], client: httpx.AsyncClient
+    sinks: Callable[..., Any], client: DeliveryClient
 ) -> None:
     slow = await sinks(blocking=True)
     source = MemorySource()
@@ -582,3 +594,73 @@ async def test_a_lost_lease_is_not_sent_and_a_stale_finish_is_not_counted(
     assert seen == []
     # the other holder's lease is untouched by this one's stop
     assert source.leases[queued.id].token == "another-holder"
+
+
+@contextlib.asynccontextmanager
+async def closing_server(answer_first: int = 0) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A raw HTTP/1.1 server that answers the first `answer_first` requests on a connection
+    (keep-alive) and closes the socket after reading the next one, before any answer.
+    Yields its port and every request it read in full."""
+    requests: list[bytes] = []
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        handlers.add(current)
+        try:
+            answered = 0
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                requests.append(head + body)
+                if answered >= answer_first:
+                    break
+                answered += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], requests
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("answer_first", [0, 1], ids=["fresh-connection", "reused-connection"])
+async def test_a_connection_closed_before_the_answer_is_one_failed_attempt_never_a_resend(
+    client: DeliveryClient, answer_first: int
+) -> None:
+    source = MemorySource()
+    async with closing_server(answer_first) as (port, requests):
+        url = f"http://127.0.0.1:{port}/hook"
+        async with running(source, client, settings(per_host_concurrency=1)) as dispatcher:
+            warm = [] if answer_first == 0 else submit(source, dispatcher, [make(url, 0)])
+            await eventually(lambda: finished(source, warm))
+            # retry=(60,): a second attempt would come a minute later, not within this test.
+            [row] = submit(source, dispatcher, [make(url, 1, retry=(60.0,))])
+            await eventually(lambda: source.attempts.get(row.id))
+        received = list(requests)
+    assert len(received) == answer_first + 1  # each POST reached the server exactly once
+    assert b'{"n":1}' in received[-1]
+    [attempt] = source.attempts[row.id]
+    assert attempt.status_code is None
+    assert attempt.error == "connection closed before the answer"
+    stored = source.rows[row.id]
+    assert stored.status == "pending"  # the retry policy decides what follows
+    assert stored.next_attempt_at is not None and stored.next_attempt_at > time.time() + 30

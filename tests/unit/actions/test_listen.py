@@ -11,10 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from actions.client import ClientSettings, DeliveryClient
 from actions.errors import ActionError
 from actions.listen import build_listen_app
 from actions.sender import send
 from actions.signing import Signer, generate_secret
+from actions.ssrf import AddressPolicy
 
 Serve = Callable[[Any], contextlib.AbstractAsyncContextManager[str]]
 SECRET = generate_secret()
@@ -93,14 +95,16 @@ async def test_empty_body_and_control_characters_are_shown_safely(
     assert "\\x1b[2K\\x0d  signature: valid" in printed
 
 
-async def test_a_signed_delivery_from_the_sender_verifies_at_the_sink(
-    serve_app: Serve, client: httpx.AsyncClient
-) -> None:
+async def test_a_signed_delivery_from_the_sender_verifies_at_the_sink(serve_app: Serve) -> None:
     out = io.StringIO()
     headers = {"Content-Type": "application/json"}
     headers |= Signer(SECRET).headers("dlv_e2e", int(time.time()), BODY)
     async with serve_app(build_listen_app(secret=SECRET, status=200, out=out)) as base_url:
-        attempt = await send(client, f"{base_url}/in", BODY, headers, timeout=5)
+        client = DeliveryClient(ClientSettings(policy=AddressPolicy(allow_private=True)))
+        try:
+            attempt = await send(client, f"{base_url}/in", BODY, headers, timeout=5)
+        finally:
+            await client.aclose()
     assert attempt.ok
     assert attempt.response_excerpt == '{"ok":true}'
     assert "  signature: valid\n" in out.getvalue()

@@ -1,6 +1,6 @@
 """The sender against real local servers: a Starlette sink under uvicorn, a listener that
 never answers, a raw server that trickles, and a closed port. httpx is never mocked; every
-case runs over httpx's default transport and over `FastTransport`."""
+case runs over the aiohttp client the dispatcher uses (`DeliveryClient`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from actions.client import ClientSettings, DeliveryClient
 from actions.sender import parse_retry_after, send
 from actions.signing import Signer, Verifier, generate_secret
-from actions.transport import FastTransport
+from actions.ssrf import AddressPolicy
 
 BODY = b'{"id": "evt_1", "type": "job_completed"}'
 HEADERS = {"Content-Type": "application/json", "User-Agent": "hookgate/test"}
@@ -83,13 +83,14 @@ def sink_app(received: list[tuple[str, dict[str, str], bytes]]) -> Starlette:
     )
 
 
-@pytest.fixture(params=["httpx", "fast"])
-async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
-    """The conftest client, once per transport: the sender must not care which it gets."""
-    transport = FastTransport() if request.param == "fast" else None
-    # trust_env=False: a proxy in the environment must not see (or break) loopback traffic.
-    async with httpx.AsyncClient(trust_env=False, transport=transport) as http:
+@pytest.fixture
+async def client() -> AsyncIterator[DeliveryClient]:
+    """The delivery client, loopback allowed (these servers all live on 127.0.0.1)."""
+    http = DeliveryClient(ClientSettings(policy=AddressPolicy(allow_private=True)))
+    try:
         yield http
+    finally:
+        await http.aclose()
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ async def sink(serve_app: Serve, received: list[Any]) -> AsyncIterator[str]:
 
 
 async def test_2xx_is_success_and_the_receiver_gets_body_and_headers(
-    client: httpx.AsyncClient, sink: str, received: list[tuple[str, dict[str, str], bytes]]
+    client: DeliveryClient, sink: str, received: list[tuple[str, dict[str, str], bytes]]
 ) -> None:
     secret = generate_secret()
     headers = HEADERS | Signer(secret).headers("dlv_1", int(time.time()), BODY)
@@ -125,15 +126,13 @@ async def test_2xx_is_success_and_the_receiver_gets_body_and_headers(
     Verifier(secret).verify(got_headers, got_body, now=time.time())
 
 
-async def test_any_2xx_is_success(client: httpx.AsyncClient, sink: str) -> None:
+async def test_any_2xx_is_success(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/created", BODY, HEADERS, timeout=5)
     assert (attempt.ok, attempt.status_code, attempt.error) == (True, 201, None)
     assert attempt.response_excerpt == ""
 
 
-async def test_500_is_a_failure_with_the_receivers_words(
-    client: httpx.AsyncClient, sink: str
-) -> None:
+async def test_500_is_a_failure_with_the_receivers_words(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/fail", BODY, HEADERS, timeout=5)
     assert not attempt.ok
     assert attempt.status_code == 500
@@ -143,7 +142,7 @@ async def test_500_is_a_failure_with_the_receivers_words(
 
 
 async def test_redirect_is_not_followed_and_counts_as_failure(
-    client: httpx.AsyncClient, sink: str
+    client: DeliveryClient, sink: str
 ) -> None:
     # The Location points at the metadata address: following it would bypass the SSRF guard.
     attempt = await send(client, f"{sink}/redirect", BODY, HEADERS, timeout=5)
@@ -153,25 +152,25 @@ async def test_redirect_is_not_followed_and_counts_as_failure(
     assert "redirect not followed" in attempt.error
 
 
-async def test_a_huge_body_yields_a_1_kib_excerpt(client: httpx.AsyncClient, sink: str) -> None:
+async def test_a_huge_body_yields_a_1_kib_excerpt(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/big", BODY, HEADERS, timeout=10)
     assert attempt.ok
     assert attempt.response_excerpt == "x" * 1024
 
 
-async def test_excerpt_is_decoded_leniently(client: httpx.AsyncClient, sink: str) -> None:
+async def test_excerpt_is_decoded_leniently(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/latin", BODY, HEADERS, timeout=5)
     assert attempt.response_excerpt == "caf\ufffd \ufffd ok"
 
 
-async def test_429_retry_after_seconds_is_recorded(client: httpx.AsyncClient, sink: str) -> None:
+async def test_429_retry_after_seconds_is_recorded(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/busy", BODY, HEADERS, timeout=5)
     assert (attempt.status_code, attempt.error, attempt.retry_after) == (429, "HTTP 429", 7.0)
     assert attempt.response_excerpt == "slow down"
 
 
 async def test_503_retry_after_date_is_recorded_as_seconds(
-    client: httpx.AsyncClient, sink: str
+    client: DeliveryClient, sink: str
 ) -> None:
     attempt = await send(client, f"{sink}/unavailable", BODY, HEADERS, timeout=5)
     assert attempt.status_code == 503
@@ -179,15 +178,13 @@ async def test_503_retry_after_date_is_recorded_as_seconds(
     assert 100 <= attempt.retry_after <= 121
 
 
-async def test_retry_after_is_ignored_on_other_statuses(
-    client: httpx.AsyncClient, sink: str
-) -> None:
+async def test_retry_after_is_ignored_on_other_statuses(client: DeliveryClient, sink: str) -> None:
     attempt = await send(client, f"{sink}/fail-retry-after", BODY, HEADERS, timeout=5)
     assert (attempt.status_code, attempt.retry_after) == (500, None)
 
 
 async def test_a_2xx_whose_body_trickles_succeeds_within_the_timeout(
-    client: httpx.AsyncClient, sink: str
+    client: DeliveryClient, sink: str
 ) -> None:
     started = time.perf_counter()
     attempt = await send(client, f"{sink}/trickle-body", BODY, HEADERS, timeout=0.5)
@@ -198,7 +195,7 @@ async def test_a_2xx_whose_body_trickles_succeeds_within_the_timeout(
 
 
 async def test_a_server_that_never_answers_times_out(
-    client: httpx.AsyncClient, silent_port: int
+    client: DeliveryClient, silent_port: int
 ) -> None:
     started = time.perf_counter()
     attempt = await send(client, f"http://127.0.0.1:{silent_port}/", BODY, HEADERS, timeout=0.5)
@@ -247,7 +244,7 @@ async def trickling_server() -> AsyncIterator[int]:
 
 
 async def test_a_server_that_trickles_headers_is_cut_off_at_the_timeout(
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
 ) -> None:
     async with trickling_server() as port:
         started = time.perf_counter()
@@ -258,14 +255,14 @@ async def test_a_server_that_trickles_headers_is_cut_off_at_the_timeout(
     assert attempt.error == "timed out after 0.5 s"
 
 
-async def test_connection_refused(client: httpx.AsyncClient, closed_port: int) -> None:
+async def test_connection_refused(client: DeliveryClient, closed_port: int) -> None:
     attempt = await send(client, f"http://127.0.0.1:{closed_port}/", BODY, HEADERS, timeout=5)
     assert attempt.status_code is None
     assert attempt.error == "connection refused"
     assert not attempt.ok
 
 
-async def test_invalid_url_is_recorded_not_raised(client: httpx.AsyncClient) -> None:
+async def test_invalid_url_is_recorded_not_raised(client: DeliveryClient) -> None:
     attempt = await send(client, "ftp://127.0.0.1/", BODY, HEADERS, timeout=5)
     assert attempt.status_code is None
     assert attempt.error is not None
