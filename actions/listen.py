@@ -55,8 +55,13 @@ def _render_body(body: bytes) -> str:
     return _printable(orjson.dumps(parsed, option=orjson.OPT_INDENT_2).decode("utf-8"))
 
 
-def build_listen_app(*, secret: str | None, status: int, out: TextIO) -> Starlette:
+def build_listen_app(
+    *, secret: str | None, status: int, out: TextIO, all_headers: bool = False
+) -> Starlette:
     """An app that prints each request to `out` and answers `status` with `{"ok": true}`.
+
+    It prints the `SHOWN_HEADERS` a webhook carries, or with `all_headers` every header in
+    the order received (a rule's own headers, such as `X-Api-Key`, included).
 
     Raises `ActionError` for a malformed secret or a status outside 200-599, before
     anything listens.
@@ -69,10 +74,14 @@ def build_listen_app(*, secret: str | None, status: int, out: TextIO) -> Starlet
         body = await request.body()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         lines = [_printable(f"{request.method} {target}")]
-        for name in SHOWN_HEADERS:
-            value = request.headers.get(name)
-            if value is not None:
-                lines.append(_printable(f"  {name}: {value}"))
+        if all_headers:
+            for name, given in request.headers.items():
+                lines.append(_printable(f"  {name}: {given}"))
+        else:
+            for name in SHOWN_HEADERS:
+                value = request.headers.get(name)
+                if value is not None:
+                    lines.append(_printable(f"  {name}: {value}"))
         if verifier is not None:
             try:
                 verifier.verify(request.headers, body, now=time.time())
@@ -92,10 +101,15 @@ def build_listen_app(*, secret: str | None, status: int, out: TextIO) -> Starlet
 
 
 def run_listen(
-    port: int, *, host: str = "127.0.0.1", secret: str | None = None, status: int = 200
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    secret: str | None = None,
+    status: int = 200,
+    all_headers: bool = False,
 ) -> None:
     """Serve the sink in the foreground until interrupted (Ctrl-C)."""
-    app = build_listen_app(secret=secret, status=status, out=sys.stdout)
+    app = build_listen_app(secret=secret, status=status, out=sys.stdout, all_headers=all_headers)
     shown_host = f"[{host}]" if ":" in host else host
     check = "signatures checked" if secret is not None else "no secret: signatures not checked"
     print(f"listening on http://{shown_host}:{port}/ (any path), answering {status}; {check}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from typing_extensions import dataclass_transform
 
@@ -47,6 +48,17 @@ class Attempt:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Attempt:
+        """An attempt from its JSON form (worker wire, Redis), where header pairs arrive as
+        lists; keys an older version did not write take their defaults."""
+        values = dict(data)
+        for key in ("request_headers", "response_headers"):
+            pairs = values.get(key)
+            if pairs is not None:
+                values[key] = tuple((str(k), str(v)) for k, v in pairs)
+        return cls(**values)
 
 
 SECRET_HEADERS = frozenset({"webhook-signature", "x-webhook-signature", "authorization"})

@@ -459,7 +459,7 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     from actions import run_listen
 
-    run_listen(args.port, secret=args.secret, status=args.status)
+    run_listen(args.port, secret=args.secret, status=args.status, all_headers=args.headers == "all")
     return 0
 
 
@@ -603,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("port", type=int, help="port to listen on (127.0.0.1)")
     listen.add_argument("--secret", help="whsec_... secret to verify signatures with")
     listen.add_argument("--status", type=int, default=200, help="status to answer with")
+    listen.add_argument(
+        "--headers",
+        choices=("webhook", "all"),
+        default="webhook",
+        help="webhook: content type, user agent and signature headers (default); all: every one",
+    )
     listen.set_defaults(func=cmd_listen)
     return parser
 

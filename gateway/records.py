@@ -21,6 +21,23 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "latency_ms": round(attempt.latency_ms, 3),
         "error": attempt.error,
         "response_excerpt": attempt.response_excerpt,
+        # What was sent (signature and credential values shown as "…") and what came back;
+        # null on attempts that never left the process or were stored by an older version.
+        "request": None
+        if attempt.request_method is None
+        else {
+            "method": attempt.request_method,
+            "url": attempt.request_url,
+            "headers": [list(pair) for pair in attempt.request_headers],
+            "body": attempt.request_body,
+        },
+        "response": None
+        if attempt.status_code is None
+        else {
+            "status": attempt.status_code,
+            "headers": [list(pair) for pair in attempt.response_headers],
+            "body": attempt.response_excerpt,
+        },
     }
 
 

@@ -56,7 +56,7 @@ class LineBuffer:
 
 
 def attempt_from(data: dict[str, Any]) -> Attempt:
-    return Attempt(**data)
+    return Attempt.from_data(data)
 
 
 def delivery_from(data: dict[str, Any]) -> Delivery:

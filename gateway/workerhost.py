@@ -152,7 +152,7 @@ class WorkerHost:
             return [deliveries, events]
         if op == "finish":
             delivery_id, data, status, next_at, token = args
-            attempt = Attempt(**data)
+            attempt = Attempt.from_data(data)
             recorded = await source.finish_attempt(delivery_id, attempt, status, next_at, token)
             # A refused finish (the lease was lost) is not counted: the holder's one is.
             if recorded and self._observe is not None:

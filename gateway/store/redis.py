@@ -597,6 +597,11 @@ def _attempt_data(a: Attempt) -> bytes:
             "error": a.error,
             "response_excerpt": a.response_excerpt,
             "retry_after": a.retry_after,
+            "request_method": a.request_method,
+            "request_url": a.request_url,
+            "request_headers": a.request_headers,
+            "request_body": a.request_body,
+            "response_headers": a.response_headers,
         }
     )
 
@@ -949,7 +954,9 @@ class RedisStore:
         row, attempts = await pipe.execute()
         if row[0] is None:
             return None
-        return _delivery(delivery_id, row, tuple(Attempt(**orjson.loads(a)) for a in attempts))
+        return _delivery(
+            delivery_id, row, tuple(Attempt.from_data(orjson.loads(a)) for a in attempts)
+        )
 
     async def _deliveries(self, ids: Sequence[bytes]) -> list[Delivery]:
         """Rows without their attempts (as every list answers), skipping vanished ids."""

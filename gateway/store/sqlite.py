@@ -403,6 +403,7 @@ class SqliteStore:
             attempt.error,
             attempt.response_excerpt,
             attempt.retry_after,
+            *rows.exchange(attempt),
             lease_token,
         )
         return bool(await self._send("finish", row))
@@ -414,8 +415,8 @@ class SqliteStore:
         if not found:
             return None
         attempts = await self._read(
-            "SELECT at, status_code, latency_ms, error, response_excerpt, retry_after"
-            " FROM attempts WHERE delivery_id = ? ORDER BY n",
+            "SELECT at, status_code, latency_ms, error, response_excerpt, retry_after,"
+            " request, response_headers FROM attempts WHERE delivery_id = ? ORDER BY n",
             (delivery_id,),
         )
         return rows.delivery(found[0], tuple(rows.attempt(a) for a in attempts))

@@ -151,7 +151,25 @@ def delivery_from_json(row: list[Any]) -> Delivery:
     )
 
 
+def exchange(a: Attempt) -> tuple[str | None, str | None]:
+    """The `request` and `response_headers` columns of an attempt (JSON, or NULL)."""
+    request = None
+    if a.request_method is not None:
+        request = to_json(
+            {
+                "method": a.request_method,
+                "url": a.request_url,
+                "headers": a.request_headers,
+                "body": a.request_body,
+            }
+        )
+    response = to_json(a.response_headers) if a.response_headers else None
+    return request, response
+
+
 def attempt(row: Sequence[Any]) -> Attempt:
+    request = orjson.loads(row[6]) if len(row) > 6 and row[6] is not None else {}
+    response = orjson.loads(row[7]) if len(row) > 7 and row[7] is not None else []
     return Attempt(
         at=row[0],
         status_code=row[1],
@@ -159,6 +177,11 @@ def attempt(row: Sequence[Any]) -> Attempt:
         error=row[3],
         response_excerpt=row[4],
         retry_after=row[5],
+        request_method=request.get("method"),
+        request_url=request.get("url"),
+        request_headers=tuple((k, v) for k, v in request.get("headers", ())),
+        request_body=request.get("body"),
+        response_headers=tuple((k, v) for k, v in response),
     )
 
 
@@ -200,7 +223,17 @@ def target(row: Sequence[Any]) -> WebhookTarget:
 def attempt_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
     """Attempts that come with new deliveries (a template that failed at ingest)."""
     return [
-        (d.id, n, a.at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.retry_after)
+        (
+            d.id,
+            n,
+            a.at,
+            a.status_code,
+            a.latency_ms,
+            a.error,
+            a.response_excerpt,
+            a.retry_after,
+            *exchange(a),
+        )
         for d in deliveries
         for n, a in enumerate(d.attempts, start=1)
     ]

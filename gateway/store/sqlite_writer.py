@@ -123,7 +123,7 @@ INSERT_DELIVERY_HEAD = (
     f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until, lease_token, host) VALUES "
 )
 DELIVERY_ROW_COLS = 19
-INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 EVENT_PAYLOAD = 4  # column of the event row that is bytes
 DELIVERY_BODY = 7  # column of the delivery row that is bytes
@@ -156,7 +156,12 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 # Columns added after a release: (table, column, definition). A database created before
 # them gets each one by ALTER TABLE, whose DEFAULT fills the existing rows.
-ADDED_COLUMNS = (("apps", "signature_scheme", "TEXT NOT NULL DEFAULT 'standard-webhooks'"),)
+ADDED_COLUMNS = (
+    ("apps", "signature_scheme", "TEXT NOT NULL DEFAULT 'standard-webhooks'"),
+    # What an attempt sent and received (JSON; NULL on attempts from before them).
+    ("attempts", "request", "TEXT"),
+    ("attempts", "response_headers", "TEXT"),
+)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -261,8 +266,9 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
     """Record attempts and move their deliveries on: three statements for the whole batch.
 
     A row is (delivery_id, status, next_attempt_at, at, status_code, latency_ms, error,
-    response_excerpt, retry_after, lease_token). Only rows still pending under that lease
-    token are written (the fence); the answer says, per row, whether it was.
+    response_excerpt, retry_after, request, response_headers, lease_token). Only rows still
+    pending under that lease token are written (the fence); the answer says, per row,
+    whether it was.
     """
     if len({row[0] for row in rows}) != len(rows):
         raise ValueError("one delivery finished twice in a batch")  # careful path: in order
@@ -271,14 +277,14 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
         " JOIN json_each(?) AS v ON d.id = json_extract(v.value, '$[0]')"
         " AND d.lease_token = json_extract(v.value, '$[1]')"
         " WHERE d.status = 'pending'",
-        (orjson.dumps([[row[0], row[9]] for row in rows]).decode(),),
+        (orjson.dumps([[row[0], row[11]] for row in rows]).decode(),),
     ).fetchone()[0]
     ok = set(orjson.loads(held))
     answers = [row[0] in ok for row in rows]
-    rows = [row[:9] for row in rows if row[0] in ok]
+    rows = [row[:11] for row in rows if row[0] in ok]
     if not rows:
         return answers
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
     params = list(itertools.chain(*rows))
     conn.execute(
         "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3,"
@@ -288,7 +294,7 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
     )
     conn.execute(
         "INSERT OR REPLACE INTO attempts SELECT v.column1, d.attempt_count, v.column4,"
-        " v.column5, v.column6, v.column7, v.column8, v.column9"
+        " v.column5, v.column6, v.column7, v.column8, v.column9, v.column10, v.column11"
         f" FROM (VALUES {values}) AS v JOIN deliveries AS d ON d.id = v.column1",
         params,
     )

@@ -96,6 +96,25 @@ def test_deliveries_cli_lists_shows_retries_and_recovers(
         assert shown["status"] == "failed"
         assert [a["status_code"] for a in shown["attempts"]] == [500]
         assert shown["attempts"][0]["error"] == "HTTP 500"
+        # What was sent and what came back, signature values redacted, in the CLI and the API.
+        request = shown["attempts"][0]["request"]
+        assert request["method"] == "POST"
+        assert request["url"] == sink.url("/cli")
+        sent = {k.lower(): v for k, v in request["headers"]}
+        assert sent["webhook-id"] == rows[0]["id"]
+        assert sent["webhook-signature"] == "…"
+        assert sent["x-webhook-signature"] == "…"
+        assert orjson.loads(request["body"])["data"]["n"] in (0, 1, 2)
+        response = shown["attempts"][0]["response"]
+        assert response["status"] == 500
+        assert any(k.lower() == "content-length" for k, _ in response["headers"])
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as admin:
+            api = admin.get(
+                f"/v1/deliveries/{rows[0]['id']}",
+                headers={"Authorization": f"Bearer {harness.ADMIN_TOKEN}"},
+            ).json()
+        assert api["attempts"][0]["request"] == request
+        assert api["attempts"][0]["response"] == response
 
         # The receiver is fixed: one retry, then everything else since `since`.
         sink.statuses["/cli"] = 200

@@ -119,3 +119,21 @@ def test_status_outside_200_599_is_refused(status: int) -> None:
 def test_malformed_secret_is_refused_before_listening() -> None:
     with pytest.raises(ActionError, match="base64"):
         build_listen_app(secret="whsec_not*base64", status=200, out=io.StringIO())
+
+
+async def test_headers_all_prints_every_header_a_rule_set(
+    serve_app: Serve, client: httpx.AsyncClient
+) -> None:
+    default, everything = io.StringIO(), io.StringIO()
+    headers = {"Content-Type": "application/json", "X-Api-Key": "k-123", "X-Tenant": "acme"}
+    async with serve_app(build_listen_app(secret=None, status=200, out=default)) as base_url:
+        await client.post(f"{base_url}/in", content=BODY, headers=headers)
+    app = build_listen_app(secret=None, status=200, out=everything, all_headers=True)
+    async with serve_app(app) as base_url:
+        await client.post(f"{base_url}/in", content=BODY, headers=headers)
+    assert "x-api-key" not in default.getvalue()
+    printed = everything.getvalue()
+    assert "  x-api-key: k-123\n" in printed
+    assert "  x-tenant: acme\n" in printed
+    assert "  content-type: application/json\n" in printed
+    assert "  host: 127.0.0.1:" in printed

@@ -294,3 +294,31 @@ def test_parse_retry_after_date_is_relative_to_now() -> None:
         parse_retry_after(formatdate(now + 90, usegmt=False).replace("+0000", "-0000"), now=now)
         == 90.0
     )
+
+
+async def test_the_attempt_records_what_was_sent_and_received_with_secrets_redacted(
+    client: DeliveryClient, sink: str, received: list[tuple[str, dict[str, str], bytes]]
+) -> None:
+    secret = generate_secret()
+    body = b'{"pad":"' + b"x" * 6000 + b'"}'
+    headers = HEADERS | Signer(secret).headers("dlv_7", int(time.time()), body)
+    headers |= {"Authorization": "Bearer s3cr3t", "X-Api-Key": "visible"}
+    attempt = await send(client, f"{sink}/hook", body, headers, timeout=5)
+    assert attempt.ok
+    assert attempt.request_method == "POST"
+    assert attempt.request_url == f"{sink}/hook"
+    sent = dict(attempt.request_headers)
+    assert sent["webhook-signature"] == "…"
+    assert sent["X-Webhook-Signature"] == "…"
+    assert sent["Authorization"] == "…"
+    assert sent["X-Api-Key"] == "visible"
+    assert sent["webhook-id"] == "dlv_7"
+    assert "s3cr3t" not in repr(attempt)
+    assert headers["webhook-signature"] not in repr(attempt)
+    assert attempt.request_body == body[:4096].decode()
+    [(_, got, _)] = received
+    assert got["authorization"] == "Bearer s3cr3t"  # only the record is redacted
+    answer = {k.lower(): v for k, v in attempt.response_headers}
+    assert answer["content-length"] == "6"
+    assert answer["server"] == "uvicorn"
+    assert attempt.response_excerpt == "thanks"

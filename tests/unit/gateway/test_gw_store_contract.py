@@ -673,6 +673,83 @@ async def test_finish_attempt_records_attempts_in_order_and_moves_status(store: 
     assert await store.claim_due(T0 + 10_000, 10, held(T0 + 10_060)) == []
 
 
+async def test_an_attempt_keeps_the_request_sent_and_the_response_received(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0, retry=(5.0,))
+    await store.claim_due(T0, 10, held(T0 + 60))
+    sent = attempt(
+        T0,
+        502,
+        error="HTTP 502",
+        response_excerpt="bad gateway",
+        request_method="POST",
+        request_url="https://crm.example.com/hook?k=1",
+        request_headers=(
+            ("Content-Type", "application/json"),
+            ("webhook-signature", "…"),
+            ("X-Api-Key", "abc"),
+            ("X-Api-Key", "second value"),
+        ),
+        request_body='{"n": 1, "text": "caf\u00e9 \u2713"}',
+        response_headers=(("Content-Type", "text/plain"), ("Retry-After", "3")),
+    )
+    assert await store.finish_attempt(delivery.id, sent, "pending", T0 + 5, TOKEN)
+    # A second attempt without an exchange (refused before sending) keeps the defaults.
+    await store.claim_due(T0 + 5, 10, held(T0 + 60))
+    refused = attempt(T0 + 5, None, latency_ms=0.0, error="host 10.0.0.1 is a private address")
+    assert await store.finish_attempt(delivery.id, refused, "failed", None, TOKEN)
+    got = await store.get_delivery(delivery.id)
+    assert got is not None
+    assert got.attempts == (sent, refused)
+    first = got.attempts[0]
+    assert first.request_headers[3] == ("X-Api-Key", "second value")
+    assert first.response_headers == (("Content-Type", "text/plain"), ("Retry-After", "3"))
+    assert got.attempts[1].request_method is None and got.attempts[1].request_headers == ()
+
+
+async def test_sqlite_attempts_from_before_the_exchange_columns_keep_working(
+    tmp_path: Path,
+) -> None:
+    """An attempts table without `request`/`response_headers` gains them on open; its old
+    rows read with no exchange and new attempts store theirs."""
+    path = tmp_path / "old-attempts.db"
+    store = SqliteStore(path, synchronous="normal")
+    await store.open()
+    delivery = await add_with_delivery(store, "app_1", T0, retry=(5.0,))
+    await store.close()
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        f"""DROP TABLE attempts;
+CREATE TABLE attempts (
+    delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER,
+    latency_ms REAL NOT NULL, error TEXT, response_excerpt TEXT, retry_after REAL,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+INSERT INTO attempts VALUES ('{delivery.id}', 1, {T0}, 500, 3.0, 'HTTP 500', 'old', NULL);
+UPDATE deliveries SET attempt_count = 1 WHERE id = '{delivery.id}';"""
+    )
+    conn.close()
+    store = SqliteStore(path, synchronous="normal")
+    await store.open()
+    try:
+        await store.claim_due(T0 + 10, 10, held(T0 + 60))
+        new = attempt(
+            T0 + 10,
+            200,
+            request_method="POST",
+            request_url="https://crm.example.com/hook",
+            request_headers=(("Authorization", "…"),),
+            request_body="{}",
+            response_headers=(("Server", "x"),),
+        )
+        assert await store.finish_attempt(delivery.id, new, "succeeded", None, TOKEN)
+        got = await store.get_delivery(delivery.id)
+        assert got is not None
+        old = attempt(T0, 500, latency_ms=3.0, error="HTTP 500", response_excerpt="old")
+        assert got.attempts == (old, new)
+    finally:
+        await store.close()
+
+
 async def test_a_failed_delivery_is_not_claimed(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0)
     await store.claim_due(T0, 10, held(T0 + 60))
