@@ -149,6 +149,65 @@ def test_two_workers_and_a_slow_receiver_deliver_each_webhook_exactly_once(
     assert twice == {}
 
 
+@pytest.mark.redis
+def test_two_gateways_on_the_redis_store_and_a_slow_receiver_deliver_each_webhook_once(
+    tmp_path: Path, sink: harness.Sink, redis_url: dict[str, Any]
+) -> None:
+    """The same race across processes that share only Redis: two `hookgate serve`, each
+    with its worker, 600 events split between them, 3 s leases, answers in 2 s."""
+    events = 600
+    rules_dir = _rules(tmp_path, "/slow", sink=sink)
+    sink.delays["/slow"] = 2.0
+    env = {
+        **_env(
+            tmp_path,
+            rules_dir,
+            lease_seconds=3,
+            concurrency=64,
+            per_host_concurrency=32,
+            timeout_seconds=10,
+        ),
+        "HOOKGATE_STORAGE_BACKEND": "redis",
+        "HOOKGATE_REDIS_URL": redis_url["url"],
+        "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
+    }
+    servers = [
+        harness.ServerProcess(
+            tmp_path, {**env, "HOOKGATE_STORAGE_DATA_DIR": str(tmp_path / name)}, name=name
+        )
+        for name in ("leases-gw1", "leases-gw2")
+    ]
+    try:
+        for server in servers:
+            server.start()
+        token = _app_token(servers[0])
+        half = events // 2
+        harness.wait_until(
+            lambda: _post_all(servers[1].base_url, token, [{"to": "/nowhere"}]) == [202],
+            timeout=5,
+        )
+        codes = _post_all(
+            servers[0].base_url, token, [{"to": "/slow", "n": n} for n in range(half)]
+        ) + _post_all(
+            servers[1].base_url, token, [{"to": "/slow", "n": n} for n in range(half, events)]
+        )
+        assert codes == [202] * events
+        harness.wait_until(lambda: len(_ids(sink, "/slow")) >= events, timeout=120)
+        with servers[1].admin() as admin:
+
+            def settled() -> bool:
+                rows = admin.get("/v1/deliveries", params={"status": "pending", "limit": 1})
+                return bool(rows.json()["data"] == [])
+
+            harness.wait_until(settled, timeout=30)
+    finally:
+        for server in servers:
+            server.stop()
+    ids = _ids(sink, "/slow")
+    assert len(ids) == events
+    assert {i: n for i, n in ids.items() if n > 1} == {}
+
+
 def test_a_hung_targets_backlog_does_not_delay_a_healthy_target(
     tmp_path: Path, sink: harness.Sink
 ) -> None:
