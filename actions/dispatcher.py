@@ -86,7 +86,6 @@ class DispatchSettings:
     timeout_seconds: float = 15.0
     concurrency: int = 64
     per_host_concurrency: int = 8
-    allow_private_targets: bool = False
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     claim_batch: int = 256
