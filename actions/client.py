@@ -3,7 +3,8 @@
 aiohttp does the HTTP; this module is the seam that sets it up for deliveries. Measured on
 loopback (bench/transport_micro.py, 2 000 POSTs at concurrency 8), aiohttp costs a fraction
 of the CPU per request of httpx's default transport, and sending is the dominant cost of a
-delivery. Connection limits and the timeout come from `delivery.*`; redirects are never
+delivery. Connection limits come from `delivery.*` and the sender bounds each attempt by its
+timeout; redirects are never
 followed (the sender passes `allow_redirects=False`); proxies and cookies from the
 environment or from receivers are ignored; idle keep-alive connections are dropped after
 `keepalive_seconds`, below typical server idle timeouts (5 s for uvicorn, nginx's default
@@ -26,6 +27,7 @@ from actions.resolver import GuardedResolver
 from actions.ssrf import AddressPolicy, check_target
 
 KEEPALIVE_SECONDS = 3.0
+NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 # Parsed and checked target URLs kept per process. A worker sends to few distinct URLs, and
 # parsing one (for the guard, then for aiohttp) cost ~7% of a worker's CPU per delivery
 # (py-spy, bench drain); the cache is cleared whole when full, so it stays bounded.
@@ -105,7 +107,10 @@ class DeliveryClient:
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
+                # No timer of aiohttp's own: the sender bounds each attempt by its delivery's
+                # timeout (one asyncio deadline over headers and excerpt), and a second timer
+                # per request would only cost CPU.
+                timeout=NO_TIMEOUT,
                 auto_decompress=False,
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -75,7 +75,6 @@ async def send(
                 data=body,
                 headers=request_headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
             )
     except _FAILURES as exc:
         return Attempt(
