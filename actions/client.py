@@ -3,7 +3,8 @@
 aiohttp does the HTTP; this module is the seam that sets it up for deliveries. Measured on
 loopback (bench/transport_micro.py, 2 000 POSTs at concurrency 8), aiohttp costs a fraction
 of the CPU per request of httpx's default transport, and sending is the dominant cost of a
-delivery. Connection limits and the timeout come from `delivery.*`; redirects are never
+delivery. Connection limits come from `delivery.*` and the sender bounds each attempt by its
+timeout; redirects are never
 followed (the sender passes `allow_redirects=False`); proxies and cookies from the
 environment or from receivers are ignored; idle keep-alive connections are dropped after
 `keepalive_seconds`, below typical server idle timeouts (5 s for uvicorn, nginx's default
@@ -14,15 +15,23 @@ the retry policy.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
+from actions.errors import UnsafeTargetError
 from actions.resolver import GuardedResolver
-from actions.ssrf import AddressPolicy
+from actions.ssrf import AddressPolicy, check_target
 
 KEEPALIVE_SECONDS = 3.0
+NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+# Parsed and checked target URLs kept per process. A worker sends to few distinct URLs, and
+# parsing one (for the guard, then for aiohttp) cost ~7% of a worker's CPU per delivery
+# (py-spy, bench drain); the cache is cleared whole when full, so it stays bounded.
+_URL_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,47 @@ class DeliveryClient:
         self.settings = settings if settings is not None else ClientSettings()
         self._base_resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, URL | UnsafeTargetError] = {}
 
     @property
     def policy(self) -> AddressPolicy:
         return self.settings.policy
+
+    def target(self, url: str) -> URL:
+        """`url` parsed as aiohttp will use it, after the guard's literal and syntax check
+        (`actions.ssrf.check_target`); raises `UnsafeTargetError` or `ValueError`. Names
+        are checked later, by the resolver, on the lookup the connection makes."""
+        found = self._targets.get(url)
+        if found is None:
+            try:
+                check_target(url, self.settings.policy)
+                found = URL(url, encoded=False)
+                self._check_literal(found)
+            except UnsafeTargetError as exc:
+                found = exc
+            except ValueError as exc:  # yarl: a URL httpx's parser took but aiohttp's refuses
+                found = UnsafeTargetError(f"invalid URL: {exc}")
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[url] = found
+        if isinstance(found, UnsafeTargetError):
+            raise UnsafeTargetError(found.reason)
+        return found
+
+    def _check_literal(self, target: URL) -> None:
+        """Refuse an IP-literal host the policy refuses, on the URL as aiohttp parsed it:
+        aiohttp connects to a literal without asking its resolver."""
+        policy = self.settings.policy
+        if policy.allow_private:
+            return
+        host = target.raw_host or ""
+        try:
+            address = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return  # a name: the connector's resolver checks what it resolves to
+        reason = policy.refusal(address)
+        if reason is not None:
+            raise UnsafeTargetError(f"host {host} is {reason}")
 
     def session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -61,7 +107,10 @@ class DeliveryClient:
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
+                # No timer of aiohttp's own: the sender bounds each attempt by its delivery's
+                # timeout (one asyncio deadline over headers and excerpt), and a second timer
+                # per request would only cost CPU.
+                timeout=NO_TIMEOUT,
                 auto_decompress=False,
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),

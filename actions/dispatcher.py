@@ -44,7 +44,6 @@ from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
 from actions.signing import Signer
-from actions.ssrf import check_target
 
 log = logging.getLogger("hookgate.delivery")
 
@@ -87,7 +86,6 @@ class DispatchSettings:
     timeout_seconds: float = 15.0
     concurrency: int = 64
     per_host_concurrency: int = 8
-    allow_private_targets: bool = False
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     claim_batch: int = 256
@@ -398,7 +396,7 @@ class Dispatcher:
         # Syntax and IP literals here (no DNS); names are checked by the client's resolver
         # on the one lookup the connection uses.
         try:
-            check_target(delivery.url, self._client.policy)
+            self._client.target(delivery.url)
         except UnsafeTargetError as exc:
             return await self._finish(delivery, _refused(exc.reason), "failed", None)
         try:

@@ -54,7 +54,6 @@ def dispatch_settings(settings: Settings) -> DispatchSettings:
         timeout_seconds=delivery.timeout_seconds,
         concurrency=delivery.concurrency,
         per_host_concurrency=delivery.per_host_concurrency,
-        allow_private_targets=delivery.allow_private_targets,
         poll_seconds=delivery.poll_seconds,
         lease_seconds=delivery.lease_seconds,
         max_queued_per_host=delivery.max_queued_per_host,

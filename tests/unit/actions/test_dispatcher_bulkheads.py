@@ -228,7 +228,6 @@ def settings(**overrides: Any) -> DispatchSettings:
         "timeout_seconds": 10.0,
         "concurrency": 16,
         "per_host_concurrency": 4,
-        "allow_private_targets": True,
         "poll_seconds": 0.05,
         "lease_seconds": 30.0,
         "user_agent": "hookgate/test",

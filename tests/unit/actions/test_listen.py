@@ -137,3 +137,10 @@ async def test_headers_all_prints_every_header_a_rule_set(
     assert "  x-tenant: acme\n" in printed
     assert "  content-type: application/json\n" in printed
     assert "  host: 127.0.0.1:" in printed
+
+
+def test_the_cli_passes_headers_all_to_the_listener() -> None:
+    from gateway.cli import build_parser
+
+    assert build_parser().parse_args(["listen", "9000", "--headers", "all"]).headers == "all"
+    assert build_parser().parse_args(["listen", "9000"]).headers == "webhook"

@@ -265,8 +265,11 @@ async def test_connection_refused(client: DeliveryClient, closed_port: int) -> N
 async def test_invalid_url_is_recorded_not_raised(client: DeliveryClient) -> None:
     attempt = await send(client, "ftp://127.0.0.1/", BODY, HEADERS, timeout=5)
     assert attempt.status_code is None
-    assert attempt.error is not None
-    assert attempt.error.startswith("invalid URL")
+    assert attempt.error == "URL scheme ftp is not allowed: use http or https"
+    broken = await send(client, "http://exa mple.com:99999/", BODY, HEADERS, timeout=5)
+    assert broken.status_code is None
+    assert broken.error is not None
+    assert broken.error.startswith(("invalid URL", "port 99999"))
 
 
 @pytest.mark.parametrize(

@@ -368,3 +368,12 @@ def test_bad_proxy_address_and_tiny_header_bound_are_refused() -> None:
         load_settings(None, env={}, server={"forwarded_allow_ips": ["proxy"]})
     with pytest.raises(ConfigError, match="max_header_bytes must be >= 1024"):
         load_settings(None, env={}, ingest={"max_header_bytes": 100})
+
+
+def test_allowed_networks_from_toml_and_environment_and_bad_entries_refused() -> None:
+    settings = load_settings(None, env={}, delivery={"allowed_networks": ["10.1.2.0/24"]})
+    assert settings.delivery.allowed_networks == ("10.1.2.0/24",)
+    env = {"HOOKGATE_DELIVERY_ALLOWED_NETWORKS": "10.1.2.0/24,fd00::/8"}
+    assert load_settings(None, env=env).delivery.allowed_networks == ("10.1.2.0/24", "fd00::/8")
+    with pytest.raises(ConfigError, match=r"delivery\.allowed_networks: 'intranet' is not"):
+        load_settings(None, env={}, delivery={"allowed_networks": ["intranet"]})
