@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
@@ -66,378 +67,42 @@ DELIVERY_FIELDS = ("meta", "body", "status", "next", "count")
 PRUNE_BATCH = 200  # events per prune script: Redis serves nothing else while one runs
 SCAN_BATCH = 200  # index entries read per round trip while filtering a list
 
+
+def _lua(name: str) -> str:
+    return resources.files("gateway.store").joinpath(f"redis_lua/{name}.lua").read_text("utf-8")
+
+
 # Shared by every script: ARGV[1] is the store's tag, `K.<name>` a key (prefix) from
 # `keys.STORE_KEYS`, `opt` decodes an optional string ("" None, "=" + value otherwise).
 _PRELUDE = (
     "local P = ARGV[1]\nlocal K = {"
     + ", ".join(f'{name} = P .. "{suffix}"' for name, suffix in keys.STORE_KEYS.items())
     + "}\n"
-    + """
-local function opt(v) if v == '' then return false end return string.sub(v, 2) end
-local function restatus(id, old, new)
-  if old == new then return end
-  if old then redis.call('ZREM', K.dlvs_by_status .. old, id) end
-  redis.call('ZADD', K.dlvs_by_status .. new, 0, id)
-end
-"""
+    + _lua("prelude")
 )
 
-ADD = """
-local lease, token, ttl, i = ARGV[2], ARGV[3], ARGV[4], 6
-local event_id = ''
-if ARGV[5] == '1' then
-  event_id = ARGV[6]
-  local meta, payload, app, etype, at, idem =
-    ARGV[7], ARGV[8], ARGV[9], opt(ARGV[10]), ARGV[11], opt(ARGV[12])
-  i = 13
-  local ekey = K.event .. event_id
-  local idem_key = idem and (K.idem .. idem)
-  if idem_key then
-    local original = redis.call('GET', idem_key)
-    if original then
-      -- the same id: a replay of this very call after its answer was lost
-      if original == event_id then return {0, event_id} end
-      -- a key older than its time to live passes to the new event, pruned or not yet
-      local first = redis.call('HGET', K.event .. original, 'at')
-      if first and tonumber(first) >= tonumber(at) - tonumber(ttl) then
-        return {1, original}
-      end
-    end
-  end
-  if redis.call('EXISTS', ekey) == 1 then return {0, event_id} end
-  redis.call('HSET', ekey, 'meta', meta, 'payload', payload, 'app', app, 'at', at)
-  redis.call('ZADD', K.events, 0, event_id)
-  redis.call('ZADD', K.events_by_app .. app, 0, event_id)
-  redis.call('ZADD', K.events_by_time, at, event_id)
-  if etype then
-    redis.call('HSET', ekey, 'type', etype)
-    redis.call('ZADD', K.events_by_type .. etype, 0, event_id)
-  end
-  if idem_key then
-    redis.call('SET', idem_key, event_id, 'EX', math.max(1, math.ceil(tonumber(ttl))))
-    redis.call('ZADD', K.idem_by_time, at, idem_key)
-    redis.call('HSET', ekey, 'idem', idem_key)
-  end
-end
-local n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  local id, meta, body, status, nxt, count, created, ev, target, rule, host, attempts =
-    ARGV[i], ARGV[i + 1], opt(ARGV[i + 2]), ARGV[i + 3], opt(ARGV[i + 4]), ARGV[i + 5],
-    ARGV[i + 6], ARGV[i + 7], opt(ARGV[i + 8]), opt(ARGV[i + 9]), ARGV[i + 10],
-    tonumber(ARGV[i + 11])
-  local dkey = K.delivery .. id
-  if redis.call('EXISTS', dkey) == 0 then
-    redis.call('HSET', dkey, 'meta', meta, 'status', status, 'count', count,
-      'created', created, 'event', ev, 'host', host)
-    if body then redis.call('HSET', dkey, 'body', body) end
-    if nxt then redis.call('HSET', dkey, 'next', nxt) end
-    if target then
-      redis.call('HSET', dkey, 'target', target)
-      redis.call('ZADD', K.dlvs_by_target .. target, 0, id)
-    end
-    if rule then
-      redis.call('HSET', dkey, 'rule', rule)
-      redis.call('ZADD', K.dlvs_by_rule .. rule, 0, id)
-    end
-    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 11 + a]) end
-    redis.call('ZADD', K.deliveries, 0, id)
-    redis.call('ZADD', K.dlvs_by_status .. status, 0, id)
-    redis.call('ZADD', K.dlvs_by_event .. ev, 0, id)
-    if status == 'pending' then
-      if lease ~= '' then
-        redis.call('ZADD', K.leases, lease, id)
-        redis.call('HSET', dkey, 'lease', token)
-      elseif nxt then redis.call('ZADD', K.due, nxt, id) end
-    end
-  end
-  i = i + 12 + attempts
-end
-return {0, event_id}
-"""
 
-# Expired leases first: their process died or stalled (what XAUTOCLAIM does for a stream's
-# consumer group); one whose retry is not due yet goes back to `due`. Then due rows. Rows
-# of a host in the skip list (ARGV[6...]) stay where they are: the walk steps past them
-# (one HGET each: a full host's backlog costs the claim about a microsecond per row).
-CLAIM = """
-local now_s, lease, token, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local now = tonumber(now_s)
-local skip, skipping = {}, #ARGV > 5
-for i = 6, #ARGV do skip[ARGV[i]] = true end
-local chunk = limit
-if skipping then chunk = math.max(limit, 512) end
-local claimed = {}
-local function take(id)
-  redis.call('ZADD', K.leases, lease, id)
-  redis.call('HSET', K.delivery .. id, 'lease', token)
-  claimed[#claimed + 1] = id
-end
-local offset = 0
-while #claimed < limit do
-  local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', offset, chunk)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    if #claimed >= limit then break end
-    local f = redis.call('HMGET', K.delivery .. id, 'status', 'next', 'host')
-    if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then
-      if skipping and skip[f[3] or ''] then offset = offset + 1 else take(id) end
-    else
-      redis.call('ZREM', K.leases, id)
-      if f[1] == 'pending' and f[2] then redis.call('ZADD', K.due, f[2], id) end
-    end
-  end
-end
-offset = 0
-while #claimed < limit do
-  local ids = redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', offset, chunk)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    if #claimed >= limit then break end
-    local f = redis.call('HMGET', K.delivery .. id, 'status', 'host')
-    if f[1] ~= 'pending' then
-      redis.call('ZREM', K.due, id)
-    elseif skipping and skip[f[2] or ''] then
-      offset = offset + 1
-    else
-      redis.call('ZREM', K.due, id)
-      take(id)
-    end
-  end
-end
-local out = {}
-for n, id in ipairs(claimed) do
-  local row = redis.call('HMGET', K.delivery .. id, 'meta', 'body', 'status', 'next', 'count')
-  table.insert(row, 1, id)
-  out[n] = row
-end
-return out
-"""
-
-HAS_DUE = """
-local now_s = ARGV[2]
-local now = tonumber(now_s)
-if #redis.call('ZRANGEBYSCORE', K.due, '-inf', now_s, 'LIMIT', 0, 1) > 0 then return 1 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now_s, 'LIMIT', 0, 100)) do
-  local f = redis.call('HMGET', K.delivery .. id, 'status', 'next')
-  if f[1] == 'pending' and f[2] and tonumber(f[2]) <= now then return 1 end
-end
-return 0
-"""
-
-FINISH = """
-local id, attempt, status, nxt, token = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5]), ARGV[6]
-local dkey, akey = K.delivery .. id, K.attempts .. id
-local f = redis.call('HMGET', dkey, 'status', 'lease')
-if not f[1] then return 0 end
--- a replay of this very call after its answer was lost records nothing twice
-if redis.call('LINDEX', akey, -1) == attempt then return 1 end
--- the fence: only the current holder records an outcome
-if f[1] ~= 'pending' or f[2] ~= token then return 0 end
-local old = f[1]
-redis.call('HDEL', dkey, 'lease')
-redis.call('RPUSH', akey, attempt)
-redis.call('HINCRBY', dkey, 'count', 1)
-redis.call('HSET', dkey, 'status', status)
-if nxt then redis.call('HSET', dkey, 'next', nxt) else redis.call('HDEL', dkey, 'next') end
-redis.call('ZREM', K.leases, id)
-redis.call('ZREM', K.due, id)
-if status == 'pending' and nxt then redis.call('ZADD', K.due, nxt, id) end
-restatus(id, old, status)
-return 1
-"""
-
-REQUEUE = """
-local now, n = ARGV[2], 0
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local dkey = K.delivery .. id
-  local old = redis.call('HGET', dkey, 'status')
-  if old then
-    redis.call('HSET', dkey, 'status', 'pending', 'next', now)
-    redis.call('HDEL', dkey, 'lease')
-    redis.call('ZREM', K.leases, id)
-    redis.call('ZADD', K.due, now, id)
-    restatus(id, old, 'pending')
-    n = n + 1
-  end
-end
-return n
-"""
-
-# ARGV[2...] are (delivery id, lease token) pairs; only rows still under that token count.
-RELEASE = """
-for i = 2, #ARGV, 2 do
-  local id, dkey = ARGV[i], K.delivery .. ARGV[i]
-  local f = redis.call('HMGET', dkey, 'status', 'next', 'lease')
-  if f[1] == 'pending' and f[3] == ARGV[i + 1] and redis.call('ZREM', K.leases, id) == 1 then
-    redis.call('HDEL', dkey, 'lease')
-    if f[2] then redis.call('ZADD', K.due, f[2], id) end
-  end
-end
-return 0
-"""
-
-RENEW = """
-local out = {}
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local f = redis.call('HMGET', K.delivery .. id, 'status', 'lease')
-  if f[1] == 'pending' and f[2] == ARGV[i + 1] and redis.call('ZSCORE', K.leases, id) then
-    redis.call('ZADD', K.leases, ARGV[2], id)
-    out[#out + 1] = id
-  end
-end
-return out
-"""
-
-CREATE_APP = """
-local id, name, data = ARGV[2], ARGV[3], ARGV[4]
-local akey = K.app .. id
-local owner = redis.call('HGET', K.app_names, name)
-if owner then
-  -- the same record: a replay of this very call after its answer was lost
-  if owner == id and redis.call('HGET', akey, 'data') == data then return 1 end
-  return 0
-end
-if redis.call('EXISTS', akey) == 1 then return -1 end
-redis.call('HSET', akey, 'data', data, 'name', name)
-redis.call('SADD', K.apps, id)
-redis.call('HSET', K.app_names, name, id)
-redis.call('INCR', K.apps_version)
-return 1
-"""
-
-SAVE_APP = """
-local id, name, data = ARGV[2], ARGV[3], ARGV[4]
-local akey = K.app .. id
-local owner = redis.call('HGET', K.app_names, name)
-if owner and owner ~= id then return 0 end
-local old = redis.call('HGET', akey, 'name')
-if old and old ~= name and redis.call('HGET', K.app_names, old) == id then
-  redis.call('HDEL', K.app_names, old)
-end
-redis.call('HSET', akey, 'data', data, 'name', name)
-redis.call('SADD', K.apps, id)
-redis.call('HSET', K.app_names, name, id)
-redis.call('INCR', K.apps_version)
-return 1
-"""
-
-DELETE_APP = """
-local id = ARGV[2]
-local akey = K.app .. id
-local name = redis.call('HGET', akey, 'name')
-if not name then return 0 end
-redis.call('DEL', akey)
-redis.call('SREM', K.apps, id)
-if redis.call('HGET', K.app_names, name) == id then redis.call('HDEL', K.app_names, name) end
-redis.call('INCR', K.apps_version)
-return 1
-"""
-
-FIND_APP = """
-local data = redis.call('HGET', K.app .. ARGV[2], 'data')
-if data then return data end
-local id = redis.call('HGET', K.app_names, ARGV[2])
-if id then return redis.call('HGET', K.app .. id, 'data') end
-return false
-"""
-
-SAVE_TARGET = """
-local id = ARGV[2]
-redis.call('HSET', K.target .. id, 'data', ARGV[3], 'failures', ARGV[4], 'status', ARGV[5])
-redis.call('SADD', K.targets, id)
-redis.call('INCR', K.targets_version)
-return 1
-"""
-
-DELETE_TARGET = """
-if redis.call('DEL', K.target .. ARGV[2]) == 0 then return 0 end
-redis.call('SREM', K.targets, ARGV[2])
-redis.call('INCR', K.targets_version)
-return 1
-"""
-
-TARGET_OUTCOME = """
-local tkey, ok, limit, gone = K.target .. ARGV[2], ARGV[3] == '1', opt(ARGV[4]), ARGV[5] == '1'
-local f = redis.call('HMGET', tkey, 'data', 'failures', 'status')
-if not f[1] then return false end
-local failures = 0
-if not ok then failures = tonumber(f[2]) + 1 end
-local status = f[3]
-if gone or (not ok and limit and failures >= tonumber(limit)) then status = 'disabled' end
-redis.call('HSET', tkey, 'failures', failures, 'status', status)
-if status ~= f[3] then redis.call('INCR', K.targets_version) end
-return {f[1], tostring(failures), status}
-"""
-
-FIND_IDEMPOTENT = """
-local id = redis.call('GET', K.idem .. ARGV[2])
-if not id then return false end
-local at = redis.call('HGET', K.event .. id, 'at')
-if at and tonumber(at) >= tonumber(ARGV[3]) then return id end
-return false
-"""
-
-PRUNE = """
-local batch = tonumber(ARGV[4])
-local forgotten = redis.call('ZRANGEBYSCORE', K.idem_by_time, '-inf', '(' .. ARGV[3],
-  'LIMIT', 0, batch)
-for _, key in ipairs(forgotten) do
-  redis.call('DEL', key)
-  redis.call('ZREM', K.idem_by_time, key)
-end
-local ids = redis.call('ZRANGEBYSCORE', K.events_by_time, '-inf', '(' .. ARGV[2],
-  'LIMIT', 0, batch)
-for _, id in ipairs(ids) do
-  local ekey = K.event .. id
-  local f = redis.call('HMGET', ekey, 'app', 'type', 'idem')
-  redis.call('DEL', ekey)
-  redis.call('ZREM', K.events, id)
-  redis.call('ZREM', K.events_by_time, id)
-  if f[1] then redis.call('ZREM', K.events_by_app .. f[1], id) end
-  if f[2] then redis.call('ZREM', K.events_by_type .. f[2], id) end
-  if f[3] and redis.call('GET', f[3]) == id then
-    redis.call('DEL', f[3])
-    redis.call('ZREM', K.idem_by_time, f[3])
-  end
-  local by_event = K.dlvs_by_event .. id
-  for _, d in ipairs(redis.call('ZRANGE', by_event, 0, -1)) do
-    local dkey = K.delivery .. d
-    local g = redis.call('HMGET', dkey, 'status', 'target', 'rule')
-    if g[1] ~= 'pending' then
-      redis.call('DEL', dkey, K.attempts .. d)
-      redis.call('ZREM', K.deliveries, d)
-      redis.call('ZREM', by_event, d)
-      redis.call('ZREM', K.due, d)
-      redis.call('ZREM', K.leases, d)
-      if g[1] then redis.call('ZREM', K.dlvs_by_status .. g[1], d) end
-      if g[2] then redis.call('ZREM', K.dlvs_by_target .. g[2], d) end
-      if g[3] then redis.call('ZREM', K.dlvs_by_rule .. g[3], d) end
-    end
-  end
-end
-return {#ids, #forgotten}
-"""
-
+# One file per script in redis_lua/, each run with the prelude in front.
 _SCRIPTS = {
-    "add": ADD,
-    "claim": CLAIM,
-    "has_due": HAS_DUE,
-    "finish": FINISH,
-    "requeue": REQUEUE,
-    "release": RELEASE,
-    "renew": RENEW,
-    "create_app": CREATE_APP,
-    "save_app": SAVE_APP,
-    "delete_app": DELETE_APP,
-    "find_app": FIND_APP,
-    "save_target": SAVE_TARGET,
-    "delete_target": DELETE_TARGET,
-    "target_outcome": TARGET_OUTCOME,
-    "find_idempotent": FIND_IDEMPOTENT,
-    "prune": PRUNE,
+    name: _lua(name)
+    for name in (
+        "add",
+        "claim",
+        "has_due",
+        "finish",
+        "requeue",
+        "release",
+        "renew",
+        "create_app",
+        "save_app",
+        "delete_app",
+        "find_app",
+        "save_target",
+        "delete_target",
+        "target_outcome",
+        "find_idempotent",
+        "prune",
+    )
 }
 
 
