@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench import match, procs, workdir, wrk
+from bench import postgres as pg_bench
 
 REPO = procs.REPO
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -182,6 +183,7 @@ TARGETS = [
     ("memory_idle_mb", "<=", 150.0, "RSS, 10 000 apps + 10 000 rules, idle (MB)"),
     ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
     ("ingest_redis_ratio", ">=", 0.5, "ingest ratio with limits.backend = redis"),
+    ("ingest_postgres_ratio", ">=", 0.4, "ingest ratio, storage.backend = postgres"),
 ]
 
 
@@ -225,19 +227,25 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
     path.write_text(text)
 
 
+ALL_PARTS = ("ingest", "match", "delivery", "memory", "postgres", "retention")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
+    parser.add_argument("--only", nargs="*", choices=ALL_PARTS)
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
+    parser.add_argument(
+        "--retention-events", type=int, default=10_000_000, help="events seeded for retention"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if not wrk.have_wrk():
         print(wrk.INSTALL_HINT, file=sys.stderr)
         return 2
-    only = set(args.only or ("ingest", "match", "delivery", "memory"))
+    only = set(args.only or ALL_PARTS)
     info = machine()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp_name:
@@ -248,6 +256,10 @@ def main() -> int:
             log(f"match: median {median:.2f} us, p99 {p99:.2f} us")
         if "ingest" in only:
             figures.update(bench_ingest(tmp, args.seconds, args.rounds, not args.no_redis))
+        if "postgres" in only:
+            figures.update(pg_bench.bench_ingest(tmp, args.seconds, args.rounds))
+        if "retention" in only:
+            figures.update(pg_bench.bench_retention(args.retention_events))
         if "delivery" in only:
             figures.update(
                 bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)
@@ -265,7 +277,7 @@ def main() -> int:
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "last.json").write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
-    if not args.no_docs and only == {"ingest", "match", "delivery", "memory"}:
+    if not args.no_docs and only == set(ALL_PARTS):
         write_docs(figures, info, command)
     return 0
 
