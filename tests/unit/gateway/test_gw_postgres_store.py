@@ -192,3 +192,39 @@ async def test_errors_are_store_errors(postgres_url: dict[str, Any]) -> None:
     closed = PostgresStore(postgres_url["url"], schema_name=postgres_url["schema"])
     with pytest.raises(StoreError, match="not open"):
         await closed.count_events()
+
+
+def test_postgres_url_comes_from_the_environment() -> None:
+    from gateway.config import load_settings
+
+    settings = load_settings(
+        None,
+        env={"HOOKGATE_STORAGE_BACKEND": "postgres", "HOOKGATE_POSTGRES_URL": "postgresql://db/x"},
+    )
+    assert (settings.storage.backend, settings.storage.postgres_url) == (
+        "postgres",
+        "postgresql://db/x",
+    )
+    assert load_settings(None, env={}).storage.postgres_url == (
+        "postgresql://127.0.0.1:5432/hookgate"
+    )
+
+
+def test_hookgate_migrate_applies_then_reports_up_to_date(
+    postgres_url: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import main
+
+    url = f"{postgres_url['url']}?search_path={postgres_url['schema']}"
+    monkeypatch.setenv("HOOKGATE_STORAGE_BACKEND", "postgres")
+    monkeypatch.setenv("HOOKGATE_POSTGRES_URL", url)
+    latest = postgres_schema.latest_version()
+    assert main(["migrate"]) == 0
+    assert f"schema at version {latest}" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.strip() == f"schema up to date at version {latest}"
+    monkeypatch.setenv("HOOKGATE_STORAGE_BACKEND", "sqlite")
+    assert main(["migrate"]) != 0
+    assert "hookgate migrate is for storage.backend" in capsys.readouterr().err
