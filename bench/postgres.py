@@ -161,19 +161,32 @@ async def _retention(events: int, days: int, schema: str) -> dict[str, float]:
                 start + 2 * DAY,
             )
             delete_s = time.perf_counter() - t
+            # ... and the vacuum that must follow it to reclaim the dead rows
+            t = time.perf_counter()
+            await conn.execute("VACUUM events")
+            vacuum_s = time.perf_counter() - t
+            # the bare DROP TABLE of a day partition, without the prune's bookkeeping
+            # (counting the day's events, deleting its finished deliveries)
+            part = await conn.fetchval("SELECT hookgate_event_partition($1)", start + 2 * DAY)
+            t = time.perf_counter()
+            await conn.execute(f'DROP TABLE "{part}"')
+            bare_drop_s = time.perf_counter() - t
         finally:
             await conn.close()
     finally:
         await store.close()
     log(
         f"retention at {total} events: drop partition ({dropped} events) {drop_s * 1000:.1f} ms,"
-        f" DELETE of the same day ({deleted}) {delete_s * 1000:.0f} ms"
+        f" DELETE of the same day ({deleted}) {delete_s * 1000:.0f} ms + VACUUM"
+        f" {vacuum_s * 1000:.0f} ms; bare DROP TABLE {bare_drop_s * 1000:.1f} ms"
     )
     return {
         "retention_events": float(total),
         "retention_day_events": float(dropped),
         "retention_drop_partition_ms": drop_s * 1000,
         "retention_delete_rows_ms": delete_s * 1000,
+        "retention_vacuum_after_delete_ms": vacuum_s * 1000,
+        "retention_bare_drop_table_ms": bare_drop_s * 1000,
         "retention_seed_s": seed_s,
     }
 
