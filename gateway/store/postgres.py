@@ -3,9 +3,10 @@
 Ingest is group-committed: `add_event` queues its event and deliveries and a committer
 applies whatever is queued in one transaction (one WAL flush for the batch, not one per
 event), answering each request only after that commit, so a 2xx never names an event a
-crash could lose. Two committers run at once, so one batch fills while the other commits.
-If a batch fails it is applied again request by request, so a bad write fails only its
-caller.
+crash could lose. Finished attempts (`finish_attempt`) ride in the same batches: one
+fenced UPDATE for all of them. Two committers run at once, so one batch fills while the
+other commits. If a batch fails it is applied again request by request, so a bad write
+fails only its caller.
 
 Events live in day partitions (`postgres_sql/migrations`): `prune` drops every partition
 wholly older than the cutoff, deleting rows only in the one day the cutoff falls inside.
@@ -69,6 +70,18 @@ class _Ingest:
     done: asyncio.Future[Accepted]
 
 
+@dataclass(slots=True)
+class _Finish:
+    """One queued `finish_attempt`: committed with the next batch of events."""
+
+    delivery_id: str
+    attempt: str  # the attempt as JSON
+    status: str
+    next_attempt_at: float | None
+    token: str
+    done: asyncio.Future[bool]
+
+
 def day_start(at: float) -> float:
     return (at // DAY) * DAY
 
@@ -83,7 +96,7 @@ class PostgresStore:
         self._schema = schema_name
         self._ttl = idempotency_ttl
         self._pool: asyncpg.Pool | None = None
-        self._queue: list[_Ingest] = []
+        self._queue: list[_Ingest | _Finish] = []
         self._committers: set[asyncio.Task[None]] = set()
         self._days: set[float] = set()  # day partitions known to exist
         self.transactions = 0  # group commits so far (tests check the grouping)
@@ -197,15 +210,18 @@ class PostgresStore:
     async def add_event(
         self, event: Event, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> Accepted:
-        pool = self.pool
-        del pool  # raises when closed, before anything is queued
         done: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Ingest(event, deliveries, lease, done))
+        self._enqueue(_Ingest(event, deliveries, lease, done))
+        return await done
+
+    def _enqueue(self, op: _Ingest | _Finish) -> None:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        self._queue.append(op)
         if len(self._committers) < COMMITTERS:
             task = asyncio.create_task(self._commit_queued())
             self._committers.add(task)
             task.add_done_callback(self._committers.discard)
-        return await done
 
     async def _commit_queued(self) -> None:
         while self._queue:
@@ -221,16 +237,57 @@ class PostgresStore:
                         if not op.done.done():
                             op.done.set_exception(_store_error(exc))
 
-    async def _commit(self, batch: list[_Ingest]) -> None:
+    async def _commit(self, batch: list[_Ingest | _Finish]) -> None:
+        """One transaction for the batch: its events first (idempotency keys in sorted
+        order), then its finished attempts (deliveries in id order), so two concurrent
+        batches take their row locks in one order and never deadlock."""
+        events = [op for op in batch if isinstance(op, _Ingest)]
+        finishes = sorted(
+            (op for op in batch if isinstance(op, _Finish)), key=lambda op: op.delivery_id
+        )
         async with self.pool.acquire() as conn:
-            await self._ensure_partitions(conn, [op.event.received_at for op in batch])
+            await self._ensure_partitions(conn, [op.event.received_at for op in events])
             async with conn.transaction():
-                answers = await self._insert_events(conn, batch)
+                accepted = await self._insert_events(conn, events) if events else []
+                recorded = await self._finish_attempts(conn, finishes) if finishes else []
         self.transactions += 1
-        self.committed += len(batch)
-        for op, answer in zip(batch, answers, strict=True):
-            if not op.done.done():
-                op.done.set_result(answer)
+        self.committed += len(events)
+        answers: list[tuple[asyncio.Future[Any], Any]] = [
+            *zip((op.done for op in events), accepted, strict=True),
+            *zip((op.done for op in finishes), recorded, strict=True),
+        ]
+        for done, answer in answers:
+            if not done.done():
+                done.set_result(answer)
+
+    async def _finish_attempts(
+        self, conn: asyncpg.Connection, finishes: list[_Finish]
+    ) -> list[bool]:
+        """Record the attempts of rows still held under their token: one UPDATE for the
+        batch (one per row when one delivery is finished twice in it, in order)."""
+        if len({op.delivery_id for op in finishes}) != len(finishes):
+            outcomes = [
+                await conn.execute(
+                    Q["finish_attempt"],
+                    op.delivery_id,
+                    op.attempt,
+                    op.status,
+                    op.next_attempt_at,
+                    op.token,
+                )
+                for op in finishes
+            ]
+            return [outcome == "UPDATE 1" for outcome in outcomes]
+        found = await conn.fetch(
+            Q["finish_attempts"],
+            [op.delivery_id for op in finishes],
+            [op.attempt for op in finishes],
+            [op.status for op in finishes],
+            [op.next_attempt_at for op in finishes],
+            [op.token for op in finishes],
+        )
+        done = {r[0] for r in found}
+        return [op.delivery_id in done for op in finishes]
 
     async def _insert_events(
         self, conn: asyncpg.Connection, batch: list[_Ingest]
@@ -436,7 +493,6 @@ class PostgresStore:
         }
         return [i for i in held if i in renewed]
 
-    @_translated
     async def finish_attempt(
         self,
         delivery_id: str,
@@ -445,15 +501,11 @@ class PostgresStore:
         next_attempt_at: float | None,
         lease_token: str,
     ) -> bool:
-        outcome = await self.pool.execute(
-            Q["finish_attempt"],
-            delivery_id,
-            rows.attempt_data(attempt),
-            status,
-            next_attempt_at,
-            lease_token,
-        )
-        return bool(outcome == "UPDATE 1")
+        # group-committed with ingest: one transaction per batch, not one per attempt
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        data = rows.attempt_data(attempt)
+        self._enqueue(_Finish(delivery_id, data, status, next_attempt_at, lease_token, done))
+        return await done
 
     @_translated
     async def get_delivery(self, delivery_id: str) -> Delivery | None:

@@ -61,6 +61,16 @@ SET status = $3, next_attempt_at = $4, leased_until = NULL, lease_token = NULL,
     attempt_count = attempt_count + 1, attempts = array_append(attempts, $2)
 WHERE id = $1 AND status = 'pending' AND lease_token = $5
 
+-- name: finish_attempts
+-- The same fence for a batch of (delivery, attempt, status, next attempt, token).
+UPDATE deliveries AS d
+SET status = f.status, next_attempt_at = f.next_at, leased_until = NULL, lease_token = NULL,
+    attempt_count = d.attempt_count + 1, attempts = array_append(d.attempts, f.attempt)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[])
+    AS f (id, attempt, status, next_at, token)
+WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
+RETURNING d.id
+
 -- name: renew
 UPDATE deliveries AS d SET leased_until = $1
 FROM unnest($2::text[], $3::text[]) AS h (id, token)

@@ -228,3 +228,30 @@ def test_hookgate_migrate_applies_then_reports_up_to_date(
     monkeypatch.setenv("HOOKGATE_STORAGE_BACKEND", "sqlite")
     assert main(["migrate"]) != 0
     assert "hookgate migrate is for storage.backend" in capsys.readouterr().err
+
+
+async def test_concurrent_finishes_share_a_transaction_and_keep_the_fence(
+    store: PostgresStore,
+) -> None:
+    e = event(T0)
+    rows = [delivery(e.id, T0 + i / 1000) for i in range(40)]
+    await store.add_event(e, rows)
+    assert len(await store.claim_due(T0 + 1, 100, Lease("w", T0 + 60))) == 40
+    ok = Attempt(T0 + 1, 200, 1.0, None, "ok")
+    before = store.transactions
+    # every other call comes from a stale holder; one delivery is finished twice
+    results = await asyncio.gather(
+        *(
+            store.finish_attempt(d.id, ok, "succeeded", None, "w" if i % 2 == 0 else "stale")
+            for i, d in enumerate(rows)
+        ),
+        store.finish_attempt(rows[0].id, ok, "succeeded", None, "w"),
+    )
+    assert results[:40] == [i % 2 == 0 for i in range(40)]
+    assert results[40] is False  # the first of the two took the lease with it
+    assert store.transactions - before < 41
+    for i, d in enumerate(rows):
+        row = await store.get_delivery(d.id)
+        assert row is not None
+        expected = ("succeeded", 1, (ok,)) if i % 2 == 0 else ("pending", 0, ())
+        assert (row.status, row.attempt_count, row.attempts) == expected
