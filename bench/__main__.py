@@ -256,9 +256,12 @@ def main() -> int:
             log(f"match: median {median:.2f} us, p99 {p99:.2f} us")
         if "ingest" in only:
             figures.update(bench_ingest(tmp, args.seconds, args.rounds, not args.no_redis))
-        if "postgres" in only:
+        no_postgres = pg_bench.available() if only & {"postgres", "retention"} else None
+        if no_postgres:
+            log(f"skipping the PostgreSQL benches: {no_postgres}")
+        if "postgres" in only and not no_postgres:
             figures.update(pg_bench.bench_ingest(tmp, args.seconds, args.rounds))
-        if "retention" in only:
+        if "retention" in only and not no_postgres:
             figures.update(pg_bench.bench_retention(args.retention_events))
         if "delivery" in only:
             figures.update(

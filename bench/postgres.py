@@ -47,6 +47,15 @@ def bench_schema(name: str) -> Iterator[str]:
         asyncio.run(_execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
+def available() -> str | None:
+    """Why the PostgreSQL benches cannot run here (None: they can)."""
+    try:
+        asyncio.run(_execute("SELECT 1"))
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc})"
+    return None
+
+
 def _url(schema: str) -> str:
     sep = "&" if "?" in POSTGRES_URL else "?"
     return f"{POSTGRES_URL}{sep}search_path={schema}"
