@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench import match, procs, transport_micro, workdir, wrk
+from bench import postgres as pg_bench
 
 REPO = procs.REPO
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -194,6 +195,7 @@ TARGETS = [
     ("memory_idle_mb", "<=", 150.0, "RSS, 10 000 apps + 10 000 rules, idle (MB)"),
     ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
     ("ingest_redis_ratio", ">=", 0.5, "ingest ratio with limits.backend = redis"),
+    ("ingest_postgres_ratio", ">=", 0.4, "ingest ratio, storage.backend = postgres"),
 ]
 
 
@@ -237,21 +239,27 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
     path.write_text(text)
 
 
+ALL_PARTS = ("ingest", "match", "delivery", "drain", "client", "memory", "postgres", "retention")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=("ingest", "match", "delivery", "drain", "client", "memory"),
+        choices=ALL_PARTS,
         help="drain: only the delivery drain; client: only the CPU per request of each client",
     )
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
+    parser.add_argument(
+        "--retention-events", type=int, default=10_000_000, help="events seeded for retention"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
-    everything = {"ingest", "match", "client", "delivery", "memory"}
+    everything = set(ALL_PARTS) - {"drain"}  # the delivery part measures the drain too
     only = set(args.only or everything)
     if only & {"ingest", "delivery", "memory"} and not wrk.have_wrk():
         print(wrk.INSTALL_HINT, file=sys.stderr)
@@ -275,6 +283,13 @@ def main() -> int:
             )
         if "drain" in only and "delivery" not in only:
             figures.update(bench_delivery(tmp, args.deliveries, 0, 0, drain_only=True))
+        no_postgres = pg_bench.available() if only & {"postgres", "retention"} else None
+        if no_postgres:
+            log(f"skipping the PostgreSQL benches: {no_postgres}")
+        if "postgres" in only and not no_postgres:
+            figures.update(pg_bench.bench_ingest(tmp, args.seconds, args.rounds))
+        if "retention" in only and not no_postgres:
+            figures.update(pg_bench.bench_retention(args.retention_events))
         if "delivery" in only:
             figures.update(
                 bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)

@@ -45,7 +45,8 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
 def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
     if settings.storage.backend == "memory":
         raise ConfigError(
-            "the memory store lives inside a server process; the CLI needs sqlite or redis"
+            "the memory store lives inside a server process;"
+            " the CLI needs sqlite, redis or postgres"
         )
 
     async def run() -> T:
@@ -119,10 +120,28 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.storage.backend == "memory":
         raise ConfigError(
-            "a delivery worker needs a shared store (storage.backend = sqlite or redis)"
+            "a delivery worker needs a shared store (storage.backend = sqlite, redis or postgres)"
         )
     check_redis(settings)
     return worker_main(settings)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the PostgreSQL store's schema migrations alone (a gateway also applies them
+    when it starts; this lets a deploy migrate once, before starting new gateways)."""
+    if settings.storage.backend != "postgres":
+        raise ConfigError(
+            'hookgate migrate is for storage.backend = "postgres"; the sqlite and redis'
+            " stores need no migrations run apart"
+        )
+    from gateway.store.postgres import run_migrations
+
+    applied, version = asyncio.run(run_migrations(settings.storage.postgres_url))
+    if applied:
+        print(f"applied migrations {', '.join(map(str, applied))}; schema at version {version}")
+    else:
+        print(f"schema up to date at version {version}")
+    return 0
 
 
 # apps
@@ -598,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", parents=[common], help="run a delivery worker process")
     worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser(
+        "migrate", parents=[common], help="apply the PostgreSQL schema migrations and exit"
+    )
+    migrate.set_defaults(func=cmd_migrate)
 
     listen = sub.add_parser("listen", parents=[common], help="local sink printing webhooks")
     listen.add_argument("port", type=int, help="port to listen on (127.0.0.1)")

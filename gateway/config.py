@@ -23,6 +23,7 @@ ENV_PREFIX = "HOOKGATE_"
 ENV_ALIASES = {
     "HOOKGATE_ADMIN_TOKEN": ("server", "admin_token"),
     "HOOKGATE_REDIS_URL": ("redis", "url"),
+    "HOOKGATE_POSTGRES_URL": ("storage", "postgres_url"),
 }
 
 
@@ -44,6 +45,7 @@ class StorageSettings:
     data_dir: str = "./data"
     retention_days: float = 30
     synchronous: str = "full"  # full: fsync every group commit; normal: survive kill -9 only
+    postgres_url: str = "postgresql://127.0.0.1:5432/hookgate"  # storage.backend = "postgres"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ class Settings:
     def validate(self) -> Settings:
         """Refuse combinations that would misbehave silently; return self for chaining."""
         choices = {
-            ("storage", "backend"): ("sqlite", "redis", "memory"),
+            ("storage", "backend"): ("sqlite", "redis", "postgres", "memory"),
             ("storage", "synchronous"): ("full", "normal"),
             ("limits", "backend"): ("memory", "redis"),
             ("limits", "on_redis_error"): ("open", "closed"),

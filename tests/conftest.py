@@ -7,6 +7,7 @@ if the gateway answered any request with a 5xx.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ import redis
 from gateway.config import Settings
 
 REDIS_URL = os.environ.get("HOOKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("HOOKGATE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 _handler = harness.CollectingHandler()
 
 
@@ -86,3 +88,52 @@ def redis_url(redis_available: str, request: pytest.FixtureRequest) -> Iterator[
         for key in client.scan_iter(match=pattern, count=500):
             client.delete(key)
     client.close()
+
+
+def _postgres(sql: str) -> None:
+    """Run one statement on the test PostgreSQL (its own short-lived connection), in a
+    thread of its own: fixtures that call this may run inside the test's event loop."""
+    import asyncio
+    import concurrent.futures
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str:
+    """The test PostgreSQL URL; skip (or fail under CI=true) when none answers."""
+    try:
+        _postgres("SELECT 1")
+    except Exception as exc:
+        message = (
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); set HOOKGATE_TEST_POSTGRES_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(
+    postgres_available: str, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """The test PostgreSQL URL plus a schema of this test's own, dropped afterwards."""
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name[:30].lower())
+    schema = f"hgtest_{os.getpid()}_{next(_schema_numbers)}_{name}"
+    _postgres(f'CREATE SCHEMA "{schema}"')
+    yield {"url": postgres_available, "schema": schema}
+    _postgres(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+_schema_numbers = itertools.count(1)

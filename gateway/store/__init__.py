@@ -32,6 +32,13 @@ def build_store(settings: Settings) -> Store:
             key_prefix=settings.redis.key_prefix,
             idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
         )
+    if backend == "postgres":
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(
+            settings.storage.postgres_url,
+            idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
+        )
     if backend == "memory":
         from gateway.store.memory import MemoryStore
 

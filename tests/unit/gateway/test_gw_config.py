@@ -284,7 +284,7 @@ def test_bad_types_in_the_environment(name: str, value: str, where: str) -> None
 @pytest.mark.parametrize(
     ("section", "key", "value"),
     [
-        ("storage", "backend", "postgres"),
+        ("storage", "backend", "mysql"),
         ("storage", "synchronous", "sometimes"),
         ("limits", "backend", "memcached"),
         ("limits", "on_redis_error", "ajar"),
@@ -298,8 +298,8 @@ def test_bad_choices(section: str, key: str, value: str) -> None:
 
 
 def test_bad_choice_from_the_environment_names_the_setting() -> None:
-    message = config_error(None, env={"HOOKGATE_STORAGE_BACKEND": "postgres"})
-    assert "storage.backend must be one of" in message and "'postgres'" in message
+    message = config_error(None, env={"HOOKGATE_STORAGE_BACKEND": "mysql"})
+    assert "storage.backend must be one of" in message and "'mysql'" in message
 
 
 def test_several_workers_need_redis_limits() -> None:

@@ -1,4 +1,4 @@
-"""The `Store` contract: every backend passes the same tests (memory, SQLite and Redis).
+"""The `Store` contract: every backend passes the same tests (memory, SQLite, Redis, PostgreSQL).
 
 Each test runs once per backend in `BACKENDS` on a freshly opened store (Redis: the test
 Redis under a key prefix of the test's own, deleted afterwards); the SQLite-only tests at
@@ -25,6 +25,7 @@ from gateway.models import App, Event, WebhookTarget
 from gateway.store import DeliveryFilter, Store, sqlite_rows, sqlite_writer
 from gateway.store import sqlite as sqlite_store
 from gateway.store.memory import MemoryStore
+from gateway.store.postgres import PostgresStore
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
@@ -43,13 +44,22 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
         request.getfixturevalue("redis_url")["url"],
         key_prefix=request.getfixturevalue("redis_url")["prefix"],
     ),
+    "postgres": lambda request, tmp: PostgresStore(
+        request.getfixturevalue("postgres_url")["url"],
+        schema_name=request.getfixturevalue("postgres_url")["schema"],
+    ),
 }
 NEEDS_REDIS = {"redis"}
+NEEDS_POSTGRES = {"postgres"}
 
 
 @pytest.fixture(
     params=[
-        pytest.param(name, marks=pytest.mark.redis) if name in NEEDS_REDIS else name
+        pytest.param(name, marks=pytest.mark.redis)
+        if name in NEEDS_REDIS
+        else pytest.param(name, marks=pytest.mark.postgres)
+        if name in NEEDS_POSTGRES
+        else name
         for name in sorted(BACKENDS)
     ]
 )

@@ -1,0 +1,183 @@
+"""Rows of the PostgreSQL store and the records they hold: one function each way per table."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from actions.model import Attempt, Delivery, Lease, delivery_host
+from gateway.models import App, Event, WebhookTarget
+
+APP_COLS = (
+    "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
+    "updated_at, previous_token_hash, previous_token_expires_at, signature_scheme"
+)
+EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
+DELIVERY_COLS = (
+    "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
+    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers"
+)
+TARGET_COLS = (
+    "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
+    "updated_at, consecutive_failures"
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def app_row(app: App) -> tuple[Any, ...]:
+    return (
+        app.id,
+        app.name,
+        app.token_hash,
+        app.enabled,
+        app.rate,
+        app.burst,
+        None if app.schema is None else _json(app.schema),
+        app.signing_secret,
+        app.created_at,
+        app.updated_at,
+        app.previous_token_hash,
+        app.previous_token_expires_at,
+        app.signature_scheme,
+    )
+
+
+def app(row: Sequence[Any]) -> App:
+    return App(
+        id=row[0],
+        name=row[1],
+        token_hash=row[2],
+        enabled=row[3],
+        rate=row[4],
+        burst=row[5],
+        schema=None if row[6] is None else orjson.loads(row[6]),
+        signing_secret=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        previous_token_hash=row[10],
+        previous_token_expires_at=row[11],
+        signature_scheme=row[12],
+    )
+
+
+def event_columns(events: Sequence[Event]) -> list[list[Any]]:
+    """The events as one array per column, for one `INSERT ... SELECT unnest(...)`."""
+    return [
+        [e.id for e in events],
+        [e.app_id for e in events],
+        [e.event_type for e in events],
+        [e.received_at for e in events],
+        [e.payload for e in events],
+        [_json(e.headers) for e in events],
+        [_json(e.matched_rules) for e in events],
+        [e.idempotency_key for e in events],
+    ]
+
+
+def event(row: Sequence[Any]) -> Event:
+    return Event(
+        id=row[0],
+        app_id=row[1],
+        event_type=row[2],
+        received_at=row[3],
+        payload=bytes(row[4]),
+        headers=orjson.loads(row[5]),
+        matched_rules=tuple(orjson.loads(row[6])),
+        idempotency_key=row[7],
+    )
+
+
+def delivery_columns(deliveries: Sequence[Delivery], lease: Lease | None) -> list[list[Any]]:
+    """The deliveries as one array per column (attempts apart: see `attempts_data`)."""
+    return [
+        [d.id for d in deliveries],
+        [d.event_id for d in deliveries],
+        [d.rule_id for d in deliveries],
+        [d.target_id for d in deliveries],
+        [d.action_type for d in deliveries],
+        [d.url for d in deliveries],
+        [d.status for d in deliveries],
+        [d.body for d in deliveries],
+        [_json(d.retry) for d in deliveries],
+        [d.secret_env for d in deliveries],
+        [d.timeout_seconds for d in deliveries],
+        [d.disable_after for d in deliveries],
+        [d.created_at for d in deliveries],
+        [d.next_attempt_at for d in deliveries],
+        [d.attempt_count for d in deliveries],
+        [_json(d.headers) for d in deliveries],
+        [None if lease is None or d.status != "pending" else lease.until for d in deliveries],
+        [None if lease is None or d.status != "pending" else lease.token for d in deliveries],
+        [delivery_host(d.url) for d in deliveries],
+    ]
+
+
+def attempt_data(a: Attempt) -> str:
+    return _json(dataclasses.asdict(a))
+
+
+def attempt(data: str) -> Attempt:
+    return Attempt(**orjson.loads(data))
+
+
+def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        rule_id=row[2],
+        target_id=row[3],
+        action_type=row[4],
+        url=row[5],
+        status=row[6],
+        body=None if row[7] is None else bytes(row[7]),
+        retry=tuple(orjson.loads(row[8])),
+        secret_env=row[9],
+        timeout_seconds=row[10],
+        disable_after=row[11],
+        created_at=row[12],
+        next_attempt_at=row[13],
+        attempt_count=row[14],
+        headers=tuple((name, value) for name, value in orjson.loads(row[15])),
+        attempts=tuple(attempt(a) for a in attempts),
+    )
+
+
+def target_row(t: WebhookTarget) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.url,
+        t.secret,
+        _json(list(t.events)),
+        None if t.filter is None else _json(t.filter),
+        t.status,
+        _json(t.retry if isinstance(t.retry, str) else list(t.retry)),
+        t.disable_after,
+        t.description,
+        t.created_at,
+        t.updated_at,
+        t.consecutive_failures,
+    )
+
+
+def target(row: Sequence[Any]) -> WebhookTarget:
+    retry = orjson.loads(row[6])
+    return WebhookTarget(
+        id=row[0],
+        url=row[1],
+        secret=row[2],
+        events=tuple(orjson.loads(row[3])),
+        filter=None if row[4] is None else orjson.loads(row[4]),
+        status=row[5],
+        retry=retry if isinstance(retry, str) else tuple(retry),
+        disable_after=row[7],
+        description=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        consecutive_failures=row[11],
+    )
