@@ -123,7 +123,7 @@ def attempt_data(a: Attempt) -> str:
 
 
 def attempt(data: str) -> Attempt:
-    return Attempt(**orjson.loads(data))
+    return Attempt.from_data(orjson.loads(data))
 
 
 def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
