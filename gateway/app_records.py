@@ -226,7 +226,7 @@ class AppFields(TypedDict, total=False):
 
 
 def app_json(app: App, settings: Settings, token: str | None = None) -> AppRecord:
-    """The app record of DESIGN §9; `token` and the real `event_url` only when given."""
+    """The app record of docs/design.md §9; `token` and the real `event_url` only when given."""
     out: AppRecord = {
         "id": app.id,
         "name": app.name,

@@ -1,7 +1,7 @@
 """`POST /api/event/{token}`: the public ingest route, written as a raw ASGI endpoint.
 
 This is the hot path, so it skips the router, the Request object and the middleware stack
-and does its checks in DESIGN §3's order, cheapest refusals first: method, token, rate
+and does its checks in docs/design.md §3's order, cheapest refusals first: method, token, rate
 limits, content type, size (before reading the body), signature, JSON, schema,
 idempotency. Only then are rules matched and the event committed with its deliveries;
 202 is sent after the commit.

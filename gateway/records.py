@@ -1,4 +1,4 @@
-"""JSON shapes of stored records (DESIGN §9), shared by the admin API and the CLI."""
+"""JSON shapes of stored records (docs/design.md §9), shared by the admin API and the CLI."""
 
 from __future__ import annotations
 
