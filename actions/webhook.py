@@ -1,4 +1,4 @@
-"""The `webhook` action: POST a rendered template, or the standard envelope of DESIGN §6."""
+"""The `webhook` action: POST a rendered template, or the standard envelope of docs/design.md §6."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,19 +23,38 @@ from actions import DeliveryClient
 from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
 from gateway.http import JSONResponse, error_response, http_exception, server_error
-from gateway.ingest import PREFIX, IngestEndpoint, Receive, Scope, Send
+from gateway.ingest import INGEST_PATH, PREFIX, IngestEndpoint, Receive, Scope, Send
 from gateway.logs import ACCESS, redact_path
-from gateway.openapi import openapi_document
+from gateway.openapi import Operation, openapi_document, operation
 from gateway.runtime import Gateway, ensure_admin_token
 from gateway.store import Store
 
 access_log = logging.getLogger(ACCESS)
 
 
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class Ready(TypedDict):
+    status: Literal["ready"]
+    rules_version: str
+
+
+@operation(Operation("Process is up", "operations", response=Health, admin=False))
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+@operation(
+    Operation(
+        "Store reachable and rules loaded",
+        "operations",
+        response=Ready,
+        admin=False,
+        errors={503: "not_ready: the store does not answer or no rule set is loaded"},
+    )
+)
 async def readyz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
@@ -47,6 +66,15 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "rules_version": gw.rules.version})
 
 
+@operation(
+    Operation(
+        "Prometheus metrics",
+        "operations",
+        response={"type": "string"},
+        admin=False,
+        media_type="text/plain",
+    )
+)
 async def metrics(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     writer_stats = getattr(gw.store, "writer_stats", None)
@@ -58,9 +86,20 @@ async def metrics(request: Request) -> Response:
     return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+@operation(Operation("This document", "operations", response={"type": "object"}, admin=False))
 async def openapi(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    return JSONResponse(openapi_document(gw.settings.base_url))
+    return JSONResponse(openapi_document(gw.settings.base_url, documented_routes(request.app)))
+
+
+def documented_routes(starlette: Starlette) -> list[tuple[str, list[str], Any]]:
+    """(path, methods, endpoint) of every route the document describes: the public event
+    route (served ahead of Starlette) and each Starlette route."""
+    out: list[tuple[str, list[str], Any]] = [(INGEST_PATH, ["POST"], IngestEndpoint)]
+    for route in starlette.routes:
+        if isinstance(route, Route):
+            out.append((route.path, sorted(route.methods or ()), route.endpoint))
+    return out
 
 
 class HookgateApp:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from actions import ActionError, rfc3339
 from gateway import inbound_signatures
@@ -192,9 +192,42 @@ def event_url(settings: Settings, token: str) -> str:
     return f"{settings.base_url}/api/event/{token}"
 
 
-def app_json(app: App, settings: Settings, token: str | None = None) -> dict[str, Any]:
-    """The app record of DESIGN §9; `token` and the real `event_url` only when given."""
-    out: dict[str, Any] = {
+class _AppFields(TypedDict):
+    id: str
+    name: str
+    enabled: bool
+    rate: float
+    burst: int
+    event_url: str | None
+    created_at: str
+    updated_at: str
+    schema: dict[str, Any] | None
+    has_signing_secret: bool
+    signature_scheme: str | None
+
+
+class AppRecord(_AppFields, total=False):
+    """An integration app; `token` (and a real `event_url`) only on create and rotate."""
+
+    previous_token_expires_at: str
+    token: str
+
+
+class AppFields(TypedDict, total=False):
+    """The fields a create (`name` required there) or a PATCH may set."""
+
+    name: str
+    enabled: bool
+    rate: float | None
+    burst: int | None
+    schema: dict[str, Any] | None
+    signing_secret: str | None
+    signature_scheme: str | None
+
+
+def app_json(app: App, settings: Settings, token: str | None = None) -> AppRecord:
+    """The app record of docs/design.md §9; `token` and the real `event_url` only when given."""
+    out: AppRecord = {
         "id": app.id,
         "name": app.name,
         "enabled": app.enabled,

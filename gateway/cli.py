@@ -1,4 +1,4 @@
-"""`hookgate`: serve the gateway and do every operator task from the shell (DESIGN §8-9).
+"""`hookgate`: serve the gateway and do every operator task from the shell (docs/design.md §8-9).
 
 Commands that touch records open the configured store directly, so they work with the
 server running or stopped; a running server notices app changes within a second.

@@ -1,6 +1,6 @@
 """JSON in and out for the admin API, and the one place errors become HTTP answers.
 
-Every error is `{"error": "<snake_case code>", "detail": "<sentence>", ...}` (DESIGN §9);
+Every error is `{"error": "<snake_case code>", "detail": "<sentence>", ...}` (docs/design.md §9);
 no handler ever lets a traceback reach the client.
 """
 

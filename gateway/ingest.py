@@ -1,7 +1,7 @@
 """`POST /api/event/{token}`: the public ingest route, written as a raw ASGI endpoint.
 
 This is the hot path, so it skips the router, the Request object and the middleware stack
-and does its checks in DESIGN §3's order, cheapest refusals first: method, token, rate
+and does its checks in docs/design.md §3's order, cheapest refusals first: method, token, rate
 limits, content type, size (before reading the body), signature, JSON, schema,
 idempotency. Only then are rules matched and the event committed with its deliveries;
 202 is sent after the commit.
@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from fastjsonschema import JsonSchemaValueException
@@ -25,6 +25,7 @@ from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.logs import ACCESS
 from gateway.models import Event
+from gateway.openapi import Operation, operation
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
@@ -34,6 +35,39 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "/api/event/"
+INGEST_PATH = PREFIX + "{token}"
+
+
+class Accepted(TypedDict):
+    accepted: bool
+    event_id: str
+
+
+class Duplicate(Accepted):
+    duplicate: bool
+
+
+INGEST = Operation(
+    "Ingest one event (the secret event URL)",
+    "ingest",
+    202,
+    Accepted,
+    body={"type": "object"},
+    admin=False,
+    extra_success={200: ("duplicate idempotency key: the first event's id", Duplicate)},
+    errors={
+        400: "invalid_json / invalid_event: not JSON, not an object, too deep",
+        401: "invalid_signature",
+        404: "not_found: unknown, revoked or disabled token",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        422: "schema_violation: the app's JSON Schema refused the event",
+        429: "rate limited; Retry-After says when to try again",
+        503: "store_unavailable: the event was not stored",
+    },
+    response_headers={429: {"Retry-After": "seconds until a token is available"}},
+)
 ROUTE = "/api/event/{token}"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 STORE_UNAVAILABLE = (
@@ -153,6 +187,7 @@ def stored_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
+@operation(INGEST)
 class IngestEndpoint:
     """The ASGI callable for `/api/event/...`; one instance per app, holding the gateway."""
 

@@ -1,6 +1,6 @@
 """Prometheus metrics without a client library: counters, gauges and one histogram shape.
 
-Kept deliberately small: the gateway exposes a handful of series (DESIGN §8) and the hot
+Kept deliberately small: the gateway exposes a handful of series (docs/design.md §8) and the hot
 path only ever increments a counter keyed by a tuple.
 
 With `server.workers > 1` every uvicorn worker is its own process, and a scrape reaches

@@ -1,20 +1,88 @@
-"""JSON shapes of stored records (DESIGN §9), shared by the admin API and the CLI."""
+"""JSON shapes of stored records (docs/design.md §9), shared by the admin API and the CLI."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import orjson
 
 from actions import Attempt, Delivery, rfc3339
 from gateway.models import Event, WebhookTarget
 
+DeliveryState = Literal["pending", "succeeded", "failed", "skipped"]
+
+
+class AttemptRecord(TypedDict):
+    """One send of a delivery: when, the answer (or the error) and how long it took."""
+
+    at: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_excerpt: str | None
+
+
+class _DeliveryFields(TypedDict):
+    id: str
+    event_id: str
+    rule_id: str | None
+    target_id: str | None
+    action_type: str
+    url: str
+    status: DeliveryState
+    attempt_count: int
+    next_attempt_at: str | None
+    created_at: str | None
+
+
+class DeliveryRecord(_DeliveryFields, total=False):
+    """A delivery; `attempts` on a read of one delivery, not in lists."""
+
+    attempts: list[AttemptRecord]
+
+
+class _EventFields(TypedDict):
+    id: str
+    app_id: str
+    event_type: str | None
+    received_at: str
+    matched_rules: list[str]
+    headers: dict[str, str]
+
+
+class EventRecord(_EventFields, total=False):
+    """A stored event; `payload` and `deliveries` on a read of one event."""
+
+    idempotency_key: str
+    payload: Any
+    deliveries: list[DeliveryRecord]
+
+
+class _TargetFields(TypedDict):
+    id: str
+    url: str
+    events: list[str]
+    filter: Any
+    status: Literal["active", "disabled"]
+    retry: str | list[Any]
+    disable_after: int | None
+    description: str | None
+    created_at: str
+    updated_at: str
+    consecutive_failures: int
+
+
+class TargetRecord(_TargetFields, total=False):
+    """A webhook target; `secret` only on create and on a PATCH that sets one."""
+
+    secret: str | None
+
 
 def _time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
+def attempt_json(attempt: Attempt) -> AttemptRecord:
     return {
         "at": rfc3339(attempt.at),
         "status_code": attempt.status_code,
@@ -41,8 +109,8 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def delivery_json(delivery: Delivery, *, attempts: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def delivery_json(delivery: Delivery, *, attempts: bool = True) -> DeliveryRecord:
+    out: DeliveryRecord = {
         "id": delivery.id,
         "event_id": delivery.event_id,
         "rule_id": delivery.rule_id,
@@ -70,8 +138,8 @@ def payload_of(event: Event) -> Any:
 
 def event_json(
     event: Event, deliveries: list[Delivery] | None = None, *, payload: bool = True
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
+) -> EventRecord:
+    out: EventRecord = {
         "id": event.id,
         "app_id": event.app_id,
         "event_type": event.event_type,
@@ -88,8 +156,8 @@ def event_json(
     return out
 
 
-def target_json(target: WebhookTarget, *, secret: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
+    out: TargetRecord = {
         "id": target.id,
         "url": target.url,
         "events": list(target.events),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,6 +13,7 @@ from gateway.admin import gateway_of as _gw
 from gateway.errors import InvalidInput, NotFound
 from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.models import App
+from gateway.openapi import Operation, Query, operation
 
 
 async def _app(request: Request) -> App:
@@ -20,6 +23,28 @@ async def _app(request: Request) -> App:
     return app
 
 
+class AppList(TypedDict):
+    data: list[app_records.AppRecord]
+    next_cursor: None
+
+
+class Rotate(TypedDict, total=False):
+    grace_seconds: float
+
+
+CURSOR = Query("cursor", "not paged: only an empty cursor is accepted")
+
+
+@operation(
+    Operation(
+        "Create an app; returns its token once",
+        "apps",
+        201,
+        app_records.AppRecord,
+        body=app_records.AppFields,
+        errors={422: "validation_error: a field is missing, unknown or invalid"},
+    )
+)
 @admin
 async def create(request: Request) -> Response:
     gw = _gw(request)
@@ -41,6 +66,7 @@ async def create(request: Request) -> Response:
     return JSONResponse(app_records.app_json(app, gw.settings, token), status_code=201)
 
 
+@operation(Operation("List apps", "apps", response=AppList, query=(CURSOR,)))
 @admin
 async def list_apps(request: Request) -> Response:
     parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
@@ -51,11 +77,21 @@ async def list_apps(request: Request) -> Response:
     )
 
 
+@operation(Operation("Read an app", "apps", response=app_records.AppRecord))
 @admin
 async def read(request: Request) -> Response:
     return JSONResponse(app_records.app_json(await _app(request), _gw(request).settings))
 
 
+@operation(
+    Operation(
+        "Rename, enable/disable, limits, schema, secret",
+        "apps",
+        response=app_records.AppRecord,
+        body=app_records.AppFields,
+        errors={422: "validation_error: a field is unknown or invalid"},
+    )
+)
 @admin
 async def update(request: Request) -> Response:
     gw = _gw(request)
@@ -64,6 +100,16 @@ async def update(request: Request) -> Response:
     return JSONResponse(app_records.app_json(app, gw.settings))
 
 
+@operation(
+    Operation(
+        "New token; the old one stays valid for grace_seconds",
+        "apps",
+        response=app_records.AppRecord,
+        body=Rotate,
+        body_required=False,
+        errors={422: "validation_error: grace_seconds out of range"},
+    )
+)
 @admin
 async def rotate(request: Request) -> Response:
     gw = _gw(request)
@@ -75,6 +121,7 @@ async def rotate(request: Request) -> Response:
     return JSONResponse(app_records.app_json(app, gw.settings, token))
 
 
+@operation(Operation("Revoke an app", "apps", 204))
 @admin
 async def delete(request: Request) -> Response:
     gw = _gw(request)

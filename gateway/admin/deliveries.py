@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import get_args
+from typing import TypedDict, get_args
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,12 +23,52 @@ from gateway.http import (
     read_object,
     required_time,
 )
-from gateway.records import delivery_json
+from gateway.openapi import Operation, Query, operation
+from gateway.records import DeliveryRecord, delivery_json
 from gateway.store import DeliveryFilter
 
 STATUSES = get_args(DeliveryStatus)
 
 
+class DeliveryList(TypedDict):
+    data: list[DeliveryRecord]
+    next_cursor: str | None
+
+
+class Retry(TypedDict, total=False):
+    force: bool
+
+
+class _RecoverFields(TypedDict):
+    since: str | float
+
+
+class Recover(_RecoverFields, total=False):
+    target_id: str | None
+
+
+class Recovered(TypedDict):
+    requeued: int
+    delivery_ids: list[str]
+
+
+@operation(
+    Operation(
+        "Delivery log, newest first",
+        "deliveries",
+        response=DeliveryList,
+        query=(
+            Query("status", "pending, succeeded, failed or skipped"),
+            Query("target_id", "only deliveries to this webhook target"),
+            Query("rule_id", "only deliveries of this rule"),
+            Query("event_id", "only deliveries of this event"),
+            Query("since", "created at or after this time (RFC 3339 or epoch seconds)"),
+            Query("cursor", "the next_cursor of the previous page"),
+            Query("limit", "page size, 1-500 (default 50)"),
+        ),
+        errors={422: "validation_error: status, since or limit is invalid"},
+    )
+)
 @admin
 async def list_deliveries(request: Request) -> Response:
     q = query_params(
@@ -55,6 +95,7 @@ async def list_deliveries(request: Request) -> Response:
     )
 
 
+@operation(Operation("Read a delivery with every attempt", "deliveries", response=DeliveryRecord))
 @admin
 async def read(request: Request) -> Response:
     delivery = await gateway_of(request).store.get_delivery(request.path_params["delivery_id"])
@@ -63,6 +104,20 @@ async def read(request: Request) -> Response:
     return JSONResponse(delivery_json(delivery))
 
 
+@operation(
+    Operation(
+        "Retry a delivery now",
+        "deliveries",
+        202,
+        DeliveryRecord,
+        body=Retry,
+        body_required=False,
+        errors={
+            409: 'already_succeeded: send {"force": true} to send it again',
+            422: "validation_error: force is not a boolean, or an unknown field",
+        },
+    )
+)
 @admin
 async def retry(request: Request) -> Response:
     """Queue the delivery again, due now (same `webhook-id`). A delivery that already
@@ -95,6 +150,16 @@ async def retry(request: Request) -> Response:
     return JSONResponse(delivery_json(delivery), status_code=202)
 
 
+@operation(
+    Operation(
+        "Re-queue failed deliveries since a time",
+        "deliveries",
+        202,
+        Recovered,
+        body=Recover,
+        errors={422: "validation_error: since missing or invalid, or an unknown field"},
+    )
+)
 @admin
 async def recover(request: Request) -> Response:
     """Re-queue every failed delivery created since a time (optionally for one target)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TypedDict
 
 import orjson
 from starlette.requests import Request
@@ -14,7 +15,22 @@ from gateway.admin import gateway_of
 from gateway.errors import NotFound
 from gateway.http import JSONResponse, admin, parse_cursor, parse_limit, parse_time, query_params
 from gateway.models import Event
-from gateway.records import delivery_json, event_json
+from gateway.openapi import Operation, Query, operation
+from gateway.records import DeliveryRecord, EventRecord, delivery_json, event_json
+
+SINCE = Query("since", "only records created at or after this time (RFC 3339 or epoch seconds)")
+LIMIT = Query("limit", "page size, 1-500 (default 50)", {"type": "string", "pattern": "^[0-9]+$"})
+
+
+class EventList(TypedDict):
+    data: list[EventRecord]
+    next_cursor: str | None
+
+
+class Replay(TypedDict):
+    event_id: str
+    matched_rules: list[str]
+    deliveries: list[DeliveryRecord]
 
 
 async def _event(request: Request) -> Event:
@@ -24,6 +40,21 @@ async def _event(request: Request) -> Event:
     return event
 
 
+@operation(
+    Operation(
+        "List events, newest first",
+        "events",
+        response=EventList,
+        query=(
+            Query("app_id", "only this app's events"),
+            Query("event_type", "only events of this type"),
+            SINCE,
+            Query("cursor", "the next_cursor of the previous page"),
+            LIMIT,
+        ),
+        errors={422: "validation_error: since or limit is invalid"},
+    )
+)
 @admin
 async def list_events(request: Request) -> Response:
     q = query_params(request, "app_id", "event_type", "since", "cursor", "limit")
@@ -39,6 +70,9 @@ async def list_events(request: Request) -> Response:
     )
 
 
+@operation(
+    Operation("Read an event with its matches and deliveries", "events", response=EventRecord)
+)
 @admin
 async def read(request: Request) -> Response:
     event = await _event(request)
@@ -46,6 +80,7 @@ async def read(request: Request) -> Response:
     return JSONResponse(event_json(event, deliveries))
 
 
+@operation(Operation("Match again against today's rules and fire", "events", 202, Replay))
 @admin
 async def replay(request: Request) -> Response:
     """Match the stored event against the current rules and queue what matches now."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,8 +13,43 @@ from gateway.admin import gateway_of
 from gateway.dryrun import dry_run, secret_lookup
 from gateway.errors import InvalidInput
 from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
+from gateway.openapi import Operation, Query, operation
 from gateway.runtime import Gateway
 from rules import Rule, RuleError
+
+
+class RuleErrorRecord(TypedDict):
+    file: str | None
+    rule_id: str | None
+    message: str
+    text: str
+
+
+class RuleState(TypedDict):
+    """The live rule set: its version, files, reload errors and every rule."""
+
+    version: str
+    dir: str
+    files: list[str]
+    loaded_at: str | None
+    last_reload_at: str | None
+    ok: bool
+    errors: list[RuleErrorRecord]
+    data: list[dict[str, Any]]
+    next_cursor: None
+
+
+class Reloaded(TypedDict):
+    ok: bool
+    version: str
+    rules: int
+
+
+class DryRunRequest(TypedDict, total=False):
+    """`event` (required) as the app named `app` would post it."""
+
+    event: dict[str, Any]
+    app: str
 
 
 def rule_json(rule: Rule) -> dict[str, Any]:
@@ -23,7 +58,7 @@ def rule_json(rule: Rule) -> dict[str, Any]:
     return out
 
 
-def error_json(error: RuleError) -> dict[str, Any]:
+def error_json(error: RuleError) -> RuleErrorRecord:
     return {
         "file": error.file,
         "rule_id": error.rule_id,
@@ -32,7 +67,7 @@ def error_json(error: RuleError) -> dict[str, Any]:
     }
 
 
-def state_json(gw: Gateway) -> dict[str, Any]:
+def state_json(gw: Gateway) -> RuleState:
     state = gw.rules
     return {
         "version": state.version,
@@ -47,12 +82,28 @@ def state_json(gw: Gateway) -> dict[str, Any]:
     }
 
 
+@operation(
+    Operation(
+        "The live rule set, its version and reload errors",
+        "rules",
+        response=RuleState,
+        query=(Query("cursor", "not paged: only an empty cursor is accepted"),),
+    )
+)
 @admin
 async def list_rules(request: Request) -> Response:
     parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     return JSONResponse(state_json(gateway_of(request)))
 
 
+@operation(
+    Operation(
+        "Reload the rules directory",
+        "rules",
+        response=Reloaded,
+        errors={422: "invalid_rules: the previous rule set stays active"},
+    )
+)
 @admin
 async def reload(request: Request) -> Response:
     gw = gateway_of(request)
@@ -70,6 +121,15 @@ async def reload(request: Request) -> Response:
     return JSONResponse({"ok": True, "version": gw.rules.version, "rules": len(gw.rules.current)})
 
 
+@operation(
+    Operation(
+        "Dry-run an event: matches and rendered requests (nothing sent)",
+        "rules",
+        response=dict[str, Any],
+        body=DryRunRequest,
+        errors={422: "validation_error: event is not an object or app not a name"},
+    )
+)
 @admin
 async def test(request: Request) -> Response:
     body = await read_object(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, TypedDict
 
 import orjson
 from starlette.requests import Request
@@ -16,7 +17,35 @@ from gateway.errors import NotFound
 from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
-from gateway.records import attempt_json, target_json
+from gateway.openapi import Operation, Query, operation
+from gateway.records import AttemptRecord, TargetRecord, attempt_json, target_json
+
+
+class TargetList(TypedDict):
+    data: list[TargetRecord]
+    next_cursor: None
+
+
+class TargetFields(TypedDict, total=False):
+    """The fields of a target: `url` required on create; `status` only on a PATCH."""
+
+    url: str
+    events: list[str]
+    filter: Any
+    secret: str | None
+    retry: str | list[float]
+    disable_after: int | None
+    description: str | None
+    status: str
+
+
+class TestSend(TypedDict):
+    delivery_id: str
+    status: str
+    attempt: AttemptRecord
+
+
+INVALID = {422: "validation_error: a field is missing, unknown or invalid"}
 
 
 async def _target(request: Request) -> WebhookTarget:
@@ -26,6 +55,16 @@ async def _target(request: Request) -> WebhookTarget:
     return target
 
 
+@operation(
+    Operation(
+        "Subscribe a URL; returns its secret once",
+        "targets",
+        201,
+        TargetRecord,
+        body=TargetFields,
+        errors=INVALID,
+    )
+)
 @admin
 async def create(request: Request) -> Response:
     gw = gateway_of(request)
@@ -35,6 +74,14 @@ async def create(request: Request) -> Response:
     return JSONResponse(target_json(target, secret=True), status_code=201)
 
 
+@operation(
+    Operation(
+        "List webhook targets",
+        "targets",
+        response=TargetList,
+        query=(Query("cursor", "not paged: only an empty cursor is accepted"),),
+    )
+)
 @admin
 async def list_targets(request: Request) -> Response:
     parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
@@ -42,11 +89,21 @@ async def list_targets(request: Request) -> Response:
     return JSONResponse({"data": [target_json(t) for t in targets], "next_cursor": None})
 
 
+@operation(Operation("Read a webhook target", "targets", response=TargetRecord))
 @admin
 async def read(request: Request) -> Response:
     return JSONResponse(target_json(await _target(request)))
 
 
+@operation(
+    Operation(
+        "Update url, events, filter, status, secret, retry, ...",
+        "targets",
+        response=TargetRecord,
+        body=TargetFields,
+        errors=INVALID,
+    )
+)
 @admin
 async def update(request: Request) -> Response:
     gw = gateway_of(request)
@@ -58,6 +115,7 @@ async def update(request: Request) -> Response:
     return JSONResponse(target_json(target, secret="secret" in body))
 
 
+@operation(Operation("Delete a webhook target", "targets", 204))
 @admin
 async def delete(request: Request) -> Response:
     gw = gateway_of(request)
@@ -67,6 +125,7 @@ async def delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(Operation("Send webhook.test now; returns the attempt", "targets", response=TestSend))
 @admin
 async def send_test(request: Request) -> Response:
     """Send a `webhook.test` event to the target now and answer with the attempt."""

@@ -200,7 +200,7 @@ def test_rules_test_prints_matching_rules_and_rendered_bodies(tmp_path: Path) ->
         f"  User-Agent: hookgate/{__version__}\n"
     )
     assert result.stdout.startswith(head), result.stdout
-    envelope = orjson.loads(result.stdout[len(head) :])  # no body: the envelope of DESIGN §6
+    envelope = orjson.loads(result.stdout[len(head) :])  # the envelope of docs/design.md §6
     assert envelope["data"] == EVENT
     assert (envelope["type"], envelope["app"]) == ("job_completed", "acme")
     assert envelope["id"].startswith("evt_")

@@ -1,4 +1,4 @@
-"""The admin API of issue 2 end to end (DESIGN §5, §9): bearer auth on every `/v1` route,
+"""The admin API of issue 2 end to end (docs/design.md §5, §9): bearer auth on every `/v1` route,
 apps CRUD and rotation, validation errors, the events API with filters and cursor
 pagination, the open operational routes, and an OpenAPI document covering every route."""
 

@@ -1,4 +1,4 @@
-"""Request logs (issue 2 item 9, DESIGN §8): one JSON line per request with method, route
+"""Request logs (issue 2 item 9, docs/design.md §8): one JSON line per request with method, route
 template, status, app id, event id and latency; never the token. Checked on the in-process
 server (lines through `logging`) and on a child `hookgate serve` (batched lines on stderr).
 The session-wide scan in conftest.py also fails the run if any token appears in any log."""

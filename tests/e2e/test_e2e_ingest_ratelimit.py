@@ -1,4 +1,4 @@
-"""Token buckets end to end (DESIGN §3 rate limits; issue 2 acceptance): per-app GCRA
+"""Token buckets end to end (docs/design.md §3 rate limits; issue 2 acceptance): per-app GCRA
 buckets, then the global one; a request refused by its app bucket spends no global token.
 The same assertions hold for one in-process gateway (memory backend) and for two gateway
 processes sharing one real Redis.
@@ -81,7 +81,7 @@ def burst(targets: list[tuple[str, str]]) -> Burst:
 
 
 def check_refusals(results: Burst) -> None:
-    """Every answer is 202 or the exact 429 of DESIGN §3."""
+    """Every answer is 202 or the exact 429 of docs/design.md §3."""
     for _, response in results:
         if response.status_code == 202:
             assert response.json()["accepted"] is True

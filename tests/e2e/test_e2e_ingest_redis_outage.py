@@ -1,4 +1,4 @@
-"""Redis failures under the Redis rate-limit backend (DESIGN §3; issue 2 acceptance):
+"""Redis failures under the Redis rate-limit backend (docs/design.md §3; issue 2 acceptance):
 with Redis gone, no request gets a 5xx and events are still accepted (fail-open to
 in-process buckets, counted in `hookgate_ratelimit_redis_errors_total`); with
 `on_redis_error = "closed"` requests are refused with a 429, never a 5xx.

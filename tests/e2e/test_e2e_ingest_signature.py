@@ -1,4 +1,4 @@
-"""Inbound signatures end to end (DESIGN §3 401 row, §6): an app with a signing secret
+"""Inbound signatures end to end (docs/design.md §3 401 row, §6): an app with a signing secret
 accepts the signatures of its `signature_scheme` (Standard Webhooks by default, or
 `X-Webhook-Signature: sha256=<hex>` with `hmac-sha256`) made by an independent
 implementation (the `standardwebhooks` library, plain hmac), and answers every bad or

@@ -1,4 +1,4 @@
-"""DESIGN §3 end to end: every row of the public endpoint's table, status and exact body,
+"""docs/design.md §3 end to end: every row of the public endpoint's table, status and exact body,
 against the real app under uvicorn, and the order in which the checks refuse a request."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Secret event URLs (DESIGN §3): the 404 for an unknown token is the same bytes whatever
+"""Secret event URLs (docs/design.md §3): the 404 for an unknown token is the same bytes whatever
 the guess looks like, and the token-guessing guard answers an address that collects
 `limits.unknown_token_per_minute` misses with 429s, even for a valid token."""
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.config import Settings, as_dict, load_settings
 from gateway.errors import ConfigError
 
-# DESIGN §9, as documented: scripts and deployments depend on these values.
+# docs/design.md §9, as documented: scripts and deployments depend on these values.
 DOCUMENTED_DEFAULTS = {
     "server": {
         "host": "127.0.0.1",
