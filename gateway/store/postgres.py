@@ -317,19 +317,26 @@ class PostgresStore:
                 answers[id(op)] = Accepted(owner, duplicate=True)
         if kept:
             await conn.execute(Q["insert_events"], *rows.event_columns([op.event for op in kept]))
-            for lease in {op.lease for op in kept}:
-                group = [d for op in kept if op.lease == lease for d in op.deliveries]
-                await self._insert_deliveries(conn, group, lease)
+            # every event's deliveries in one statement, each row under its event's lease
+            await self._insert_deliveries(
+                conn,
+                [d for op in kept for d in op.deliveries],
+                [op.lease for op in kept for _ in op.deliveries],
+            )
         for op in kept:
             answers[id(op)] = Accepted(op.event.id)
         return [answers[id(op)] for op in batch]
 
     async def _insert_deliveries(
-        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery], lease: Lease | None
+        self,
+        conn: asyncpg.Connection,
+        deliveries: Sequence[Delivery],
+        leases: Sequence[Lease | None],
     ) -> None:
+        """Insert `deliveries`, each held under the lease beside it (if any)."""
         if not deliveries:
             return
-        await conn.execute(Q["insert_deliveries"], *rows.delivery_columns(deliveries, lease))
+        await conn.execute(Q["insert_deliveries"], *rows.delivery_columns(deliveries, leases))
         with_attempts = [d for d in deliveries if d.attempts]
         if with_attempts:
             await conn.executemany(
@@ -464,7 +471,7 @@ class PostgresStore:
         self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._insert_deliveries(conn, deliveries, lease)
+            await self._insert_deliveries(conn, deliveries, [lease] * len(deliveries))
 
     @_translated
     async def has_due(self, now: float) -> bool:

@@ -93,8 +93,15 @@ def event(row: Sequence[Any]) -> Event:
     )
 
 
-def delivery_columns(deliveries: Sequence[Delivery], lease: Lease | None) -> list[list[Any]]:
-    """The deliveries as one array per column (attempts apart: see `attempts_data`)."""
+def delivery_columns(
+    deliveries: Sequence[Delivery], leases: Sequence[Lease | None]
+) -> list[list[Any]]:
+    """The deliveries as one array per column, each under the lease at its index
+    (attempts apart: `set_attempts`). Only a pending row is held."""
+    held = [
+        lease if lease is not None and d.status == "pending" else None
+        for d, lease in zip(deliveries, leases, strict=True)
+    ]
     return [
         [d.id for d in deliveries],
         [d.event_id for d in deliveries],
@@ -112,8 +119,8 @@ def delivery_columns(deliveries: Sequence[Delivery], lease: Lease | None) -> lis
         [d.next_attempt_at for d in deliveries],
         [d.attempt_count for d in deliveries],
         [_json(d.headers) for d in deliveries],
-        [None if lease is None or d.status != "pending" else lease.until for d in deliveries],
-        [None if lease is None or d.status != "pending" else lease.token for d in deliveries],
+        [None if lease is None else lease.until for lease in held],
+        [None if lease is None else lease.token for lease in held],
         [delivery_host(d.url) for d in deliveries],
     ]
 

@@ -255,3 +255,21 @@ async def test_concurrent_finishes_share_a_transaction_and_keep_the_fence(
         assert row is not None
         expected = ("succeeded", 1, (ok,)) if i % 2 == 0 else ("pending", 0, ())
         assert (row.status, row.attempt_count, row.attempts) == expected
+
+
+async def test_events_of_one_batch_keep_each_its_own_lease(store: PostgresStore) -> None:
+    events = [event(T0 + i / 1000) for i in range(10)]
+    rows = [delivery(e.id, e.received_at) for e in events]
+    before = store.transactions
+    await asyncio.gather(
+        *(
+            store.add_event(e, [d], lease=Lease(f"t{i}", T0 + 60))
+            for i, (e, d) in enumerate(zip(events, rows, strict=True))
+        )
+    )
+    assert store.transactions - before < 10
+    ok = Attempt(T0 + 1, 200, 1.0, None, "ok")
+    for i, d in enumerate(rows):
+        other = f"t{(i + 1) % 10}"
+        assert await store.finish_attempt(d.id, ok, "succeeded", None, other) is False
+        assert await store.finish_attempt(d.id, ok, "succeeded", None, f"t{i}") is True
