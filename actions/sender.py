@@ -77,6 +77,8 @@ async def send(
                 allow_redirects=False,
             )
     except _FAILURES as exc:
+        if isinstance(exc, UnsafeTargetError):  # refused by the guard: nothing left here
+            return Attempt(at, None, _elapsed_ms(started), _short(exc.reason), None)
         return Attempt(
             at=at,
             status_code=None,

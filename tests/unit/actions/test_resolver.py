@@ -103,6 +103,7 @@ async def test_a_name_that_rebinds_to_loopback_after_the_check_reaches_nothing(
         assert attempt.error is not None
         assert "127.0.0.1" in attempt.error
         assert "loopback" in attempt.error
+        assert attempt.request_method is None  # nothing was sent, so no request is shown
     assert received == []
 
 
