@@ -12,14 +12,35 @@ from gateway.models import Event, WebhookTarget
 DeliveryState = Literal["pending", "succeeded", "failed", "skipped"]
 
 
+class AttemptRequest(TypedDict):
+    """What an attempt sent: signature and credential header values shown as "…"."""
+
+    method: str
+    url: str | None
+    headers: list[list[str]]
+    body: str | None
+
+
+class AttemptResponse(TypedDict):
+    """What came back: the status, headers and the first 1 KiB of the body."""
+
+    status: int
+    headers: list[list[str]]
+    body: str | None
+
+
 class AttemptRecord(TypedDict):
-    """One send of a delivery: when, the answer (or the error) and how long it took."""
+    """One send of a delivery: when, the answer (or the error) and how long it took; the
+    request and response are null when nothing left the process or an older version
+    stored the attempt."""
 
     at: str
     status_code: int | None
     latency_ms: float
     error: str | None
     response_excerpt: str | None
+    request: AttemptRequest | None
+    response: AttemptResponse | None
 
 
 class _DeliveryFields(TypedDict):
