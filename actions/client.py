@@ -36,9 +36,11 @@ _URL_CACHE_SIZE = 4096
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
+    """Connection limits, SSRF policy and keep-alive of the session. No timeout here: each
+    attempt is bounded by its delivery's own timeout in the sender."""
+
     concurrency: int = 64
     per_host_concurrency: int = 8
-    timeout_seconds: float = 15.0
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     keepalive_seconds: float = KEEPALIVE_SECONDS
 

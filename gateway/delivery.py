@@ -36,13 +36,13 @@ def address_policy(settings: Settings) -> AddressPolicy:
 
 def build_http_client(settings: Settings) -> DeliveryClient:
     """The one client every delivery of this process goes through: an aiohttp session
-    with connection limits and the timeout from config, the SSRF guard as its resolver."""
+    with connection limits from config and the SSRF guard as its resolver (each attempt is
+    bounded by `delivery.timeout_seconds` or its rule's timeout, in the sender)."""
     delivery = settings.delivery
     return DeliveryClient(
         ClientSettings(
             concurrency=delivery.concurrency,
             per_host_concurrency=delivery.per_host_concurrency,
-            timeout_seconds=delivery.timeout_seconds,
             policy=address_policy(settings),
         )
     )

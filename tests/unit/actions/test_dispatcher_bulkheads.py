@@ -213,7 +213,6 @@ async def client() -> AsyncIterator[DeliveryClient]:
         ClientSettings(
             concurrency=16,
             per_host_concurrency=4,
-            timeout_seconds=10,
             policy=AddressPolicy(allow_private=True),
         )
     )
