@@ -8,7 +8,7 @@ from typing import Literal, TypeVar
 
 from typing_extensions import dataclass_transform
 
-DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped", "cancelled"]
 
 T = TypeVar("T")
 

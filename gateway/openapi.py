@@ -84,6 +84,13 @@ OPERATIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("post", "/v1/deliveries/{delivery_id}/retry", "Retry a delivery now", "202", "deliveries"),
     (
         "post",
+        "/v1/deliveries/{delivery_id}/cancel",
+        "Cancel a scheduled or pending delivery",
+        "200",
+        "deliveries",
+    ),
+    (
+        "post",
         "/v1/deliveries/recover",
         "Re-queue failed deliveries since a time",
         "202",

@@ -265,6 +265,23 @@ end
 return n
 """
 
+CANCEL = """
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local dkey = K.delivery .. id
+  if redis.call('HGET', dkey, 'status') == 'pending' then
+    redis.call('HSET', dkey, 'status', 'cancelled')
+    redis.call('HDEL', dkey, 'lease', 'next')
+    redis.call('ZREM', K.leases, id)
+    redis.call('ZREM', K.due, id)
+    restatus(id, 'pending', 'cancelled')
+    out[#out + 1] = id
+  end
+end
+return out
+"""
+
 # ARGV[2...] are (delivery id, lease token) pairs; only rows still under that token count.
 RELEASE = """
 for i = 2, #ARGV, 2 do
@@ -427,6 +444,7 @@ _SCRIPTS = {
     "has_due": HAS_DUE,
     "finish": FINISH,
     "requeue": REQUEUE,
+    "cancel": CANCEL,
     "release": RELEASE,
     "renew": RENEW,
     "create_app": CREATE_APP,
@@ -1001,6 +1019,12 @@ class RedisStore:
         if not delivery_ids:
             return 0
         return int(await self._run("requeue", _num(now), *delivery_ids))
+
+    @_translated
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        if not delivery_ids:
+            return []
+        return [_text(i) for i in await self._run("cancel", *delivery_ids)]
 
     @_translated
     async def release(self, held: Mapping[str, str]) -> None:
