@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeVar
 
 from typing_extensions import dataclass_transform
 
-DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped", "cancelled"]
 
 T = TypeVar("T")
 

@@ -44,7 +44,9 @@ def _constant_body(template: Template) -> bytes:
 def plan_deliveries(
     matches: Sequence[Match], event_id: str, payload: Any, now: float, data: Any = None
 ) -> list[Delivery]:
-    """One pending delivery per (match, action), due now.
+    """One pending delivery per (match, action), due now, or `action.delay` from now
+    (a delayed delivery is an ordinary pending row whose first attempt lies ahead, so it
+    survives restarts and is claimed by whichever process polls when it is due).
 
     A template that fails on this event becomes a `failed` delivery with the error as its
     attempt, so the operator sees it in the delivery log instead of losing it.
@@ -81,7 +83,7 @@ def plan_deliveries(
                 disable_after=action.disable_after,
                 headers=action.headers,
                 created_at=now,
-                next_attempt_at=now,
+                next_attempt_at=now if action.delay is None else now + action.delay,
             )
             if failure is not None:  # rare: a template that failed on this event
                 delivery = dataclasses.replace(

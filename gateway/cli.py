@@ -21,7 +21,7 @@ from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, InvalidInput
 from gateway.ids import is_id
 from gateway.inbound_signatures import SCHEMES as SIGNATURE_SCHEMES
-from gateway.records import delivery_json, event_json
+from gateway.records import delivery_json, event_json, shown_status
 from gateway.served_url import with_served_url
 from gateway.store import DeliveryFilter, Store, build_store
 from gateway.version import __version__
@@ -417,6 +417,7 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.http import parse_time, required_time
 
     async def run(store: Store) -> int:
+        now = time.time()
         if args.action == "list":
             page = await store.list_deliveries(
                 DeliveryFilter(
@@ -439,7 +440,13 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 _table(
                     [
-                        (d.id, d.status, d.attempt_count, d.rule_id or d.target_id, d.url)
+                        (
+                            d.id,
+                            shown_status(d, now),
+                            d.attempt_count,
+                            d.rule_id or d.target_id,
+                            d.url,
+                        )
                         for d in page.data
                     ],
                     ("ID", "STATUS", "ATTEMPTS", "RULE/TARGET", "URL"),
@@ -470,6 +477,15 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             await store.requeue([delivery.id], time.time())
             print(f"delivery {delivery.id} queued for retry")
+        elif args.action == "cancel":
+            if not await store.cancel([delivery.id]):
+                print(
+                    f"hookgate: delivery {delivery.id} is {delivery.status}; only a scheduled"
+                    " or pending delivery can be cancelled",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"delivery {delivery.id} cancelled")
         return 0
 
     return _with_store(settings, run)
@@ -590,7 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lst = deliveries.add_parser("list", parents=[records], help="list deliveries, newest first")
     lst.add_argument(
-        "--status", choices=("pending", "succeeded", "failed", "skipped"), help="only this status"
+        "--status",
+        choices=("pending", "succeeded", "failed", "skipped", "cancelled"),
+        help="only this status (scheduled deliveries are pending)",
     )
     lst.add_argument("--target-id", help="only this webhook target's deliveries")
     lst.add_argument("--rule-id", help="only this rule's deliveries")
@@ -607,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument(
         "--force", action="store_true", help="also re-send a delivery that already succeeded"
     )
+    cancel = deliveries.add_parser(
+        "cancel", parents=[common], help="cancel a scheduled or pending delivery"
+    )
+    cancel.add_argument("id", help="delivery id")
     recover = deliveries.add_parser(
         "recover", parents=[records], help="re-queue failed deliveries since a time"
     )

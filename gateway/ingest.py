@@ -21,6 +21,7 @@ import orjson
 from fastjsonschema import JsonSchemaValueException
 
 from actions import EventInfo, Lease, SignatureError, plan_deliveries
+from gateway.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.logs import ACCESS
@@ -203,6 +204,15 @@ class IngestEndpoint:
         # (app id, status) -> its counter's key, built once rather than per request
         self._metric_keys: dict[tuple[str | None, int], tuple[str, Any]] = {}
         self._store_down = False
+        self._cancel_index: CancelIndex | None = None
+
+    def _cancels(self) -> CancelIndex:
+        """The `cancel_on` index of the live rule set (rebuilt when the rules reload)."""
+        ruleset = self.gw.rules.current
+        index = self._cancel_index
+        if index is None or index.ruleset is not ruleset:
+            index = self._cancel_index = CancelIndex(ruleset)
+        return index
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -364,6 +374,11 @@ class IngestEndpoint:
             idempotency_key=key,
         )
         lease = gw.lease() if deliveries else None
+        # A delayed delivery is committed with the event but not held: whichever process
+        # polls when it is due claims it. All delayed: no lease at all; mixed: released.
+        later = [d for d in deliveries if d.next_attempt_at != now] if deliveries else None
+        if later and len(later) == len(deliveries):
+            lease = None
         accepted = await self._commit(event, deliveries, key, lease)
         if self._store_down:
             self._store_down = False
@@ -373,6 +388,20 @@ class IngestEndpoint:
                 {"accepted": True, "event_id": accepted.event_id, "duplicate": True}
             )
             return 200, body_out, app.id, accepted.event_id, limit_headers
+        cancels = self._cancels()
+        if cancels.by_type:
+            await cancel_superseded(
+                gw.store,
+                cancels,
+                app_id=app.id,
+                app_name=app.name,
+                event_type=event_type,
+                payload=payload,
+                before=now,
+            )
+        if later and lease is not None:
+            await gw.store.release({d.id: lease.token for d in later})
+            deliveries = [d for d in deliveries if d.next_attempt_at == now]
         if deliveries:
             if gw.workers is None:
                 gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)

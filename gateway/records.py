@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal, TypedDict
 
 import orjson
@@ -9,7 +10,7 @@ import orjson
 from actions import Attempt, Delivery, rfc3339
 from gateway.models import Event, WebhookTarget
 
-DeliveryState = Literal["pending", "succeeded", "failed", "skipped"]
+DeliveryState = Literal["scheduled", "pending", "succeeded", "failed", "skipped", "cancelled"]
 
 
 class AttemptRequest(TypedDict):
@@ -130,6 +131,20 @@ def attempt_json(attempt: Attempt) -> AttemptRecord:
     }
 
 
+def shown_status(delivery: Delivery, now: float) -> DeliveryState:
+    """The status a reader sees: a pending delivery not yet tried whose first attempt
+    lies ahead (a delayed action) is `scheduled`; the store keeps it `pending`, so it is
+    claimed when due by the same queue as every other delivery."""
+    if (
+        delivery.status == "pending"
+        and delivery.attempt_count == 0
+        and delivery.next_attempt_at is not None
+        and delivery.next_attempt_at > now
+    ):
+        return "scheduled"
+    return delivery.status
+
+
 def delivery_json(delivery: Delivery, *, attempts: bool = True) -> DeliveryRecord:
     out: DeliveryRecord = {
         "id": delivery.id,
@@ -138,7 +153,7 @@ def delivery_json(delivery: Delivery, *, attempts: bool = True) -> DeliveryRecor
         "target_id": delivery.target_id,
         "action_type": delivery.action_type,
         "url": delivery.url,
-        "status": delivery.status,
+        "status": shown_status(delivery, time.time()),
         "attempt_count": delivery.attempt_count,
         "next_attempt_at": _time(
             delivery.next_attempt_at if delivery.status == "pending" else None

@@ -9,7 +9,7 @@ from rules.explain import Verdict, explain, has_path, var_paths
 from rules.index import DEFAULT_EVENT_TYPE_FIELDS, UNSET, RuleSet
 from rules.loader import ACTION_KEYS, RETRY_NAMES, RULE_KEYS, LoadResult, load_dir, load_file
 from rules.logic import Condition, EventData, Expression, Logic, compile, evaluate
-from rules.model import TARGET_RULE_PREFIX, Action, Match, Rule, url_problem, version_of
+from rules.model import TARGET_RULE_PREFIX, Action, CancelOn, Match, Rule, url_problem, version_of
 from rules.operators import OPERATORS, Example, Operator, OperatorContext, rfc3339
 from rules.template import Template
 
@@ -22,6 +22,7 @@ __all__ = [
     "TARGET_RULE_PREFIX",
     "UNSET",
     "Action",
+    "CancelOn",
     "Condition",
     "EvaluationError",
     "EventData",

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rules.durations import parse_duration
 from rules.errors import LogicError, RuleError
 from rules.logic import Logic, default_logic
-from rules.model import Action, Rule, url_problem, version_of
+from rules.model import Action, CancelOn, Rule, url_problem, version_of
 from rules.template import Template
 
 RULE_KEYS = ("id", "description", "apps", "event_types", "when", "enabled", "actions")
@@ -34,7 +35,10 @@ ACTION_KEYS = (
     "timeout_seconds",
     "disable_after",
     "headers",
+    "delay",
+    "cancel_on",
 )
+CANCEL_ON_KEYS = ("event_types", "match")
 RETRY_NAMES = ("none", "standard")
 
 _Report = Callable[[str], None]
@@ -324,6 +328,17 @@ class _Loader:
         ):
             error(f"{where}.disable_after: must be an integer >= 1, got {disable_after!r}")
         headers = self.headers(f"{where}.headers", table.get("headers", {}), error)
+        delay = None
+        if "delay" in table:
+            try:
+                delay = parse_duration(table["delay"])
+            except ValueError as exc:
+                error(f"{where}.delay: {exc}")
+        cancel_on = None
+        if "cancel_on" in table:
+            cancel_on = self.cancel_on(f"{where}.cancel_on", table["cancel_on"], error)
+            if "delay" not in table:
+                error(f"{where}.cancel_on: only a delayed action can be cancelled; set delay")
         if len(self.errors) > count or not isinstance(action_type, str) or url is None:
             return None
         return Action(
@@ -335,7 +350,28 @@ class _Loader:
             timeout_seconds=None if timeout is None else float(timeout),
             disable_after=disable_after,
             headers=headers,
+            delay=delay,
+            cancel_on=cancel_on,
         )
+
+    def cancel_on(self, where: str, value: Any, error: _Report) -> CancelOn | None:
+        if not isinstance(value, dict):
+            error(f'{where}: must be a table like {{ event_types = ["..."], match = "job_id" }}')
+            return None
+        for key in value:
+            if key not in CANCEL_ON_KEYS:
+                error(f"{where}: " + _unknown_key(key, CANCEL_ON_KEYS, "cancel_on"))
+        types = value.get("event_types")
+        if not (isinstance(types, list) and types and all(isinstance(t, str) and t for t in types)):
+            error(f"{where}.event_types: must be a non-empty list of event type names")
+            types = None
+        match = value.get("match")
+        if not isinstance(match, str) or not match or any(not p for p in match.split(".")):
+            error(f'{where}.match: must be a dotted path into the event, like "job_id"')
+            match = None
+        if types is None or match is None:
+            return None
+        return CancelOn(frozenset(types), match)
 
     def secret_env(self, where: str, name: Any, error: _Report) -> None:
         if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):

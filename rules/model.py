@@ -22,6 +22,36 @@ TARGET_RULE_PREFIX = "target:"
 """Ids of rules built from webhook targets start with this; file rule ids cannot contain ':'."""
 
 
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOn:
+    """When a delayed action's deliveries are called off: a later event of one of
+    `event_types` from the same app, with the same value at the dotted path `match`."""
+
+    event_types: frozenset[str]
+    match: str
+
+    def key(self, payload: Any) -> Any:
+        """The value at `match` in `payload`, or None when it is missing (a missing key
+        cancels nothing, so two events both lacking it are never paired)."""
+        value = payload
+        for part in self.match.split("."):
+            if isinstance(value, dict):
+                value = value.get(part, _MISSING)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return None
+            if value is _MISSING:
+                return None
+        return value
+
+    def content(self) -> dict[str, Any]:
+        return {"event_types": sorted(self.event_types), "match": self.match}
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """One thing to do when a rule matches; the `actions` package gives `type` its meaning."""
@@ -37,9 +67,20 @@ class Action:
     timeout_seconds: float | None = None
     disable_after: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    delay: float | None = None  # seconds between the event and the first attempt
+    cancel_on: CancelOn | None = None
 
     def content(self) -> dict[str, Any]:
-        """The action as plain JSON (for versions and the admin API)."""
+        """The action as plain JSON (for versions and the admin API); `delay` and
+        `cancel_on` only when set, so rules without them keep their versions."""
+        out = self._base_content()
+        if self.delay is not None:
+            out["delay"] = self.delay
+        if self.cancel_on is not None:
+            out["cancel_on"] = self.cancel_on.content()
+        return out
+
+    def _base_content(self) -> dict[str, Any]:
         return {
             "type": self.type,
             "url": self.url,

@@ -152,6 +152,42 @@ async def retry(request: Request) -> Response:
 
 @operation(
     Operation(
+        "Cancel a scheduled or pending delivery",
+        "deliveries",
+        200,
+        DeliveryRecord,
+        errors={409: "not_cancellable: the delivery has already finished"},
+    )
+)
+@admin
+async def cancel(request: Request) -> Response:
+    """Call off a scheduled or pending delivery (`cancelled`); one that has finished
+    cannot be (409). An attempt already in flight may still reach the receiver, but its
+    outcome is not recorded: the row is no longer pending."""
+    gw = gateway_of(request)
+    delivery_id = request.path_params["delivery_id"]
+    await read_object(request, optional=True)
+    delivery = await gw.store.get_delivery(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery with id {delivery_id}")
+    if not await gw.store.cancel([delivery_id]):
+        delivery = await gw.store.get_delivery(delivery_id)
+        if delivery is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        raise ApiError(
+            409,
+            "not_cancellable",
+            f"delivery {delivery_id} is {delivery.status}; only a scheduled or pending"
+            " delivery can be cancelled",
+        )
+    delivery = await gw.store.get_delivery(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery with id {delivery_id}")
+    return JSONResponse(delivery_json(delivery))
+
+
+@operation(
+    Operation(
         "Re-queue failed deliveries since a time",
         "deliveries",
         202,
@@ -183,4 +219,5 @@ routes = [
     Route("/v1/deliveries/recover", recover, methods=["POST"]),
     Route("/v1/deliveries/{delivery_id}", read, methods=["GET"]),
     Route("/v1/deliveries/{delivery_id}/retry", retry, methods=["POST"]),
+    Route("/v1/deliveries/{delivery_id}/cancel", cancel, methods=["POST"]),
 ]

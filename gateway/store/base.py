@@ -156,6 +156,11 @@ class Store(Protocol):
     async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
         """Make deliveries pending and due now (manual retry); returns how many."""
 
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        """Mark the pending deliveries among `delivery_ids` `cancelled` and drop their
+        leases (a holder's later `finish_attempt` then records nothing); returns the ids
+        cancelled. Finished and unknown ids are left alone."""
+
     async def release(self, held: Mapping[str, str]) -> None:
         """Drop the leases of `held` (delivery id -> lease token) that still carry that
         token, on deliveries this process will not send (shutdown, a full queue)."""

@@ -278,6 +278,19 @@ class MemoryStore:
             count += 1
         return count
 
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        cancelled: list[str] = []
+        for delivery_id in delivery_ids:
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or delivery.status != "pending":
+                continue
+            self._deliveries[delivery_id] = dataclasses.replace(
+                delivery, status="cancelled", next_attempt_at=None
+            )
+            self._leases.pop(delivery_id, None)
+            cancelled.append(delivery_id)
+        return cancelled
+
     async def release(self, held: Mapping[str, str]) -> None:
         for delivery_id, token in held.items():
             if self._holds(delivery_id, token):

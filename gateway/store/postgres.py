@@ -556,6 +556,13 @@ class PostgresStore:
         return int(outcome.split()[-1])
 
     @_translated
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        if not delivery_ids:
+            return []
+        found = await self.pool.fetch(Q["cancel"], list(delivery_ids))
+        return sorted(r[0] for r in found)
+
+    @_translated
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self.pool.execute(Q["release"], list(held), list(held.values()))

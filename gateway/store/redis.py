@@ -91,6 +91,7 @@ _SCRIPTS = {
         "has_due",
         "finish",
         "requeue",
+        "cancel",
         "release",
         "renew",
         "create_app",
@@ -673,6 +674,12 @@ class RedisStore:
         if not delivery_ids:
             return 0
         return int(await self._run("requeue", _num(now), *delivery_ids))
+
+    @_translated
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        if not delivery_ids:
+            return []
+        return [_text(i) for i in await self._run("cancel", *delivery_ids)]
 
     @_translated
     async def release(self, held: Mapping[str, str]) -> None:

@@ -448,6 +448,11 @@ class SqliteStore:
     async def requeue(self, delivery_ids: Sequence[str], now: float) -> int:
         return int(await self._write("requeue", list(delivery_ids), now))
 
+    async def cancel(self, delivery_ids: Sequence[str]) -> list[str]:
+        if not delivery_ids:
+            return []
+        return list(await self._write("cancel", list(delivery_ids)))
+
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self._write("release", dict(held))

@@ -351,6 +351,17 @@ def requeue(conn: sqlite3.Connection, ids: list[str], now: float) -> int:
     return cur.rowcount
 
 
+def cancel(conn: sqlite3.Connection, ids: list[str]) -> list[str]:
+    rows = conn.execute(
+        "UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL,"
+        " leased_until = NULL, lease_token = NULL"
+        " FROM json_each(?) AS c WHERE deliveries.id = c.value AND deliveries.status = 'pending'"
+        " RETURNING deliveries.id",
+        (orjson.dumps(ids).decode(),),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 # `held` is {delivery id: lease token}; only rows still carrying the token are touched.
 HELD_ROWS = (
     " FROM json_each(?) AS h WHERE deliveries.id = h.key AND deliveries.lease_token = h.value"
@@ -420,6 +431,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "add_deliveries": add_deliveries,
     "claim": claim,
     "requeue": requeue,
+    "cancel": cancel,
     "renew": renew,
     "release": release,
     "prune": prune,

@@ -41,7 +41,7 @@ def hookgate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_examples_pass_rules_check() -> None:
     result = hookgate("rules", "check", "examples/rules.d")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "3 rules OK"
+    assert result.stdout.strip() == "4 rules OK"
 
 
 def test_examples_use_placeholder_urls_and_no_secrets() -> None:
@@ -59,7 +59,8 @@ def test_examples_use_placeholder_urls_and_no_secrets() -> None:
         ("message-outbound-team.json", ["forward-team-replies"]),
         ("message-outbound-bot.json", []),
         ("message-outbound-ai.json", []),
-        ("job-completed.json", ["job-completed-thank-you"]),
+        ("job-completed.json", ["job-completed-thank-you", "job-completed-review-request"]),
+        ("job-reopened.json", []),
     ],
 )
 def test_sample_events_match_the_example_rules(event: str, matched: list[str]) -> None:
@@ -153,6 +154,26 @@ def test_team_replies_stay_put_when_their_rule_is_disabled(
     assert stored["matched_rules"] == []
     assert stored["deliveries"] == []
     assert "forward-team-replies" in orjson.dumps(rules).decode()
+
+
+def test_the_review_request_waits_two_hours_and_a_reopened_job_cancels_it(
+    settings: Settings, sink: harness.Sink
+) -> None:
+    copy_examples(settings, sink)
+    with harness.running_gateway(settings) as gateway:
+        _, token = gateway.create_app("chekkit")
+        completed = gateway.post_event(token, sample("job-completed.json"))
+        assert completed.status_code == 202, completed.text
+        sink.wait_for(1, "/hooks/send", timeout=2.0)  # the thank-you, at once
+        params = {"rule_id": "job-completed-review-request"}
+        [review] = gateway.admin.get("/v1/deliveries", params=params).json()["data"]
+        reopened = gateway.post_event(token, sample("job-reopened.json"))
+        assert reopened.status_code == 202, reopened.text
+        after = gateway.admin.get(f"/v1/deliveries/{review['id']}").json()
+    assert review["status"] == "scheduled"
+    assert review["next_attempt_at"] is not None
+    assert after["status"] == "cancelled"
+    assert len(sink.requests_to("/hooks/send")) == 1
 
 
 def test_messages_of_other_apps_are_not_forwarded(settings: Settings, sink: harness.Sink) -> None:

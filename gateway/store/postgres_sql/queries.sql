@@ -87,6 +87,14 @@ UPDATE deliveries
 SET status = 'pending', next_attempt_at = $2, leased_until = NULL, lease_token = NULL
 WHERE id = ANY ($1::text[])
 
+-- name: cancel
+-- Pending deliveries become cancelled and lose their lease: a holder's finish then matches
+-- no row (its token is gone) and records nothing.
+UPDATE deliveries
+SET status = 'cancelled', next_attempt_at = NULL, leased_until = NULL, lease_token = NULL
+WHERE id = ANY ($1::text[]) AND status = 'pending'
+RETURNING id
+
 -- name: event_partitions
 -- Every day partition of `events` with its lower bound (epoch seconds).
 SELECT c.relname AS name,

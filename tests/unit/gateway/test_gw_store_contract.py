@@ -791,6 +791,41 @@ async def test_requeue_makes_deliveries_pending_and_due_now(store: Store) -> Non
     assert await store.count_pending() == 2
 
 
+async def test_a_delayed_delivery_is_claimed_only_once_due(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0, next_attempt_at=T0 + 7200)
+    assert await store.has_due(T0 + 7199) is False
+    assert await store.claim_due(T0 + 7199, 10, held(T0 + 7260)) == []
+    claimed = await store.claim_due(T0 + 7200, 10, held(T0 + 7260))
+    assert [d.id for d in claimed] == [delivery.id]
+
+
+async def test_cancel_marks_pending_deliveries_cancelled_and_unclaimable(store: Store) -> None:
+    scheduled = await add_with_delivery(store, "app_1", T0, next_attempt_at=T0 + 3600)
+    leased = await add_with_delivery(store, "app_1", T0 + 1)
+    done = await add_with_delivery(store, "app_1", T0 + 2)
+    await store.claim_due(T0 + 2, 10, held(T0 + 60))
+    await store.finish_attempt(done.id, attempt(T0 + 2, 200), "succeeded", None, TOKEN)
+
+    cancelled = await store.cancel([scheduled.id, leased.id, done.id, "dlv_missing"])
+
+    assert sorted(cancelled) == sorted([scheduled.id, leased.id])
+    for delivery_id_ in (scheduled.id, leased.id):
+        row = await store.get_delivery(delivery_id_)
+        assert row is not None and row.status == "cancelled"
+    finished = await store.get_delivery(done.id)
+    assert finished is not None and finished.status == "succeeded"
+    assert await store.count_pending() == 0
+    assert await store.claim_due(T0 + 7200, 10, held(T0 + 7260, "later")) == []
+    # the holder of `leased` finishes after the cancel: nothing is recorded
+    late = attempt(T0 + 3, 200)
+    assert await store.finish_attempt(leased.id, late, "succeeded", None, TOKEN) is False
+    row = await store.get_delivery(leased.id)
+    assert row is not None and (row.status, row.attempts) == ("cancelled", ())
+    page = await store.list_deliveries(DeliveryFilter(status="cancelled"))
+    assert sorted(d.id for d in page.data) == sorted([scheduled.id, leased.id])
+    assert await store.cancel([scheduled.id]) == []
+
+
 async def test_a_stale_holders_finish_is_refused_and_records_nothing(store: Store) -> None:
     delivery = await add_with_delivery(store, "app_1", T0)
     assert len(await store.claim_due(T0, 10, held(T0 + 60, "first"))) == 1

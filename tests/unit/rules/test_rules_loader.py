@@ -357,11 +357,44 @@ def test_invalid_retry(tmp_path: Path, retry: str) -> None:
         ('headers = { "Bad Name" = "v" }', ("actions[0].headers", "not a valid header name")),
         ('headers = { "X-Ok" = 1 }', ("actions[0].headers.X-Ok", "string")),
         ('headers = { "X-Ok" = "a\\r\\nInjected: 1" }', ("line breaks",)),
+        ('delay = "soon"', ("actions[0].delay", "90s, 15m, 2h")),
+        ("delay = -5", ("actions[0].delay", ">= 0")),
+        (
+            'cancel_on = { event_types = ["x"], match = "id" }',
+            ("actions[0].cancel_on", "only a delayed action"),
+        ),
+        (
+            'delay = "1h"\n  cancel_on = { event_types = [], match = "id" }',
+            ("actions[0].cancel_on.event_types", "non-empty list"),
+        ),
+        (
+            'delay = "1h"\n  cancel_on = { event_types = ["x"], match = "a..b" }',
+            ("actions[0].cancel_on.match", "dotted path"),
+        ),
+        (
+            'delay = "1h"\n  cancel_on = { event_types = ["x"], match = "id", on = 1 }',
+            ("actions[0].cancel_on", 'unknown key "on"'),
+        ),
     ],
 )
 def test_invalid_action_values(tmp_path: Path, line: str, words: tuple[str, ...]) -> None:
     result = load(tmp_path, f=rule("", actions=ACTION + f"  {line}\n"))
     assert_shape(only_error(result), str(tmp_path / "f.toml"), "r1", *words)
+
+
+@pytest.mark.parametrize(("spelling", "seconds"), [('"2h"', 7200.0), ('"90s"', 90.0), ("15", 15.0)])
+def test_delay_and_cancel_on_load(tmp_path: Path, spelling: str, seconds: float) -> None:
+    extra = f"  delay = {spelling}\n"
+    extra += '  cancel_on = { event_types = ["reopened"], match = "job.id" }\n'
+    result = load(tmp_path, f=rule("", actions=ACTION + extra))
+    assert result.errors == ()
+    action = result.rules[0].actions[0]
+    assert action.delay == seconds
+    assert action.cancel_on is not None
+    assert action.cancel_on.event_types == frozenset({"reopened"})
+    assert action.cancel_on.key({"job": {"id": "j1"}}) == "j1"
+    assert action.cancel_on.key({"job": {}}) is None
+    assert action.content()["cancel_on"] == {"event_types": ["reopened"], "match": "job.id"}
 
 
 def test_a_rule_without_actions_is_an_error(tmp_path: Path) -> None:
