@@ -37,6 +37,9 @@ class ServerSettings:
     # Proxies whose X-Forwarded-For/-Proto are believed: "*" or addresses/CIDRs; none by
     # default, so a sender cannot choose the address the guessing guard and logs see.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Longest wait before restarting a child process (delivery worker, SQLite writer) that
+    # keeps dying; the wait doubles from 0.5 s up to this.
+    restart_backoff_max_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,8 @@ class Settings:
                 raise ConfigError(f"limits.{name} must be >= 1")
         if self.ingest.max_body_bytes < 2 or self.ingest.max_depth < 1:
             raise ConfigError("ingest.max_body_bytes must be >= 2 and ingest.max_depth >= 1")
+        if not 0.5 <= self.server.restart_backoff_max_seconds <= 3600:
+            raise ConfigError("server.restart_backoff_max_seconds must be between 0.5 and 3600")
         if self.ingest.max_header_bytes < 1024:
             raise ConfigError("ingest.max_header_bytes must be >= 1024")
         for entry in self.server.forwarded_allow_ips:

@@ -27,12 +27,10 @@ from gateway import wire
 from gateway.config import Settings
 from gateway.delivery import StoreSource
 from gateway.load import LoadMonitor, Trickle
+from gateway.restarts import RestartBackoff
 
 log = logging.getLogger("hookgate.workers")
 
-RESTART_BACKOFF_MAX = 30.0
-RESTART_BACKOFF_MIN = 0.5
-HEALTHY_RUN = 60.0  # a worker that ran this long restarts at the shortest backoff again
 STOP_TIMEOUT = 10.0
 
 
@@ -109,6 +107,7 @@ class WorkerHost:
         self._trickle = Trickle(settings.delivery.min_rate_under_load)
         self._yield = settings.delivery.yield_to_ingest
         self._workers = [_Worker(self, n) for n in range(settings.delivery.workers)]
+        self._restart_max = settings.server.restart_backoff_max_seconds
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
         self._wake_pending = False
@@ -121,17 +120,15 @@ class WorkerHost:
             self._supervisors.append(asyncio.create_task(self._supervise(worker)))
 
     async def _supervise(self, worker: _Worker) -> None:
-        backoff = RESTART_BACKOFF_MIN
+        backoff = RestartBackoff(maximum=self._restart_max)
         while True:
             started = time.monotonic()
             code = await worker.serve()
             if self._stopping:
                 return
-            if time.monotonic() - started >= HEALTHY_RUN:
-                backoff = RESTART_BACKOFF_MIN
-            log.error("delivery worker exited with %s; restarting in %.1f s", code, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            wait = backoff.after(time.monotonic() - started)
+            log.error("delivery worker exited with %s; restarting in %.1f s", code, wait)
+            await asyncio.sleep(wait)
             await worker.spawn()
 
     async def handle(self, op: str, args: list[Any]) -> Any:

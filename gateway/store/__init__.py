@@ -23,6 +23,7 @@ def build_store(settings: Settings) -> Store:
             db_path(settings),
             synchronous=settings.storage.synchronous,
             idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
+            restart_backoff_max=settings.server.restart_backoff_max_seconds,
         )
     if backend == "redis":
         from gateway.store.redis import RedisStore

@@ -41,6 +41,7 @@ from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway import wire
 from gateway.errors import StoreError
 from gateway.models import App, Event, WebhookTarget
+from gateway.restarts import RestartBackoff
 from gateway.store import sqlite_rows as rows
 from gateway.store import sqlite_writer as writer
 from gateway.store.base import Accepted, DeliveryFilter, Page
@@ -54,18 +55,21 @@ TARGET_COLS = writer.TARGET_COLS
 WRITER = Path(writer.__file__)
 ANSWER_CHUNK = 1 << 16
 PRUNE_CHUNK = 2000  # events per prune transaction
-RESTART_BACKOFF_MIN = 0.5
-RESTART_BACKOFF_MAX = 30.0
-HEALTHY_RUN = 60.0  # a writer that ran this long restarts at the shortest backoff again
 
 
 class SqliteStore:
     """`Store` on one SQLite file in WAL mode; see the module docstring for the write path."""
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "full", idempotency_ttl: float = 86_400.0
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        idempotency_ttl: float = 86_400.0,
+        restart_backoff_max: float = 30.0,
     ) -> None:
         self.path = Path(path)
+        self._restart_max = restart_backoff_max
         self._synchronous = synchronous
         self._idempotency_ttl = idempotency_ttl
         self._ro: aiosqlite.Connection | None = None
@@ -95,7 +99,7 @@ class SqliteStore:
 
     async def _supervise(self) -> None:
         """Restart the writer whenever it exits while the store is open."""
-        backoff = RESTART_BACKOFF_MIN
+        backoff = RestartBackoff(maximum=self._restart_max)
         started = time.monotonic()
         while self._open:
             answers = self._answers
@@ -105,14 +109,13 @@ class SqliteStore:
                 return
             proc = self._writer_proc
             code = None if proc is None else await proc.wait()
-            if time.monotonic() - started >= HEALTHY_RUN:
-                backoff = RESTART_BACKOFF_MIN
+            wait = backoff.after(time.monotonic() - started)
             log.warning(
-                "the SQLite writer process exited with %s; restarting in %.1f s", code, backoff
+                "the SQLite writer process exited with %s; restarting in %.1f s", code, wait
             )
             while self._open:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+                await asyncio.sleep(wait)
+                wait = backoff.after(0.0)
                 try:
                     await self._start_writer()
                 except (OSError, StoreError) as exc:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway import workerhost
+from gateway.restarts import RestartBackoff
 from gateway.workerhost import WorkerHost, _Worker
 
 
@@ -73,7 +73,7 @@ async def test_restart_backoff_doubles_and_resets_after_a_healthy_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    runs = [1.0, 1.0, 1.0, 2 * workerhost.HEALTHY_RUN, 1.0]
+    runs = [1.0, 1.0, 1.0, 120.0, 1.0]
     delays: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -94,7 +94,15 @@ async def test_restart_backoff_doubles_and_resets_after_a_healthy_run(
 
     host = WorkerHost.__new__(WorkerHost)
     host._stopping = False
+    host._restart_max = 30.0
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(asyncio, "sleep", sleep)
     await host._supervise(FakeWorker())  # type: ignore[arg-type]
     assert delays == [0.5, 1.0, 2.0, 0.5, 1.0]
+
+
+def test_the_restart_wait_doubles_to_its_cap_and_resets_after_a_healthy_run() -> None:
+    backoff = RestartBackoff(maximum=3.0)
+    assert [backoff.after(1.0) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.after(60.0) == 0.5
+    assert backoff.after(0.1) == 1.0
