@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 import time
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from actions import ActionError, rfc3339
 from gateway import inbound_signatures
@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.errors import InvalidInput, StoreError
 from gateway.ids import hash_token, new_id, new_token
 from gateway.models import App
+from gateway.openapi import Pattern
 from gateway.store import Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -214,9 +215,24 @@ class AppRecord(_AppFields, total=False):
 
 
 class AppFields(TypedDict, total=False):
-    """The fields a create (`name` required there) or a PATCH may set."""
+    """The fields a PATCH may set."""
 
     name: str
+    enabled: bool
+    rate: float | None
+    burst: int | None
+    schema: dict[str, Any] | None
+    signing_secret: str | None
+    signature_scheme: str | None
+
+
+class _AppName(TypedDict):
+    name: Annotated[str, Pattern(NAME.pattern)]
+
+
+class AppCreate(_AppName, total=False):
+    """A new app: `name` and, optionally, the rest of `AppFields`."""
+
     enabled: bool
     rate: float | None
     burst: int | None

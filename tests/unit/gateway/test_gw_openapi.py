@@ -64,8 +64,9 @@ def test_document_lists_every_route_with_its_statuses_and_schemas(tmp_path: Path
         assert ref in schemas
     apps = doc["paths"]["/v1/apps"]
     assert apps["post"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/AppFields"
+        "$ref": "#/components/schemas/AppCreate"
     }
+    assert schemas["AppCreate"]["required"] == ["name"]
     assert "422" in apps["post"]["responses"]
     assert {q["name"] for q in doc["paths"]["/v1/deliveries"]["get"]["parameters"]} >= {
         "status",
