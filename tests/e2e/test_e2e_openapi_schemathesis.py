@@ -2,8 +2,9 @@
 
 Stateless: every operation with a bounded number of generated requests (valid and
 invalid). Stateful: schemathesis runs sequences of operations, following the
-document's links from each create to the operations on the record it made. Any failed check fails the test: a 5xx, a status
-the document does not list, a body or content type or header that does not match it.
+document's links from each create to the operations on the record it made. Any
+failed check fails the test: a 5xx, a status the document does not list, a body or
+content type or header that does not match it.
 """
 
 from __future__ import annotations
