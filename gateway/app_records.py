@@ -19,7 +19,7 @@ from gateway.config import Settings
 from gateway.errors import InvalidInput, StoreError
 from gateway.ids import hash_token, new_id, new_token
 from gateway.models import App
-from gateway.openapi import Pattern
+from gateway.openapi import Constraint
 from gateway.store import Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -226,19 +226,23 @@ class AppFields(TypedDict, total=False):
     signature_scheme: str | None
 
 
+Rate = Annotated[float, Constraint(exclusiveMinimum=0, maximum=1_000_000)]
+Burst = Annotated[int, Constraint(minimum=1, maximum=1_000_000)]
+
+
 class _AppName(TypedDict):
-    name: Annotated[str, Pattern(NAME.pattern)]
+    name: Annotated[str, Constraint(pattern=NAME.pattern)]
 
 
 class AppCreate(_AppName, total=False):
     """A new app: `name` and, optionally, the rest of `AppFields`."""
 
     enabled: bool
-    rate: float | None
-    burst: int | None
+    rate: Rate | None
+    burst: Burst | None
     schema: dict[str, Any] | None
-    signing_secret: str | None
-    signature_scheme: str | None
+    signing_secret: Annotated[str, Constraint(minLength=1)] | None
+    signature_scheme: Annotated[str, Constraint(enum=list(inbound_signatures.SCHEMES))] | None
 
 
 def app_json(app: App, settings: Settings, token: str | None = None) -> AppRecord:

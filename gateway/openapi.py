@@ -69,11 +69,20 @@ class Operation:
     extra_success: Mapping[int, tuple[str, Any]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """`Annotated[str, Pattern(r"...")]`: the regular expression a string field must match."""
+class Constraint:
+    """`Annotated[int, Constraint(minimum=1)]`: JSON Schema keywords the value must meet
+    (hashable, as `Annotated` metadata must be)."""
 
-    regex: str
+    __slots__ = ("keywords",)
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = tuple(keywords.items())
+
+    def __hash__(self) -> int:
+        return hash(repr(self.keywords))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraint) and self.keywords == other.keywords
 
 
 E = TypeVar("E")
@@ -131,11 +140,11 @@ class Schemas:
             return {"type": simple[tp]}
         origin = get_origin(tp)
         args = get_args(tp)
-        if origin is Annotated:  # Annotated[str, Pattern(...)]: the type plus a constraint
+        if origin is Annotated:  # the type plus its constraints
             schema = self.of(args[0])
             for extra in args[1:]:
-                if isinstance(extra, Pattern):
-                    schema["pattern"] = extra.regex
+                if isinstance(extra, Constraint):
+                    schema.update(extra.keywords)
             return schema
         if origin in (Union, types.UnionType):
             return {"anyOf": [self.of(a) for a in args]}
