@@ -214,24 +214,28 @@ class AppRecord(_AppFields, total=False):
     token: str
 
 
+# The constraints the validators above enforce, for the OpenAPI document.
+Name = Annotated[str, Constraint(pattern=NAME.pattern)]
+Rate = Annotated[float, Constraint(exclusiveMinimum=0, maximum=1_000_000)]
+Burst = Annotated[int, Constraint(minimum=1, maximum=1_000_000)]
+Secret = Annotated[str, Constraint(minLength=1)]
+Scheme = Annotated[str, Constraint(enum=list(inbound_signatures.SCHEMES))]
+
+
 class AppFields(TypedDict, total=False):
     """The fields a PATCH may set."""
 
-    name: str
+    name: Name
     enabled: bool
-    rate: float | None
-    burst: int | None
+    rate: Rate | None
+    burst: Burst | None
     schema: dict[str, Any] | None
-    signing_secret: str | None
-    signature_scheme: str | None
-
-
-Rate = Annotated[float, Constraint(exclusiveMinimum=0, maximum=1_000_000)]
-Burst = Annotated[int, Constraint(minimum=1, maximum=1_000_000)]
+    signing_secret: Secret | None
+    signature_scheme: Scheme | None
 
 
 class _AppName(TypedDict):
-    name: Annotated[str, Constraint(pattern=NAME.pattern)]
+    name: Name
 
 
 class AppCreate(_AppName, total=False):
@@ -241,8 +245,8 @@ class AppCreate(_AppName, total=False):
     rate: Rate | None
     burst: Burst | None
     schema: dict[str, Any] | None
-    signing_secret: Annotated[str, Constraint(minLength=1)] | None
-    signature_scheme: Annotated[str, Constraint(enum=list(inbound_signatures.SCHEMES))] | None
+    signing_secret: Secret | None
+    signature_scheme: Scheme | None
 
 
 def app_json(app: App, settings: Settings, token: str | None = None) -> AppRecord:
