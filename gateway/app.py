@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from actions import DeliveryClient
 from gateway.admin import apps, deliveries, events, rules, targets
@@ -95,10 +95,17 @@ async def openapi(request: Request) -> Response:
 def documented_routes(starlette: Starlette) -> list[tuple[str, list[str], Any]]:
     """(path, methods, endpoint) of every route the document describes: the public event
     route (served ahead of Starlette) and each Starlette route."""
-    out: list[tuple[str, list[str], Any]] = [(INGEST_PATH, ["POST"], IngestEndpoint)]
-    for route in starlette.routes:
+    return [(INGEST_PATH, ["POST"], IngestEndpoint), *_routes(starlette.routes, "")]
+
+
+def _routes(routes: list[BaseRoute], prefix: str) -> list[tuple[str, list[str], Any]]:
+    """Every `Route` under `routes`, through `Mount`s (their paths prefixed)."""
+    out: list[tuple[str, list[str], Any]] = []
+    for route in routes:
         if isinstance(route, Route):
-            out.append((route.path, sorted(route.methods or ()), route.endpoint))
+            out.append((prefix + route.path, sorted(route.methods or ()), route.endpoint))
+        elif isinstance(route, Mount):
+            out += _routes(route.routes, prefix + route.path)
     return out
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 import time
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from actions import ActionError, rfc3339
 from gateway import inbound_signatures
@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.errors import InvalidInput, StoreError
 from gateway.ids import hash_token, new_id, new_token
 from gateway.models import App
+from gateway.openapi import Constraint
 from gateway.store import Store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -213,16 +214,39 @@ class AppRecord(_AppFields, total=False):
     token: str
 
 
-class AppFields(TypedDict, total=False):
-    """The fields a create (`name` required there) or a PATCH may set."""
+# The constraints the validators above enforce, for the OpenAPI document.
+Name = Annotated[str, Constraint(pattern=NAME.pattern)]
+Rate = Annotated[float, Constraint(exclusiveMinimum=0, maximum=1_000_000)]
+Burst = Annotated[int, Constraint(minimum=1, maximum=1_000_000)]
+Secret = Annotated[str, Constraint(minLength=1)]
+Scheme = Annotated[str, Constraint(enum=list(inbound_signatures.SCHEMES))]
 
-    name: str
+
+class AppFields(TypedDict, total=False):
+    """The fields a PATCH may set."""
+
+    name: Name
     enabled: bool
-    rate: float | None
-    burst: int | None
+    rate: Rate | None
+    burst: Burst | None
     schema: dict[str, Any] | None
-    signing_secret: str | None
-    signature_scheme: str | None
+    signing_secret: Secret | None
+    signature_scheme: Scheme | None
+
+
+class _AppName(TypedDict):
+    name: Name
+
+
+class AppCreate(_AppName, total=False):
+    """A new app: `name` and, optionally, the rest of `AppFields`."""
+
+    enabled: bool
+    rate: Rate | None
+    burst: Burst | None
+    schema: dict[str, Any] | None
+    signing_secret: Secret | None
+    signature_scheme: Scheme | None
 
 
 def app_json(app: App, settings: Settings, token: str | None = None) -> AppRecord:

@@ -13,7 +13,16 @@ import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from typing_extensions import is_typeddict
 
@@ -58,6 +67,22 @@ class Operation:
     media_type: str = "application/json"
     response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     extra_success: Mapping[int, tuple[str, Any]] = field(default_factory=dict)
+
+
+class Constraint:
+    """`Annotated[int, Constraint(minimum=1)]`: JSON Schema keywords the value must meet
+    (hashable, as `Annotated` metadata must be)."""
+
+    __slots__ = ("keywords",)
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = tuple(keywords.items())
+
+    def __hash__(self) -> int:
+        return hash(repr(self.keywords))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraint) and self.keywords == other.keywords
 
 
 E = TypeVar("E")
@@ -115,6 +140,12 @@ class Schemas:
             return {"type": simple[tp]}
         origin = get_origin(tp)
         args = get_args(tp)
+        if origin is Annotated:  # the type plus its constraints
+            schema = self.of(args[0])
+            for extra in args[1:]:
+                if isinstance(extra, Constraint):
+                    schema.update(extra.keywords)
+            return schema
         if origin in (Union, types.UnionType):
             return {"anyOf": [self.of(a) for a in args]}
         if origin is Literal:
@@ -131,7 +162,7 @@ class Schemas:
         name = tp.__name__
         if name not in self.components:
             self.components[name] = {}  # placeholder: a record may refer to itself
-            hints = get_type_hints(tp)
+            hints = get_type_hints(tp, include_extras=True)
             schema: dict[str, Any] = {
                 "type": "object",
                 "properties": {key: self.of(hint) for key, hint in hints.items()},
@@ -211,6 +242,27 @@ def build_operation(schemas: Schemas, method: str, path: str, spec: Operation) -
     return op
 
 
+def _link_creates(paths: dict[str, dict[str, Any]]) -> None:
+    """OpenAPI links from each create (`POST /v1/x` answering 201 with an `id`) to every
+    operation on `/v1/x/{x_id}...`: clients and schemathesis's stateful phase follow them."""
+    for path, ops in paths.items():
+        created = ops.get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        links: dict[str, Any] = {}
+        for other, other_ops in paths.items():
+            match = re.fullmatch(re.escape(path) + r"/\{([^}/]+)\}(/.*)?", other)
+            if match is None:
+                continue
+            for op in other_ops.values():
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": {match.group(1): "$response.body#/id"},
+                }
+        if links:
+            created["links"] = links
+
+
 def openapi_document(
     base_url: str, routes: Iterable[tuple[str, Iterable[str], Any]]
 ) -> dict[str, Any]:
@@ -224,6 +276,7 @@ def openapi_document(
             continue
         for method in sorted(m.lower() for m in methods if m.upper() != "HEAD"):
             paths.setdefault(path, {})[method] = build_operation(schemas, method, path, spec)
+    _link_creates(paths)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -41,7 +41,7 @@ CURSOR = Query("cursor", "not paged: only an empty cursor is accepted")
         "apps",
         201,
         app_records.AppRecord,
-        body=app_records.AppFields,
+        body=app_records.AppCreate,
         errors={422: "validation_error: a field is missing, unknown or invalid"},
     )
 )
