@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import match, procs, workdir, wrk
+from bench import backtest, match, procs, workdir, wrk
 
 REPO = procs.REPO
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -182,6 +182,7 @@ TARGETS = [
     ("memory_idle_mb", "<=", 150.0, "RSS, 10 000 apps + 10 000 rules, idle (MB)"),
     ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
     ("ingest_redis_ratio", ">=", 0.5, "ingest ratio with limits.backend = redis"),
+    ("backtest_events_per_s", ">=", 50_000.0, "rule backtest, stored events/s (SQLite)"),
 ]
 
 
@@ -225,19 +226,23 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
     path.write_text(text)
 
 
+PARTS = ("ingest", "match", "delivery", "memory", "backtest")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
+    parser.add_argument("--only", nargs="*", choices=PARTS)
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--backtest-events", type=int, default=100_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if not wrk.have_wrk():
         print(wrk.INSTALL_HINT, file=sys.stderr)
         return 2
-    only = set(args.only or ("ingest", "match", "delivery", "memory"))
+    only = set(args.only or PARTS)
     info = machine()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp_name:
@@ -254,6 +259,9 @@ def main() -> int:
             )
         if "memory" in only:
             figures.update(bench_memory(tmp, max(5, args.seconds * 2 // 3)))
+        if "backtest" in only:
+            figures.update(backtest.run(tmp, args.backtest_events, args.rounds))
+            log(f"backtest: {figures['backtest_events_per_s']:.0f} events/s (median)")
     print(f"\nmachine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}")
     print(f"{'figure':48} {'value':>10}  {'target':>10}")
     for label, value, target, ok in verdict(figures):
@@ -265,7 +273,7 @@ def main() -> int:
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "last.json").write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
-    if not args.no_docs and only == {"ingest", "match", "delivery", "memory"}:
+    if not args.no_docs and only == set(PARTS):
         write_docs(figures, info, command)
     return 0
 
