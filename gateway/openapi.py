@@ -92,6 +92,13 @@ OPERATIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("get", "/v1/rules", "The live rule set, its version and reload errors", "200", "rules"),
     ("post", "/v1/rules/reload", "Reload the rules directory", "200", "rules"),
     ("post", "/v1/rules/test", "Dry-run an event: matches and rendered requests", "200", "rules"),
+    (
+        "post",
+        "/v1/rules/backtest",
+        "Run a rules directory over stored events: matches per rule, nothing sent",
+        "200",
+        "rules",
+    ),
 )
 
 INGEST_RESPONSES = {

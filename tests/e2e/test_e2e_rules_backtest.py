@@ -209,3 +209,8 @@ def test_backtest_cli_on_sqlite(tmp_path: Path, sink: harness.Sink) -> None:
     bad = _cli(tmp_path, "candidate", "--since", "last week")
     assert bad.returncode == 2 and "--since: expected a duration" in bad.stderr
     assert sink.received == []
+
+
+def test_backtest_needs_the_admin_token(gateway: harness.Gateway) -> None:
+    response = gateway.public.post("/v1/rules/backtest", json={"since": "1h"})
+    assert response.status_code == 401
