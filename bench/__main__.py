@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import match, procs, transport_micro, workdir, wrk
+from bench import backtest, match, procs, transport_micro, workdir, wrk
 from bench import postgres as pg_bench
 
 REPO = procs.REPO
@@ -196,6 +196,7 @@ TARGETS = [
     ("memory_after_ingest_mb", "<=", 150.0, "RSS after the ingest run (MB)"),
     ("ingest_redis_ratio", ">=", 0.5, "ingest ratio with limits.backend = redis"),
     ("ingest_postgres_ratio", ">=", 0.4, "ingest ratio, storage.backend = postgres"),
+    ("backtest_events_per_s", ">=", 50_000.0, "rule backtest, stored events/s (SQLite)"),
 ]
 
 
@@ -239,7 +240,17 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
     path.write_text(text)
 
 
-ALL_PARTS = ("ingest", "match", "delivery", "drain", "client", "memory", "postgres", "retention")
+ALL_PARTS = (
+    "ingest",
+    "match",
+    "delivery",
+    "drain",
+    "client",
+    "memory",
+    "postgres",
+    "retention",
+    "backtest",
+)
 
 
 def main() -> int:
@@ -253,6 +264,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--backtest-events", type=int, default=100_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument(
         "--retention-events", type=int, default=10_000_000, help="events seeded for retention"
@@ -296,6 +308,9 @@ def main() -> int:
             )
         if "memory" in only:
             figures.update(bench_memory(tmp, max(5, args.seconds * 2 // 3)))
+        if "backtest" in only:
+            figures.update(backtest.run(tmp, args.backtest_events, args.rounds))
+            log(f"backtest: {figures['backtest_events_per_s']:.0f} events/s (median)")
     print(f"\nmachine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}")
     print(f"{'figure':48} {'value':>10}  {'target':>10}")
     for label, value, target, ok in verdict(figures):

@@ -273,6 +273,8 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
     logic = Logic(default_region=settings.rules.default_region)
     result = load_rule_files(directory, logic, missing_ok=False)
+    if args.action == "backtest":
+        return _rules_backtest(args, settings, result, logic)
     known = _store_view(settings)
     if args.action == "check":
         # A missing directory is one of the errors, printed like the others.
@@ -361,6 +363,49 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # events
+def _rules_backtest(args: argparse.Namespace, settings: Settings, result: Any, logic: Any) -> int:
+    """`hookgate rules backtest`: the candidate rules over the stored events, nothing sent."""
+    from gateway.backtest import backtest, parse_moment
+    from rules import RuleSet
+
+    if result.errors:
+        for error in result.errors:
+            print(error, file=sys.stderr)
+        return 1
+    now = time.time()
+    try:
+        since = parse_moment(args.since, "--since", now)
+        until = parse_moment(args.until, "--until", now) if args.until else None
+    except InvalidInput as exc:
+        print(f"hookgate: {exc}", file=sys.stderr)
+        return 2
+    ruleset = RuleSet(result.rules, logic=logic)
+
+    async def run(store: Store) -> int:
+        app_id = None
+        if args.app:
+            app = await store.find_app(args.app)
+            if app is None:
+                print(f"hookgate: --app: no app is named {args.app!r}", file=sys.stderr)
+                return 2
+            app_id = app.id
+        report = await backtest(store, ruleset, since=since, until=until, app_id=app_id)
+        if args.json:
+            _print_json(report.content())
+            return 0
+        print(f"{report.events} events scanned in {report.seconds:.2f} s (nothing sent)")
+        _table(
+            [(t.rule_id, t.matched, " ".join(t.sample_event_ids) or "-") for t in report.rules],
+            ["RULE", "MATCHED", "SAMPLE EVENTS"],
+        )
+        for t in report.rules:
+            if t.sample_body is not None:
+                print(f"{t.rule_id}: {orjson.dumps(t.sample_body).decode()}")
+        return 0
+
+    return _with_store(settings, run)
+
+
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.http import parse_time
 
@@ -584,6 +629,15 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("event", help="file with the event JSON")
     test.add_argument("--app", help="app name the event comes from")
     test.add_argument("--dir", help="rules directory (default rules.dir)")
+    backtest = rules.add_parser(
+        "backtest", parents=[records], help="match stored events against a rules directory"
+    )
+    backtest.add_argument("dir", nargs="?", help="rules directory (default rules.dir)")
+    backtest.add_argument(
+        "--since", required=True, help="window start: a duration back (7d, 1h) or RFC 3339"
+    )
+    backtest.add_argument("--until", help="window end: a duration back or RFC 3339 (default now)")
+    backtest.add_argument("--app", help="only this app's events (name or id)")
     for p in rules.choices.values():
         p.set_defaults(func=cmd_rules)
 

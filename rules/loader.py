@@ -24,6 +24,7 @@ from rules.errors import LogicError, RuleError
 from rules.logic import Logic, default_logic
 from rules.model import Action, CancelOn, Rule, url_problem, version_of
 from rules.template import Template
+from rules.vars import substitute, vars_problems
 
 RULE_KEYS = ("id", "description", "apps", "event_types", "when", "enabled", "actions")
 ACTION_KEYS = (
@@ -155,6 +156,7 @@ class _Loader:
         self.errors: list[RuleError] = []
         self.files: list[str] = []
         self.ids: dict[str, str] = {}  # rule id -> file that defined it first
+        self.vars: dict[str, Any] = {}  # the [vars] of the file being loaded
         self.digest = hashlib.sha256()
 
     def error(self, file: str, rule_id: str | None, message: str) -> None:
@@ -182,11 +184,18 @@ class _Loader:
             self.error(file, None, f"invalid TOML: {exc}")
             return
         for key in document:
-            if key != "rules":
-                close = difflib.get_close_matches(key, ["rules"])
-                hint = ' (did you mean "rules"?)' if close else ""
-                message = f'unknown top-level key "{key}"{hint}; a rule file holds only [[rules]]'
+            if key not in ("rules", "vars"):
+                close = difflib.get_close_matches(key, ["rules", "vars"], n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                message = (
+                    f'unknown top-level key "{key}"{hint}; a rule file holds [vars] and [[rules]]'
+                )
                 self.error(file, None, message)
+        table = document.get("vars", {})
+        problems = vars_problems(table)
+        for problem in problems:
+            self.error(file, None, problem)
+        self.vars = dict(table) if not problems else {}
         tables = document.get("rules", [])
         if not isinstance(tables, list):
             self.error(file, None, '"rules" must be an array of tables: write [[rules]]')
@@ -216,7 +225,7 @@ class _Loader:
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
             error(f"enabled: must be true or false, got {enabled!r}")
-        when = table.get("when")
+        when = self.with_vars("when", table.get("when"), error)
         condition = None
         if isinstance(when, str):
             error(
@@ -245,6 +254,15 @@ class _Loader:
                 condition=condition,
             )
         )
+
+    def with_vars(self, where: str, node: Any, error: _Report) -> Any:
+        """`node` with the file's `[vars]` filled in; an unknown name is an error."""
+        if node is None or isinstance(node, str | int | float | bool):
+            return node
+        value, problems = substitute(node, self.vars)
+        for problem in problems:
+            error(f"{where}: {problem}")
+        return value
 
     def rule_id(
         self, file: str, number: int, table: dict[str, Any]
@@ -312,8 +330,9 @@ class _Loader:
         retry = self.retry(f"{where}.retry", table["retry"], error) if "retry" in table else None
         body = None
         if "body" in table:
+            source = self.with_vars(f"{where}.body", table["body"], error)
             try:
-                body = Template.compile(table["body"], logic=self.logic)
+                body = Template.compile(source, logic=self.logic)
             except LogicError as exc:
                 for p in exc.problems:
                     error(f"{where}.body: {p}")

@@ -12,11 +12,15 @@ microsecond): cheap, but keep them out of conditions that could be written with 
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -138,6 +142,159 @@ def _now(ctx: OperatorContext, args: list[Any]) -> str:
     return rfc3339(ctx.now())
 
 
+def _number(value: Any) -> float | int | None:
+    """A numeric argument: a JSON number, or a string holding one (amounts often arrive as
+    text); None for anything else, NaN and infinities included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            parsed = float(value.strip())
+        except ValueError:
+            return None
+        return parsed if math.isfinite(parsed) else None
+    return None
+
+
+def _decimals_problem(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 20:
+        return None
+    return f"format_number: decimals must be an integer from 0 to 20, got {value!r}"
+
+
+def _separator_problem(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) <= 3 and not any(c.isdigit() for c in value):
+        return None
+    return (
+        "format_number: the thousands separator must be a string of 0 to 3 non-digits, "
+        f"got {value!r}"
+    )
+
+
+def _format_number(ctx: OperatorContext, args: list[Any]) -> str | None:
+    number = _number(args[0]) if args else None
+    decimals = args[1] if len(args) > 1 and args[1] is not None else 0
+    separator = args[2] if len(args) > 2 and args[2] is not None else ","
+    if number is None:
+        return None
+    problem = _decimals_problem(decimals) or _separator_problem(separator)
+    if problem:
+        raise ValueError(problem)
+    text = f"{number:,.{decimals}f}"
+    if separator == ",":
+        return text
+    # Swap "," and "." at once when the separator is ".", so 1.234,50 reads as written.
+    decimal_point = "," if separator == "." else "."
+    return text.translate(str.maketrans({",": separator, ".": decimal_point}))
+
+
+def _check_format_number(args: list[Any]) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    if len(args) > 1 and not isinstance(args[1], dict) and args[1] is not None:
+        problem = _decimals_problem(args[1])
+        if problem:
+            out.append((1, problem))
+    if len(args) > 2 and not isinstance(args[2], dict) and args[2] is not None:
+        problem = _separator_problem(args[2])
+        if problem:
+            out.append((2, problem))
+    return out
+
+
+# strftime directives that mean the same on every platform (C99 and ISO 8601 week fields);
+# anything else is refused at load rather than printed differently per libc.
+_DIRECTIVES = frozenset("aAbBcdHIjmMpSUwWxXyYzZGuV%")
+_DIRECTIVE = re.compile(r"%(.?)", re.S)
+
+
+def pattern_problem(pattern: Any) -> str | None:
+    """Why `pattern` is not a strftime pattern `format_time` accepts, or None."""
+    if not isinstance(pattern, str) or not pattern:
+        return f"format_time: the pattern must be a non-empty string, got {pattern!r}"
+    for found in _DIRECTIVE.finditer(pattern):
+        letter = found.group(1)
+        if letter not in _DIRECTIVES or letter == "":
+            shown = "%" + letter if letter else "a trailing %"
+            return (
+                f"format_time: {shown!r} is not a strftime directive in {pattern!r}; use "
+                "%Y %m %d %H %M %S %a %A %b %B %p %I %j %z %Z %G %V %u %w %U %W %c %x %X or %%"
+            )
+    return None
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def zone_problem(name: Any) -> str | None:
+    """Why `name` is not an IANA time zone zoneinfo knows (e.g. "Europe/Paris"), or None."""
+    if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
+        return f'format_time: unknown time zone {name!r}; use an IANA name such as "Europe/Paris"'
+    try:
+        _zone(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return f'format_time: unknown time zone {name!r}; use an IANA name such as "Europe/Paris"'
+    return None
+
+
+def _moment(value: Any) -> datetime | None:
+    """An RFC 3339 / ISO 8601 string or a Unix timestamp (seconds) as an aware datetime."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    number = _number(value)
+    if number is None:
+        return None
+    try:
+        return datetime.fromtimestamp(number, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _format_time(ctx: OperatorContext, args: list[Any]) -> str | None:
+    moment = _moment(args[0]) if args else None
+    pattern = args[1] if len(args) > 1 else None
+    zone = args[2] if len(args) > 2 and args[2] is not None else "UTC"
+    problem = pattern_problem(pattern) or zone_problem(zone)
+    if problem:
+        raise ValueError(problem)
+    if moment is None:
+        return None
+    assert isinstance(pattern, str) and isinstance(zone, str)
+    return moment.astimezone(_zone(zone)).strftime(pattern)
+
+
+def _check_format_time(args: list[Any]) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    if len(args) > 1 and not isinstance(args[1], dict):
+        problem = pattern_problem(args[1])
+        if problem:
+            out.append((1, problem))
+    if len(args) > 2 and not isinstance(args[2], dict) and args[2] is not None:
+        problem = zone_problem(args[2])
+        if problem:
+            out.append((2, problem))
+    return out
+
+
+def _default(ctx: OperatorContext, args: list[Any]) -> Any:
+    value = args[0] if args else None
+    fallback = args[1] if len(args) > 1 else None
+    return fallback if value is None or value == "" else value
+
+
 _ALL = (
     Operator(
         name="regex_match",
@@ -216,6 +373,67 @@ _ALL = (
         max_args=0,
         function=_now,
         examples=(Example({"now": []}, {}, "2026-11-23T10:00:00Z"),),
+    ),
+    Operator(
+        name="format_number",
+        signature="format_number(number, decimals?, separator?)",
+        summary=(
+            "The number as text rounded to `decimals` places (default 0) with `separator` "
+            'between thousands (default ","; "." makes the decimal point a comma, "" none). '
+            "A numeric string counts; anything else gives null."
+        ),
+        min_args=1,
+        max_args=3,
+        function=_format_number,
+        check_literals=_check_format_number,
+        examples=(
+            Example(
+                {"format_number": [{"var": "total"}, 2]}, {"total": 1234567.891}, "1,234,567.89"
+            ),
+            Example({"format_number": [{"var": "total"}, 2, "."]}, {"total": 1234.5}, "1.234,50"),
+            Example({"format_number": [{"var": "total"}, 0, " "]}, {"total": "98765"}, "98 765"),
+            Example({"format_number": {"var": "total"}}, {}, None),
+        ),
+    ),
+    Operator(
+        name="format_time",
+        signature="format_time(time, pattern, zone?)",
+        summary=(
+            "The time (an RFC 3339 string or Unix seconds) written with the strftime `pattern` "
+            'in the IANA time zone `zone` (default "UTC"); null when the time is missing or '
+            "unreadable. A literal pattern and zone are checked when the rules load."
+        ),
+        min_args=2,
+        max_args=3,
+        function=_format_time,
+        check_literals=_check_format_time,
+        examples=(
+            Example(
+                {"format_time": [{"var": "at"}, "%d/%m/%Y %H:%M", "Europe/Paris"]},
+                {"at": "2026-11-23T10:00:00Z"},
+                "23/11/2026 11:00",
+            ),
+            Example(
+                {"format_time": [{"var": "at"}, "%A %I:%M %p", "America/New_York"]},
+                {"at": 1795428000},
+                "Monday 05:00 AM",
+            ),
+            Example({"format_time": [{"var": "at"}, "%Y-%m-%d"]}, {}, None),
+        ),
+    ),
+    Operator(
+        name="default",
+        signature="default(value, fallback)",
+        summary="`value`, or `fallback` when it is null, missing or the empty string.",
+        min_args=2,
+        max_args=2,
+        function=_default,
+        examples=(
+            Example({"default": [{"var": "name"}, "there"]}, {}, "there"),
+            Example({"default": [{"var": "name"}, "there"]}, {"name": ""}, "there"),
+            Example({"default": [{"var": "name"}, "there"]}, {"name": "Ada"}, "Ada"),
+            Example({"default": [{"var": "count"}, 1]}, {"count": 0}, 0),
+        ),
     ),
 )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from typing import Any, TypedDict
 
 from starlette.requests import Request
@@ -10,12 +13,15 @@ from starlette.routing import Route
 
 from actions import rfc3339
 from gateway.admin import gateway_of
+from gateway.backtest import backtest as run_backtest
+from gateway.backtest import parse_moment
 from gateway.dryrun import dry_run, secret_lookup
 from gateway.errors import InvalidInput
 from gateway.http import JSONResponse, admin, parse_cursor, query_params, read_object
 from gateway.openapi import Operation, Query, operation
+from gateway.rulestate import load_rule_files
 from gateway.runtime import Gateway
-from rules import Rule, RuleError
+from rules import Rule, RuleError, RuleSet
 
 
 class RuleErrorRecord(TypedDict):
@@ -143,8 +149,92 @@ async def test(request: Request) -> Response:
     return JSONResponse(dry_run(gw.rules.current, app, event, secret_lookup(gw.rules.targets)))
 
 
+class BacktestRequest(TypedDict, total=False):
+    """`since` (required): a duration back (`7d`, `1h`) or an RFC 3339 time."""
+
+    since: str
+    until: str
+    app: str
+    dir: str
+
+
+class RuleTally(TypedDict):
+    rule_id: str
+    matched: int
+    sample_event_ids: list[str]
+    sample_body: Any
+
+
+class BacktestReport(TypedDict):
+    """Per rule of the candidate set: matches among the stored events in the window."""
+
+    since: str
+    until: str | None
+    app: str | None
+    events_scanned: int
+    events_unreadable: int
+    seconds: float
+    rules: list[RuleTally]
+    dir: str
+
+
+@operation(
+    Operation(
+        "Backtest a rule directory against stored events (sends nothing)",
+        "rules",
+        response=BacktestReport,
+        body=BacktestRequest,
+        errors={
+            422: "validation_error: since/until/app/dir invalid; invalid_rules: the"
+            " candidate rules do not load"
+        },
+    )
+)
+@admin
+async def backtest(request: Request) -> Response:
+    """How a candidate rule directory would have matched the stored events; sends nothing."""
+    body = await read_object(request)
+    gw = gateway_of(request)
+    now = time.time()
+    if body.get("since") is None:
+        raise InvalidInput("since", "is required: a duration back (7d, 1h) or an RFC 3339 time")
+    since = parse_moment(body.get("since"), "since", now)
+    until = parse_moment(body["until"], "until", now) if body.get("until") is not None else None
+    if until is not None and until <= since:
+        raise InvalidInput("until", "must be later than since")
+    app_id = None
+    app_name = body.get("app")
+    if app_name is not None:
+        if not isinstance(app_name, str) or not app_name:
+            raise InvalidInput("app", "must be an app name or id")
+        app = await gw.store.find_app(app_name)
+        if app is None:
+            raise InvalidInput("app", f"no app is named {app_name!r}")
+        app_id = app.id
+    directory = body.get("dir", str(gw.settings.rules.dir))
+    if not isinstance(directory, str) or not directory:
+        raise InvalidInput("dir", "must be the path of a rules directory")
+    result = await asyncio.to_thread(load_rule_files, Path(directory), gw.logic, missing_ok=False)
+    if result.errors:
+        return JSONResponse(
+            {
+                "error": "invalid_rules",
+                "detail": f"{len(result.errors)} error(s) in {directory}",
+                "field": "dir",
+                "errors": [error_json(e) for e in result.errors],
+            },
+            status_code=422,
+        )
+    ruleset = RuleSet(result.rules, logic=gw.logic)
+    report = await run_backtest(gw.store, ruleset, since=since, until=until, app_id=app_id)
+    out = report.content()
+    out["dir"] = directory
+    return JSONResponse(out)
+
+
 routes = [
     Route("/v1/rules", list_rules, methods=["GET"]),
     Route("/v1/rules/reload", reload, methods=["POST"]),
     Route("/v1/rules/test", test, methods=["POST"]),
+    Route("/v1/rules/backtest", backtest, methods=["POST"]),
 ]

@@ -303,3 +303,26 @@ def test_rules_test_refuses_an_unreadable_event(
     result = hookgate(tmp_path, "rules", "test", "event.json")
     assert result.returncode == 1
     assert result.stderr.startswith(expected), result.stderr
+
+
+def test_check_reports_bad_format_time_and_unknown_vars_as_file_rule_message(
+    tmp_path: Path,
+) -> None:
+    body = '  body = { at = { format_time = [{ var = "t" }, "%Y %Q", "Mars/Base"] } }'
+    write(
+        tmp_path / "rules.d" / "a.toml",
+        "[vars]\nteam = true\n\n"
+        + rule("fmt", action=body)
+        + rule("sw", extra='when = { var = "vars.teem" }'),
+    )
+    result = hookgate(tmp_path, "rules", "check")
+    assert result.returncode == 1
+    lines = [LINE.fullmatch(line) for line in result.stdout.splitlines()]
+    assert all(lines), result.stdout
+    found = {(m["rule_id"], m["message"]) for m in lines if m}
+    assert all(m["file"] == "rules.d/a.toml" for m in lines if m)
+    messages = "\n".join(message for _, message in found)
+    assert ("sw", 'when: unknown var "vars.teem"; this file defines: team (at /var)') in found
+    assert "format_time: '%Q' is not a strftime directive" in messages
+    assert "format_time: unknown time zone 'Mars/Base'" in messages
+    assert {rule_id for rule_id, _ in found} == {"fmt", "sw"}
