@@ -3,8 +3,9 @@ becomes an event from the reserved app `hookgate` that rules match like any othe
 
 `hookgate.delivery.failed` carries the delivery record (`delivery_json`, with attempts) in
 `data`; `hookgate.target.disabled` the target record (`target_json`, without its secret).
-So an operator routes alerts with a rule file (`apps = ["hookgate"]`), and the stored
-event shows in `/v1/events` like the rest.
+So an operator routes alerts with a rule file; only rules that name the app (`apps =
+["hookgate"]`) match them, so catch-all rules and webhook targets never receive alerts.
+The stored event shows in `/v1/events` like the rest.
 
 No loops: a delivery of an internal event that fails for good emits nothing (its event's
 app is `hookgate`); a target disabled by such deliveries emits nothing either.
@@ -76,7 +77,14 @@ class Alerts:
         body = orjson.dumps(payload)
         event_id = new_id("evt_", now)
         try:
-            matches = self._rules().match(INTERNAL_APP, payload, event_type=event_type)
+            # Only rules that name the app: a catch-all rule (or a webhook target, which
+            # has no app list) forwarding "every event" to a CRM must not start receiving
+            # hookgate's alerts, nor count them as its failures.
+            matches = [
+                m
+                for m in self._rules().match(INTERNAL_APP, payload, event_type=event_type)
+                if INTERNAL_APP in m.rule.apps
+            ]
             deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
             event = Event(
                 id=event_id,
