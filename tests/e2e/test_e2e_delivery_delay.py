@@ -103,10 +103,19 @@ def test_a_delayed_delivery_arrives_after_its_delay_across_kill_9(
     assert done["attempt_count"] == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def test_cancel_on_and_manual_cancel_stop_a_scheduled_delivery(
-    tmp_path: Path, sink: harness.Sink
+    tmp_path: Path, sink: harness.Sink, request: pytest.FixtureRequest, backend: str
 ) -> None:
-    server = harness.ServerProcess(tmp_path, _env(tmp_path, _rules(tmp_path, sink)), "cancel")
+    env = _env(tmp_path, _rules(tmp_path, sink))
+    if backend == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        env |= {
+            "HOOKGATE_STORAGE_BACKEND": "redis",
+            "HOOKGATE_REDIS_URL": redis_url["url"],
+            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
+        }
+    server = harness.ServerProcess(tmp_path, env, "cancel")
     try:
         server.start()
         token = _token(server)
