@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypedDict
 
 from actions import ActionError, rfc3339
 from gateway import inbound_signatures
+from gateway.alerts import INTERNAL_APP
 from gateway.appindex import compile_schema
 from gateway.config import Settings
 from gateway.errors import InvalidInput, StoreError
@@ -32,6 +33,10 @@ def _name(value: Any) -> str:
             "name",
             "must be 1-100 characters of letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
+        )
+    if value == INTERNAL_APP:
+        raise InvalidInput(
+            "name", f"{INTERNAL_APP!r} is reserved for hookgate's own events (failure alerts)"
         )
     return value
 

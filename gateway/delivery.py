@@ -20,6 +20,7 @@ from actions import (
     Lease,
     TargetInfo,
 )
+from gateway.alerts import INTERNAL_APP, INTERNAL_APP_ID, Alerts
 from gateway.config import Settings
 from gateway.models import WebhookTarget
 from gateway.store import Store
@@ -72,11 +73,20 @@ class StoreSource:
         targets: Callable[[], Mapping[str, WebhookTarget]],
         app_name: Callable[[str], str],
         on_target_disabled: Callable[[], Awaitable[Any]] | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self._store = store
         self._targets = targets
-        self._app_name = app_name
+        self._names = app_name
         self._on_target_disabled = on_target_disabled
+        self._alerts = alerts
+        # Whether a delivery of an internal event was the last to fail for good: then the
+        # target it disables raises no alert (no loops). The dispatcher records a final
+        # attempt and then its target's outcome, in that order, for each delivery.
+        self._internal_failure = False
+
+    def _app_name(self, app_id: str) -> str:
+        return INTERNAL_APP if app_id == INTERNAL_APP_ID else self._names(app_id)
 
     async def has_due(self, now: float) -> bool:
         return await self._store.has_due(now)
@@ -97,9 +107,12 @@ class StoreSource:
         next_attempt_at: float | None,
         lease_token: str,
     ) -> bool:
-        return await self._store.finish_attempt(
+        recorded = await self._store.finish_attempt(
             delivery_id, attempt, status, next_attempt_at, lease_token
         )
+        if recorded and status == "failed" and self._alerts is not None:
+            self._internal_failure = await self._alerts.delivery_failed(delivery_id)
+        return recorded
 
     async def release(self, held: Mapping[str, str]) -> None:
         await self._store.release(held)
@@ -136,8 +149,15 @@ class StoreSource:
     async def target_outcome(
         self, target_id: str, ok: bool, disable_after: int | None, gone: bool
     ) -> None:
+        before = self._targets().get(target_id)
         updated = await self._store.record_target_outcome(target_id, ok, disable_after, gone)
         if updated is not None and updated.status != "active":
+            if (
+                self._alerts is not None
+                and (before is None or before.status == "active")
+                and not self._internal_failure
+            ):
+                await self._alerts.target_disabled(updated)
             log.warning(
                 "webhook target disabled",
                 extra={"fields": {"target_id": target_id, "gone": gone}},

@@ -28,6 +28,7 @@ from actions import (
     Lease,
 )
 from gateway import keys
+from gateway.alerts import Alerts
 from gateway.appindex import AppIndex
 from gateway.config import RulesSettings, Settings
 from gateway.delivery import StoreSource, build_http_client, dispatch_settings
@@ -131,6 +132,7 @@ class Gateway:
             targets=lambda: self.rules.targets,
             app_name=self.app_name,
             on_target_disabled=lambda: self.rules.refresh_targets(force=True),
+            alerts=Alerts(self.store, lambda: self.rules.current, wake=self._wake_delivery),
         )
         # Inline delivery uses this dispatcher's poller; with workers it only serves the
         # target test endpoint, and the workers reach the store through `workers`.
@@ -260,6 +262,13 @@ class Gateway:
         if not self.inline_delivery:
             return None
         return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
+
+    def _wake_delivery(self) -> None:
+        """New deliveries were committed by this process outside ingest (internal events)."""
+        if self.workers is not None:
+            self.workers.wake()
+        else:
+            self.dispatcher.wake()
 
     def app_name(self, app_id: str) -> str:
         app = self.apps.by_id.get(app_id)

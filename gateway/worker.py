@@ -33,12 +33,14 @@ from actions import (
     TargetInfo,
 )
 from gateway import wire
+from gateway.alerts import Alerts
 from gateway.config import Settings, load_settings
 from gateway.delivery import StoreSource, build_http_client, dispatch_settings
 from gateway.logs import AccessLog, configure_logging
 from gateway.models import WebhookTarget
-from gateway.rulestate import dir_stamp
+from gateway.rulestate import RuleState, dir_stamp
 from gateway.store import Store, build_store
+from rules import Logic
 
 log = logging.getLogger("hookgate.worker")
 
@@ -242,11 +244,21 @@ async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) 
     client = build_http_client(settings)
     views = StoreViews(store)
     await views.refresh(force=True)
+    # The rules, for failure alerts (internal events) this worker emits itself.
+    rules = RuleState(
+        settings.rules.dir,
+        store=store,
+        logic=Logic(default_region=settings.rules.default_region),
+        event_type_fields=settings.ingest.event_type_fields,
+    )
+    await rules.reload()
+    await rules.refresh_targets(force=True)
     source = StoreSource(
         store,
         targets=lambda: views.targets,
         app_name=views.app_name,
         on_target_disabled=lambda: views.refresh(force=True),
+        alerts=Alerts(store, lambda: rules.current),
     )
     dispatcher = Dispatcher(
         source, client, dispatch_settings(settings), env=os.environ, log_line=access.write
@@ -265,12 +277,14 @@ async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) 
                     await stop.wait()
             try:
                 await views.refresh()
+                await rules.refresh_targets()
             except Exception as exc:
                 log.warning("worker refresh failed: %s", exc)
             current = dir_stamp(rules_dir)
             if current != stamp:
                 stamp = current
                 dispatcher.reset_rule_failures()
+                await rules.reload()
     finally:
         await dispatcher.stop()
         await client.aclose()

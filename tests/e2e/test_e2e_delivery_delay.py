@@ -3,6 +3,9 @@ server with its delivery worker process, a loopback sink, `kill -9` in between."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -100,10 +103,19 @@ def test_a_delayed_delivery_arrives_after_its_delay_across_kill_9(
     assert done["attempt_count"] == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def test_cancel_on_and_manual_cancel_stop_a_scheduled_delivery(
-    tmp_path: Path, sink: harness.Sink
+    tmp_path: Path, sink: harness.Sink, request: pytest.FixtureRequest, backend: str
 ) -> None:
-    server = harness.ServerProcess(tmp_path, _env(tmp_path, _rules(tmp_path, sink)), "cancel")
+    env = _env(tmp_path, _rules(tmp_path, sink))
+    if backend == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        env |= {
+            "HOOKGATE_STORAGE_BACKEND": "redis",
+            "HOOKGATE_REDIS_URL": redis_url["url"],
+            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
+        }
+    server = harness.ServerProcess(tmp_path, env, "cancel")
     try:
         server.start()
         token = _token(server)
@@ -134,3 +146,39 @@ def test_cancel_on_and_manual_cancel_stop_a_scheduled_delivery(
         server.stop()
     sent = [r.json()["data"]["job"]["id"] for r in sink.requests_to("/review")]
     assert sent == ["job_kept"]
+
+
+def test_hookgate_deliveries_cancel_from_the_shell(tmp_path: Path, sink: harness.Sink) -> None:
+    env = _env(tmp_path, _rules(tmp_path, sink))
+    server = harness.ServerProcess(tmp_path, env, "cli-cancel")
+    try:
+        server.start()
+        token = _token(server)
+        event_id = _post(server, token, "job_completed", "job_cli")
+        with server.admin() as admin:
+            delivery = _delivery_of(admin, event_id)
+        listed = _cli(tmp_path, env, "deliveries", "list")
+        assert listed.returncode == 0, listed.stderr
+        [row] = [line.split() for line in listed.stdout.splitlines()[1:]]
+        assert row[:2] == [delivery["id"], "scheduled"]
+        done = _cli(tmp_path, env, "deliveries", "cancel", str(delivery["id"]))
+        assert done.returncode == 0, done.stderr
+        assert f"delivery {delivery['id']} cancelled" in done.stdout
+        again = _cli(tmp_path, env, "deliveries", "cancel", str(delivery["id"]))
+        assert again.returncode == 1
+        assert "is cancelled" in again.stderr
+        with server.admin() as admin:
+            assert _delivery_of(admin, event_id)["status"] == "cancelled"
+    finally:
+        server.stop()
+
+
+def _cli(tmp: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=tmp,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )

@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from actions import plan_deliveries
 from actions.ids import delivery_id, id_floor
 from actions.model import Attempt, Delivery, Lease
 from gateway import keys
+from gateway.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
 from gateway.models import App, Event, WebhookTarget
@@ -28,6 +31,7 @@ from gateway.store.memory import MemoryStore
 from gateway.store.postgres import PostgresStore
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
+from rules import RuleSet, load_file
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
 TOKEN = "holder-1"  # the lease token of the one holder most tests play
@@ -824,6 +828,81 @@ async def test_cancel_marks_pending_deliveries_cancelled_and_unclaimable(store: 
     page = await store.list_deliveries(DeliveryFilter(status="cancelled"))
     assert sorted(d.id for d in page.data) == sorted([scheduled.id, leased.id])
     assert await store.cancel([scheduled.id]) == []
+
+
+# cancel_on: the store reads `cancel_superseded` makes (pending by rule, then events)
+
+CANCEL_ON_RULES = """
+[[rules]]
+id = "review"
+event_types = ["job_completed"]
+
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://sms.example.com/review"
+  delay = "2h"
+  cancel_on = { event_types = ["job_reopened"], match = "job.id" }
+
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://crm.example.com/now"
+"""
+
+
+async def test_a_reopened_job_cancels_only_its_own_scheduled_review(
+    store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "r.toml").write_text(CANCEL_ON_RULES)
+    loaded = load_file(tmp_path / "r.toml", action_types=("webhook",), env={})
+    assert loaded.errors == ()
+    ruleset = RuleSet(loaded.rules)
+    index = CancelIndex(ruleset)
+
+    async def accept(n: int, app_id: str, job: str) -> list[str]:
+        payload = {"event_type": "job_completed", "job": {"id": job}}
+        event_id = f"evt_{n:026d}"
+        matches = ruleset.match("fieldapp", payload, event_type="job_completed")
+        deliveries = plan_deliveries(matches, event_id, payload, T0 + n)
+        event = Event(event_id, app_id, "job_completed", T0 + n, orjson.dumps(payload))
+        await store.add_event(event, deliveries)
+        return [d.id for d in deliveries]
+
+    reopened_review, reopened_now = await accept(1, "app_1", "j1")
+    kept_review, _ = await accept(2, "app_1", "j2")
+    other_app_review, _ = await accept(3, "app_2", "j1")
+
+    cancelled = await cancel_superseded(
+        store,
+        index,
+        app_id="app_1",
+        app_name="fieldapp",
+        event_type="job_reopened",
+        payload={"event_type": "job_reopened", "job": {"id": "j1"}},
+        before=T0 + 10,
+    )
+
+    assert cancelled == [reopened_review]
+    statuses = {}
+    for one_id in (reopened_review, reopened_now, kept_review, other_app_review):
+        row = await store.get_delivery(one_id)
+        assert row is not None
+        statuses[one_id] = row.status
+    assert statuses == {
+        reopened_review: "cancelled",
+        reopened_now: "pending",
+        kept_review: "pending",
+        other_app_review: "pending",
+    }
+    nothing = await cancel_superseded(
+        store,
+        index,
+        app_id="app_1",
+        app_name="fieldapp",
+        event_type="job_reopened",
+        payload={"event_type": "job_reopened"},
+        before=T0 + 11,
+    )
+    assert nothing == []
 
 
 async def test_a_stale_holders_finish_is_refused_and_records_nothing(store: Store) -> None:
