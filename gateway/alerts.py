@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import orjson
 
@@ -68,7 +67,7 @@ class Alerts:
         """A target was switched off after consecutive failures (or a 410)."""
         await self.emit(TARGET_DISABLED, target_json(target))
 
-    async def emit(self, event_type: str, record: dict[str, Any]) -> str | None:
+    async def emit(self, event_type: str, record: Mapping[str, object]) -> str | None:
         """Store one internal event with the deliveries its matching rules plan; returns its
         id, or None when it could not be stored (logged: an alert must never break the
         delivery that caused it)."""
