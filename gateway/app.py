@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
@@ -123,7 +123,7 @@ def create_app(
         finally:
             await gateway.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -134,6 +134,10 @@ def create_app(
         *deliveries.routes,
         *rules.routes,
     ]
+    if settings.console.enabled:
+        from gateway.console import build_console
+
+        routes.append(build_console(gateway, admin_token))
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
