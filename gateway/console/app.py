@@ -84,13 +84,13 @@ class ConsoleGuard:
 
 def build_console(gateway: Gateway, admin_token: str) -> Mount:
     """The `/console` mount for one gateway."""
-    from gateway.console import pages
+    from gateway.console import pages, setup
 
     settings = gateway.settings
     signer = SessionSigner(load_key(settings.data_dir))
     templates = Jinja2Templates(directory=str(files("gateway.console") / "templates"))
     static = StaticFiles(directory=str(files("gateway.console") / "static"))
-    app = Starlette(routes=[*pages.routes, Mount("/static", static, name="static")])
+    app = Starlette(routes=[*pages.routes, *setup.routes, Mount("/static", static, name="static")])
     app.state.gateway = gateway
     app.state.templates = templates
     app.state.signer = signer
