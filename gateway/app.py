@@ -115,12 +115,22 @@ def create_app(
     gateway = Gateway(settings, store=store, http_client=http_client, freeze_heap=freeze_heap)
     admin_token, _ = ensure_admin_token(settings)
 
+    console = None
+    if settings.console.enabled:
+        from gateway.console import build_console
+
+        console = build_console(gateway, admin_token)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        if console is not None:
+            console.sampler.start()
         try:
             yield
         finally:
+            if console is not None:
+                await console.sampler.stop()
             await gateway.stop()
 
     routes: list[BaseRoute] = [
@@ -134,10 +144,8 @@ def create_app(
         *deliveries.routes,
         *rules.routes,
     ]
-    if settings.console.enabled:
-        from gateway.console import build_console
-
-        routes.append(build_console(gateway, admin_token))
+    if console is not None:
+        routes.append(console.mount)
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,

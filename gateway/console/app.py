@@ -8,8 +8,9 @@ CSRF token does not belong to the session (403).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +23,9 @@ from starlette.types import Receive, Scope, Send
 from gateway.console.session import COOKIE, SessionSigner, load_key
 from gateway.guard import GuessGuard
 from gateway.runtime import Gateway
+
+if TYPE_CHECKING:
+    from gateway.console.overview import Sampler
 
 PUBLIC = ("/sign-in", "/static/")
 HEADERS = {
@@ -82,19 +86,35 @@ class ConsoleGuard:
         await self.app(scope, receive, send_secured)
 
 
-def build_console(gateway: Gateway, admin_token: str) -> Mount:
+@dataclass(frozen=True, slots=True)
+class Console:
+    """The mount to route and the sampler the app factory's lifespan starts and stops."""
+
+    mount: Mount
+    sampler: Sampler
+
+
+def build_console(gateway: Gateway, admin_token: str) -> Console:
     """The `/console` mount for one gateway."""
-    from gateway.console import pages, setup
+    from gateway.console import overview, pages, setup
 
     settings = gateway.settings
     signer = SessionSigner(load_key(settings.data_dir))
     templates = Jinja2Templates(directory=str(files("gateway.console") / "templates"))
     static = StaticFiles(directory=str(files("gateway.console") / "static"))
-    app = Starlette(routes=[*pages.routes, *setup.routes, Mount("/static", static, name="static")])
+    app = Starlette(
+        routes=[
+            *overview.routes,
+            *pages.routes,
+            *setup.routes,
+            Mount("/static", static, name="static"),
+        ]
+    )
     app.state.gateway = gateway
     app.state.templates = templates
     app.state.signer = signer
     app.state.admin_token_bytes = admin_token.encode()
     app.state.secure_cookie = settings.base_url.startswith("https://")
     app.state.sign_in_guard = GuessGuard(settings.limits.unknown_token_per_minute)
-    return Mount("/console", app=ConsoleGuard(app, signer))
+    app.state.sampler = overview.Sampler(gateway)
+    return Console(Mount("/console", app=ConsoleGuard(app, signer)), app.state.sampler)

@@ -286,12 +286,7 @@ async def recover(request: Request) -> Response:
     return render(request, "recover.html", done=count, since=since_text, target_id=target_id)
 
 
-async def home(request: Request) -> Response:
-    return RedirectResponse("/console/events", status_code=303)
-
-
 routes = [
-    Route("/", home, methods=["GET"]),
     Route("/sign-in", sign_in_form, methods=["GET"]),
     Route("/sign-in", sign_in, methods=["POST"]),
     Route("/sign-out", sign_out, methods=["POST"]),

@@ -47,7 +47,8 @@ when = {{ ">" = [{{ var = "total" }}, 1000] }}
         shoot(page, "sign-in")
         page.get_by_label("Admin token").fill(harness.ADMIN_TOKEN)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{base}/console/events")
+        page.wait_for_url(f"{base}/console/")
+        page.goto(f"{base}/console/events")
         assert "No events yet" in page.content()
         assert harness.ADMIN_TOKEN not in page.content()
 
@@ -127,6 +128,14 @@ when = {{ ">" = [{{ var = "total" }}, 1000] }}
         assert re.search(r"Response status\s+200", result.inner_text())
         assert len(sink.requests_to("/target")) == 1
         shoot(page, "target")
+
+        # The overview counts what this server saw and draws it.
+        page.goto(f"{base}/console/")
+        assert "1 events accepted" in page.content() or "2 events accepted" in page.content()
+        assert page.locator("svg.chart").count() == 2
+        shoot(page, "overview")
+        page.goto(f"{base}/console/apps")
+        shoot(page, "apps")
 
         # Sign out: back to sign-in, and the console is closed again.
         page.get_by_role("button", name="Sign out").click()
