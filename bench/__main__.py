@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import match, procs, workdir, wrk
+from bench import console, match, procs, workdir, wrk
 
 REPO = procs.REPO
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -227,17 +227,22 @@ def write_docs(figures: dict[str, float], info: dict[str, str], command: str) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=("ingest", "match", "delivery", "memory"))
+    parser.add_argument(
+        "--only", nargs="*", choices=("ingest", "match", "delivery", "memory", "console")
+    )
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per ingest run")
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--console-events", type=int, default=1_000_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
-    if not wrk.have_wrk():
+    if args.only and set(args.only) == {"console"}:
+        pass  # the console part needs no wrk
+    elif not wrk.have_wrk():
         print(wrk.INSTALL_HINT, file=sys.stderr)
         return 2
-    only = set(args.only or ("ingest", "match", "delivery", "memory"))
+    only = set(args.only or ("ingest", "match", "delivery", "memory", "console"))
     info = machine()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-") as tmp_name:
@@ -252,6 +257,8 @@ def main() -> int:
             figures.update(
                 bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)
             )
+        if "console" in only:
+            figures.update(console.run(tmp, args.console_events))
         if "memory" in only:
             figures.update(bench_memory(tmp, max(5, args.seconds * 2 // 3)))
     print(f"\nmachine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}")
@@ -265,7 +272,7 @@ def main() -> int:
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "last.json").write_text(json.dumps({"machine": info, "figures": figures}, indent=2))
-    if not args.no_docs and only == {"ingest", "match", "delivery", "memory"}:
+    if not args.no_docs and only == {"ingest", "match", "delivery", "memory", "console"}:
         write_docs(figures, info, command)
     return 0
 
