@@ -97,6 +97,12 @@ when = {{ ">" = [{{ var = "total" }}, 1000] }}
         page.get_by_role("button", name="Retry").click()
         harness.wait_until(lambda: attempts_shown(2))
         assert len(sink.requests_to("/orders")) == 2
+        # The second attempt's request as sent (line, headers, body) and the answer.
+        sent = page.locator("#attempt-2 pre.request").inner_text()
+        assert sent.startswith(f"POST {sink.url('/orders')}")
+        assert "content-type: application/json" in sent.lower()
+        assert event_id in sent
+        assert page.locator("#attempt-2 pre.response").inner_text().startswith("200")
         shoot(page, "delivery")
         page.goto(f"{base}/console/deliveries")
         shoot(page, "deliveries")
