@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint fmt bench clean
+.PHONY: run test lint fmt bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: lint
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench
+
+# docs/console/*.png, taken by the console browser test's own helper (Debian's chromium).
+screenshots: $(DEVSTAMP)
+	HOOKGATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_e2e_console_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import backtest, match, procs, transport_micro, workdir, wrk
+from bench import backtest, console, match, procs, transport_micro, workdir, wrk
 from bench import postgres as pg_bench
 
 REPO = procs.REPO
@@ -250,6 +250,7 @@ ALL_PARTS = (
     "postgres",
     "retention",
     "backtest",
+    "console",
 )
 
 
@@ -265,6 +266,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A B alternations per comparison")
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--backtest-events", type=int, default=100_000)
+    parser.add_argument("--console-events", type=int, default=1_000_000)
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits variant")
     parser.add_argument(
         "--retention-events", type=int, default=10_000_000, help="events seeded for retention"
@@ -306,6 +308,8 @@ def main() -> int:
             figures.update(
                 bench_delivery(tmp, args.deliveries, max(5, args.seconds * 2 // 3), args.rounds)
             )
+        if "console" in only:
+            figures.update(console.run(tmp, args.console_events))
         if "memory" in only:
             figures.update(bench_memory(tmp, max(5, args.seconds * 2 // 3)))
         if "backtest" in only:

@@ -169,15 +169,25 @@ def create_app(
     )
     admin_token, _ = ensure_admin_token(settings)
 
+    console = None
+    if settings.console.enabled:
+        from gateway.console import build_console
+
+        console = build_console(gateway, admin_token)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        if console is not None:
+            console.sampler.start()
         try:
             yield
         finally:
+            if console is not None:
+                await console.sampler.stop()
             await gateway.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -188,6 +198,8 @@ def create_app(
         *deliveries.routes,
         *rules.routes,
     ]
+    if console is not None:
+        routes.append(console.mount)
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,

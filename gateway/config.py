@@ -110,6 +110,12 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    # The operator console at /console (admin token sign-in); false: the routes do not exist.
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -119,6 +125,7 @@ class Settings:
     rules: RulesSettings = field(default_factory=RulesSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     log: LogSettings = field(default_factory=LogSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def data_dir(self) -> Path:

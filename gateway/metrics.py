@@ -159,6 +159,17 @@ class Metrics:
         index = self._slots.get((name, tuple(sorted(labels.items()))))
         return 0.0 if index is None else self._values[index]
 
+    def total(self, name: str, **match: str) -> float:
+        """Counter `name` summed over every label set that includes `match`: the process
+        group's totals when the counters are shared (what a scrape would add up)."""
+        counters, _ = self._snapshot()
+        wanted = match.items()
+        return sum(
+            value
+            for (metric, labels), value in counters.items()
+            if metric == name and all(item in labels for item in wanted)
+        )
+
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         """Register a gauge read at scrape time (by the scraped process: the gauges are
         the same for every process of a group, the rule set and the store's queue)."""

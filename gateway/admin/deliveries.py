@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actions import DeliveryStatus
+from actions import Delivery, DeliveryStatus
 from gateway.admin import gateway_of
 from gateway.errors import InvalidInput, NotFound
 from gateway.http import (
@@ -25,6 +25,7 @@ from gateway.http import (
 )
 from gateway.openapi import Operation, Query, operation
 from gateway.records import DeliveryRecord, delivery_json
+from gateway.runtime import Gateway
 from gateway.store import DeliveryFilter
 
 STATUSES = get_args(DeliveryStatus)
@@ -132,6 +133,13 @@ async def retry(request: Request) -> Response:
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise InvalidInput("force", "must be true or false")
+    delivery = await retry_delivery(gw, delivery_id, force=force)
+    return JSONResponse(delivery_json(delivery), status_code=202)
+
+
+async def retry_delivery(gw: Gateway, delivery_id: str, *, force: bool = False) -> Delivery:
+    """Queue one delivery again, due now; 409 for a succeeded one unless `force` (shared
+    with the console)."""
     delivery = await gw.store.get_delivery(delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery with id {delivery_id}")
@@ -147,7 +155,15 @@ async def retry(request: Request) -> Response:
     delivery = await gw.store.get_delivery(delivery_id)
     if delivery is None:  # deleted (retention) between the requeue and this read
         raise NotFound(f"no delivery with id {delivery_id}")
-    return JSONResponse(delivery_json(delivery), status_code=202)
+    return delivery
+
+
+async def recover_since(gw: Gateway, since: float, target_id: str | None) -> tuple[int, list[str]]:
+    """Re-queue every failed delivery created since `since`; (count, ids)."""
+    ids = await gw.store.failed_since(since, target_id)
+    count = await gw.store.requeue(ids, time.time()) if ids else 0
+    gw.dispatcher.wake()
+    return count, ids
 
 
 @operation(
@@ -208,9 +224,7 @@ async def recover(request: Request) -> Response:
     target_id = body.get("target_id")
     if target_id is not None and not isinstance(target_id, str):
         raise InvalidInput("target_id", "must be a string")
-    ids = await gw.store.failed_since(since, target_id)
-    count = await gw.store.requeue(ids, time.time()) if ids else 0
-    gw.dispatcher.wake()
+    count, ids = await recover_since(gw, since, target_id)
     return JSONResponse({"requeued": count, "delivery_ids": ids}, status_code=202)
 
 

@@ -10,13 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actions import plan_deliveries
+from actions import Delivery, plan_deliveries
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
 from gateway.http import JSONResponse, admin, parse_cursor, parse_limit, parse_time, query_params
 from gateway.models import Event
 from gateway.openapi import Operation, Query, operation
 from gateway.records import DeliveryRecord, EventRecord, delivery_json, event_json
+from gateway.runtime import Gateway
 
 SINCE = Query("since", "only records created at or after this time (RFC 3339 or epoch seconds)")
 LIMIT = Query("limit", "page size, 1-500 (default 50)", {"type": "string", "pattern": "^[0-9]+$"})
@@ -80,12 +81,9 @@ async def read(request: Request) -> Response:
     return JSONResponse(event_json(event, deliveries))
 
 
-@operation(Operation("Match again against today's rules and fire", "events", 202, Replay))
-@admin
-async def replay(request: Request) -> Response:
-    """Match the stored event against the current rules and queue what matches now."""
-    gw = gateway_of(request)
-    event = await _event(request)
+async def replay_event(gw: Gateway, event: Event) -> tuple[list[str], list[Delivery]]:
+    """Match the stored event against the current rules and queue what matches now;
+    answers the matched rule ids and the queued deliveries (shared with the console)."""
     app = gw.apps.by_id.get(event.app_id)
     payload = orjson.loads(event.payload)
     matches = gw.rules.current.match(
@@ -102,10 +100,19 @@ async def replay(request: Request) -> Response:
             ),
             lease,
         )
+    return [m.rule.id for m in matches], deliveries
+
+
+@operation(Operation("Match again against today's rules and fire", "events", 202, Replay))
+@admin
+async def replay(request: Request) -> Response:
+    """Match the stored event against the current rules and queue what matches now."""
+    event = await _event(request)
+    matched, deliveries = await replay_event(gateway_of(request), event)
     return JSONResponse(
         {
             "event_id": event.id,
-            "matched_rules": [m.rule.id for m in matches],
+            "matched_rules": matched,
             "deliveries": [delivery_json(d, attempts=False) for d in deliveries],
         },
         status_code=202,

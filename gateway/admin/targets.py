@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actions import Delivery, EventInfo, Lease, delivery_id, envelope
+from actions import Attempt, Delivery, EventInfo, Lease, delivery_id, envelope
 from gateway import target_records
 from gateway.admin import gateway_of
 from gateway.errors import NotFound
@@ -19,6 +19,7 @@ from gateway.ids import new_id
 from gateway.models import WebhookTarget
 from gateway.openapi import Operation, Query, operation
 from gateway.records import AttemptRecord, TargetRecord, attempt_json, target_json
+from gateway.runtime import Gateway
 
 
 class TargetList(TypedDict):
@@ -129,8 +130,14 @@ async def delete(request: Request) -> Response:
 @admin
 async def send_test(request: Request) -> Response:
     """Send a `webhook.test` event to the target now and answer with the attempt."""
-    gw = gateway_of(request)
-    target = await _target(request)
+    delivery, status, attempt = await send_test_event(gateway_of(request), await _target(request))
+    return JSONResponse(
+        {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
+    )
+
+
+async def send_test_event(gw: Gateway, target: WebhookTarget) -> tuple[Delivery, str, Attempt]:
+    """Send a `webhook.test` event to `target` now: (delivery, status, attempt)."""
     await gw.rules.refresh_targets()
     now = time.time()
     event_id = new_id("evt_", now)
@@ -151,9 +158,7 @@ async def send_test(request: Request) -> Response:
     lease = Lease.new(now + gw.dispatch_settings.lease_seconds)
     await gw.store.add_deliveries([delivery], lease)
     attempt, status = await gw.dispatcher.deliver(delivery, event, probe=True, lease=lease)
-    return JSONResponse(
-        {"delivery_id": delivery.id, "status": status, "attempt": attempt_json(attempt)}
-    )
+    return delivery, status, attempt
 
 
 routes = [
