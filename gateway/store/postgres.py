@@ -4,9 +4,10 @@ Ingest is group-committed: `add_event` queues its event and deliveries and a com
 applies whatever is queued in one transaction (one WAL flush for the batch, not one per
 event), answering each request only after that commit, so a 2xx never names an event a
 crash could lose. Finished attempts (`finish_attempt`) ride in the same batches: one
-fenced UPDATE for all of them. Two committers run at once, so one batch fills while the
-other commits. If a batch fails it is applied again request by request, so a bad write
-fails only its caller.
+fenced UPDATE for all of them. A batch without idempotency keys is one statement
+(`commit_batch`), so one round trip: the commit waits on the WAL flush, not on the wire.
+Two committers run at once, so one batch fills while the other commits. If a batch fails
+it is applied again request by request, so a bad write fails only its caller.
 
 Events live in day partitions (`postgres_sql/migrations`): `prune` drops every partition
 wholly older than the cutoff, deleting rows only in the one day the cutoff falls inside.
