@@ -103,3 +103,31 @@ FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'events'::regclass
 ORDER BY lower
+
+-- name: commit_batch
+-- A whole group commit in one statement, so one round trip and no BEGIN/COMMIT: the
+-- batch's events ($1-$8, as insert_events), their deliveries ($9-$27, as
+-- insert_deliveries) and its finished attempts ($28-$32, as finish_attempts, with the
+-- same fence). A data-modifying WITH runs whether or not the UPDATE reads it, and the
+-- statement commits or fails as a whole.
+WITH new_events AS (
+    INSERT INTO events (id, app_id, event_type, received_at, payload, headers, matched_rules,
+        idem_key)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea[],
+                         $6::text[], $7::text[], $8::text[])
+), new_deliveries AS (
+    INSERT INTO deliveries (id, event_id, rule_id, target_id, action_type, url, status, body,
+        retry, secret_env, timeout_seconds, disable_after, created_at, next_attempt_at,
+        attempt_count, headers, leased_until, lease_token, host)
+    SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+        $14::text[], $15::text[], $16::bytea[], $17::text[], $18::text[], $19::float8[],
+        $20::int[], $21::float8[], $22::float8[], $23::int[], $24::text[], $25::float8[],
+        $26::text[], $27::text[])
+)
+UPDATE deliveries AS d
+SET status = f.status, next_attempt_at = f.next_at, leased_until = NULL, lease_token = NULL,
+    attempt_count = d.attempt_count + 1, attempts = array_append(d.attempts, f.attempt)
+FROM unnest($28::text[], $29::text[], $30::text[], $31::float8[], $32::text[])
+    AS f (id, attempt, status, next_at, token)
+WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
+RETURNING d.id
