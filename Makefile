@@ -35,7 +35,7 @@ fmt: $(DEVSTAMP)
 	$(BIN)/ruff check --fix gateway rules actions tests bench
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench
