@@ -88,23 +88,6 @@ def _post_all(base_url: str, token: str, payloads: list[dict[str, Any]]) -> list
     return asyncio.run(run())
 
 
-def _children(pid: int, needle: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and needle in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def _ids(sink: harness.Sink, path: str) -> collections.Counter[str]:
     return collections.Counter(r.headers["webhook-id"] for r in sink.requests_to(path))
 
@@ -296,12 +279,12 @@ def test_kill_9_of_the_writer_under_load_is_survived(tmp_path: Path, sink: harne
         loader = threading.Thread(target=load)
         loader.start()
         harness.wait_until(lambda: len(accepted) >= 50, timeout=20)
-        [writer] = _children(server.proc.pid, "sqlite_writer")
+        [writer] = harness.children(server.proc.pid, "sqlite_writer")
         os.kill(writer, signal.SIGKILL)
         with httpx.Client(base_url=server.base_url, trust_env=False, timeout=5) as c:
             harness.wait_until(lambda: c.get("/readyz").status_code == 503, timeout=10)
             harness.wait_until(lambda: c.get("/readyz").status_code == 200, timeout=20)
-        assert _children(server.proc.pid, "sqlite_writer") not in ([], [writer])
+        assert harness.children(server.proc.pid, "sqlite_writer") not in ([], [writer])
         count = len(accepted)
         harness.wait_until(lambda: len(accepted) >= count + 50, timeout=20)
         stop.set()
@@ -367,7 +350,11 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
         for _ in range(10):
             [worker] = harness.wait_until(
                 lambda: (
-                    [p for p in _children(server.proc.pid, "gateway.worker") if p not in killed]
+                    [
+                        p
+                        for p in harness.children(server.proc.pid, "gateway.worker")
+                        if p not in killed
+                    ]
                     or None
                 ),
                 timeout=60,
@@ -377,7 +364,8 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
             killed.append(worker)
         harness.wait_until(
             lambda: (
-                [p for p in _children(server.proc.pid, "gateway.worker") if p not in killed] or None
+                [p for p in harness.children(server.proc.pid, "gateway.worker") if p not in killed]
+                or None
             ),
             timeout=60,
         )

@@ -11,7 +11,6 @@ import collections
 import contextlib
 import math
 import os
-import re
 import signal
 import threading
 import time
@@ -328,7 +327,7 @@ def test_the_others_send_what_a_killed_gateway_held_when_its_lease_runs_out(
     accepted = [r.json()["event_id"] for r in post_many(url1, token, [{"n": n} for n in range(20)])]
     assert len(accepted) == 20
     harness.wait_until(lambda: len(sink.requests_to("/held")) >= 8, timeout=20)
-    worker_pids = _children(gw1.proc.pid, "gateway.worker")
+    worker_pids = harness.children(gw1.proc.pid, "gateway.worker")
     gw1.kill9()
     for pid in worker_pids:  # a worker whose server died by kill -9 may linger a moment
         _kill(pid)
@@ -405,7 +404,7 @@ def test_kill_9_of_a_gateway_under_load_loses_no_acknowledged_event(
         t.start()
     assert enough.wait(timeout=30), failures[:3]
     assert gw2.proc is not None
-    worker_pids = _children(gw2.proc.pid, "gateway.worker")
+    worker_pids = harness.children(gw2.proc.pid, "gateway.worker")
     gw2.kill9()
     for pid in worker_pids:
         _kill(pid)
@@ -433,23 +432,6 @@ def test_kill_9_of_a_gateway_under_load_loses_no_acknowledged_event(
     )
     assert {d["event_id"] for d in rows} == stored
     assert set(webhook_ids(sink, "/relay")) >= {d["id"] for d in rows}
-
-
-def _children(pid: int, needle: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and re.search(re.escape(needle), cmdline):
-            found.append(int(entry))
-    return found
 
 
 def _kill(pid: int) -> None:
