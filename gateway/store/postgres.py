@@ -282,11 +282,7 @@ class PostgresStore:
                 [d for op in events for d in op.deliveries],
                 [op.lease for op in events for _ in op.deliveries],
             ),
-            [op.delivery_id for op in finishes],
-            [op.attempt for op in finishes],
-            [op.status for op in finishes],
-            [op.next_attempt_at for op in finishes],
-            [op.token for op in finishes],
+            *_finish_columns(finishes),
         )
         done = {r[0] for r in found}
         return [op.delivery_id in done for op in finishes]
@@ -311,11 +307,7 @@ class PostgresStore:
             return [outcome == "UPDATE 1" for outcome in outcomes]
         found = await conn.fetch(
             Q["finish_attempts"],
-            [op.delivery_id for op in finishes],
-            [op.attempt for op in finishes],
-            [op.status for op in finishes],
-            [op.next_attempt_at for op in finishes],
-            [op.token for op in finishes],
+            *_finish_columns(finishes),
         )
         done = {r[0] for r in found}
         return [op.delivery_id in done for op in finishes]
@@ -728,3 +720,14 @@ async def run_migrations(url: str, schema_name: str | None = None) -> tuple[list
         raise StoreError(f"PostgreSQL migration failed: {exc}") from exc
     finally:
         await conn.close()
+
+
+def _finish_columns(finishes: list[_Finish]) -> tuple[list[Any], ...]:
+    """The finishes of a batch as one array per column, as the fenced UPDATE takes them."""
+    return (
+        [op.delivery_id for op in finishes],
+        [op.attempt for op in finishes],
+        [op.status for op in finishes],
+        [op.next_attempt_at for op in finishes],
+        [op.token for op in finishes],
+    )
