@@ -1,0 +1,24 @@
+-- hookgate PostgreSQL schema, version 2: fewer index writes per delivery.
+--
+-- Every delivery row is written three times: the insert, the claim (lease columns) and
+-- the finish (status, next attempt, attempts). A write that is not HOT (heap-only tuple)
+-- adds an entry to every index of the table, and a write is HOT only when it changes no
+-- indexed column AND its page has room for the new version. So:
+--
+-- Half of each page is left free at insert: the claim, which changes only unindexed
+-- columns, then finds room beside the row and is HOT (no index entry at all, and the
+-- claim's walk along deliveries_due meets one entry per row, not one per version).
+-- Takes effect on pages written from now on.
+ALTER TABLE deliveries SET (fillfactor = 50);
+
+-- deliveries_created (created_at) served only failed_since, which now bounds the id
+-- instead (ids begin with their millisecond, as list_deliveries' `since` does) and walks
+-- the status index.
+DROP INDEX deliveries_created;
+
+-- The status lists that matter are the few rows not succeeded (pending, failed, skipped,
+-- cancelled): those keep an index. Listing `succeeded`, most rows, walks the primary key
+-- backwards and finds a page at once; and a finish that succeeds no longer adds an entry.
+DROP INDEX deliveries_status;
+CREATE INDEX deliveries_status_unsucceeded ON deliveries (status, id)
+    WHERE status <> 'succeeded';
