@@ -30,19 +30,11 @@ RETURNING event_id
 SELECT event_id FROM idempotency_keys WHERE app_id = $1 AND idem_key = $2
 
 -- name: claim_due
--- SKIP LOCKED: processes claiming at once take disjoint rows without waiting on each
--- other; the lease token written here is what finish/renew/release check.
-WITH due AS (
-    SELECT id FROM deliveries
-    WHERE status = 'pending' AND next_attempt_at <= $1
-      AND (leased_until IS NULL OR leased_until <= $1)
-      AND host <> ALL ($5::text[])
-    ORDER BY next_attempt_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
+-- SKIP LOCKED (in hookgate_due_ids): processes claiming at once take disjoint rows without
+-- waiting on each other; the lease token written here is what finish/renew/release check.
 UPDATE deliveries AS d SET leased_until = $3, lease_token = $4
-FROM due WHERE d.id = due.id
+FROM hookgate_due_ids($1, $2, $5::text[]) AS due (id)
+WHERE d.id = due.id
 RETURNING d.id, d.event_id, d.rule_id, d.target_id, d.action_type, d.url, d.status, d.body,
     d.retry, d.secret_env, d.timeout_seconds, d.disable_after, d.created_at,
     d.next_attempt_at, d.attempt_count, d.headers

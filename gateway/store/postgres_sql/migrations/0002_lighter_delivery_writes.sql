@@ -22,3 +22,25 @@ DROP INDEX deliveries_created;
 DROP INDEX deliveries_status;
 CREATE INDEX deliveries_status_unsucceeded ON deliveries (status, id)
     WHERE status <> 'succeeded';
+
+-- The due rows a claim takes (`claim_due` in queries.sql), oldest first. Given few rows
+-- in its statistics (a young table, or one not analysed since a backlog built up), the
+-- planner read EVERY due row (a bitmap scan) and sorted them to keep the first `n`: 19 ms
+-- per claim at 30 000 pending, growing with the backlog, on every poll. The SET clauses
+-- hold for this function only and leave it one plan: walk deliveries_due in order and
+-- stop after `n` rows taken.
+CREATE FUNCTION hookgate_due_ids(now double precision, n integer, skip text[])
+RETURNS SETOF text
+LANGUAGE plpgsql ROWS 100
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+BEGIN
+    RETURN QUERY
+        SELECT d.id::text FROM deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= now
+          AND (d.leased_until IS NULL OR d.leased_until <= now)
+          AND d.host <> ALL (skip)
+        ORDER BY d.next_attempt_at
+        LIMIT n
+        FOR UPDATE SKIP LOCKED;
+END
+$$;
