@@ -3,7 +3,9 @@
 -- Every delivery row is written three times: the insert, the claim (lease columns) and
 -- the finish (status, next attempt, attempts). A write that is not HOT (heap-only tuple)
 -- adds an entry to every index of the table, and a write is HOT only when it changes no
--- indexed column AND its page has room for the new version. So:
+-- indexed column AND its page has room for the new version. So (the migration runs in one
+-- transaction: on a large `deliveries` the index build below holds its writes until done,
+-- so run `hookgate migrate` at a quiet moment):
 --
 -- Half of each page is left free at insert: the claim, which changes only unindexed
 -- columns, then finds room beside the row and is HOT (no index entry at all, and the
