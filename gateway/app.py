@@ -20,12 +20,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from actions import DeliveryClient
-from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
-from gateway.http import JSONResponse, error_response, http_exception, server_error
-from gateway.ingest import INGEST_PATH, PREFIX, IngestEndpoint, Receive, Scope, Send
-from gateway.logs import ACCESS, redact_path
-from gateway.openapi import Operation, openapi_document, operation
+from gateway.http.admin import apps, deliveries, events, rules, targets
+from gateway.http.admin_io import JSONResponse, error_response, http_exception, server_error
+from gateway.http.ingest import INGEST_PATH, PREFIX, IngestEndpoint, Receive, Scope, Send
+from gateway.http.openapi import Operation, openapi_document, operation
+from gateway.observability.logs import ACCESS, redact_path
 from gateway.runtime import Gateway, ensure_admin_token
 from gateway.store import Store
 
@@ -159,7 +159,8 @@ def create_app(
     """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan.
 
     `freeze_heap` is for a gateway that owns its process (see `Gateway._freeze_heap`);
-    `metrics_dir` for one of a group whose `/metrics` totals the group's (`gateway.metrics`)."""
+    `metrics_dir` for one of a group whose `/metrics` totals the group's
+    (`gateway.observability.metrics`)."""
     gateway = Gateway(
         settings,
         store=store,
@@ -171,7 +172,7 @@ def create_app(
 
     console = None
     if settings.console.enabled:
-        from gateway.console import build_console
+        from gateway.http.console import build_console
 
         console = build_console(gateway, admin_token)
 
@@ -213,12 +214,12 @@ def create_app(
 def create_app_from_env() -> HookgateApp:
     """Factory for `uvicorn --factory` with several workers: settings from the environment
     (and `$HOOKGATE_CONFIG`), as every worker process must build its own app, and the
-    group's metrics directory that `gateway.serving.serve` made."""
+    group's metrics directory that `gateway.http.serving.serve` made."""
     import os
 
     from gateway.config import load_settings
-    from gateway.logs import configure_logging
-    from gateway.serving import METRICS_DIR_ENV
+    from gateway.http.serving import METRICS_DIR_ENV
+    from gateway.observability.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log.level)

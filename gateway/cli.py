@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway import app_records
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, InvalidInput
+from gateway.http.served_url import with_served_url
+from gateway.http.signatures import SCHEMES as SIGNATURE_SCHEMES
 from gateway.ids import is_id
-from gateway.inbound_signatures import SCHEMES as SIGNATURE_SCHEMES
-from gateway.records import delivery_json, event_json, shown_status
-from gateway.served_url import with_served_url
+from gateway.records import apps as app_records
+from gateway.records.shapes import delivery_json, event_json, shown_status
 from gateway.store import DeliveryFilter, Store, build_store
 from gateway.version import __version__
 from rules import HookgateError
@@ -65,7 +65,7 @@ def _rule_errors_at_start(settings: Settings) -> int | None:
     """Exit status 2 after printing every rule error, before anything is bound; None if
     the rules load. A running gateway keeps its last good set on a bad reload, but at a cold
     start there is none: serving with no rules would accept events and trigger nothing."""
-    from gateway.rulestate import load_rule_files
+    from gateway.rulesets.state import load_rule_files
     from rules import Logic
 
     logic = Logic(default_region=settings.rules.default_region)
@@ -86,10 +86,10 @@ def _rule_errors_at_start(settings: Settings) -> int | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.logs import configure_logging
-    from gateway.redis_preflight import check_redis
+    from gateway.http.serving import ListenError, listen, serve
+    from gateway.limits.redis_preflight import check_redis
+    from gateway.observability.logs import configure_logging
     from gateway.runtime import admin_token_path, ensure_admin_token
-    from gateway.serving import ListenError, listen, serve
 
     refused = _rule_errors_at_start(settings)
     if refused is not None:
@@ -115,8 +115,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.redis_preflight import check_redis
-    from gateway.worker import main as worker_main
+    from gateway.delivery.worker import main as worker_main
+    from gateway.limits.redis_preflight import check_redis
 
     if settings.storage.backend == "memory":
         raise ConfigError(
@@ -134,7 +134,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
             'hookgate migrate is for storage.backend = "postgres"; the sqlite and redis'
             " stores need no migrations run apart"
         )
-    from gateway.store.postgres import run_migrations
+    from gateway.store.postgres.store import run_migrations
 
     applied, version = asyncio.run(run_migrations(settings.storage.postgres_url))
     if applied:
@@ -267,7 +267,7 @@ def _store_view(settings: Settings) -> tuple[list[Any], list[Any]] | None:
 
 # rules
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.rulestate import load_rule_files
+    from gateway.rulesets.state import load_rule_files
     from rules import Logic
 
     directory = Path(getattr(args, "dir", None) or settings.rules.dir)
@@ -318,8 +318,8 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     if not isinstance(event, dict):
         print(f"hookgate: {args.event}: the event must be a JSON object", file=sys.stderr)
         return 1
-    from gateway.dryrun import dry_run, secret_lookup
-    from gateway.rulestate import target_rule
+    from gateway.rulesets.dryrun import dry_run, secret_lookup
+    from gateway.rulesets.state import target_rule
     from rules import RuleSet
 
     targets = {t.id: t for t in known[1]} if known is not None else {}
@@ -365,7 +365,7 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 # events
 def _rules_backtest(args: argparse.Namespace, settings: Settings, result: Any, logic: Any) -> int:
     """`hookgate rules backtest`: the candidate rules over the stored events, nothing sent."""
-    from gateway.backtest import backtest, parse_moment
+    from gateway.rulesets.backtest import backtest, parse_moment
     from rules import RuleSet
 
     if result.errors:
@@ -407,7 +407,7 @@ def _rules_backtest(args: argparse.Namespace, settings: Settings, result: Any, l
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.http import parse_time
+    from gateway.http.admin_io import parse_time
 
     async def run(store: Store) -> int:
         if args.action == "list":
@@ -459,7 +459,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
 # deliveries
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.http import parse_time, required_time
+    from gateway.http.admin_io import parse_time, required_time
 
     async def run(store: Store) -> int:
         now = time.time()

@@ -17,7 +17,7 @@ def build_store(settings: Settings) -> Store:
     """The configured backend, not yet opened."""
     backend = settings.storage.backend
     if backend == "sqlite":
-        from gateway.store.sqlite import SqliteStore
+        from gateway.store.sqlite.store import SqliteStore
 
         return SqliteStore(
             db_path(settings),
@@ -26,7 +26,7 @@ def build_store(settings: Settings) -> Store:
             restart_backoff_max=settings.server.restart_backoff_max_seconds,
         )
     if backend == "redis":
-        from gateway.store.redis import RedisStore
+        from gateway.store.redis.store import RedisStore
 
         return RedisStore(
             settings.redis.url,
@@ -34,7 +34,7 @@ def build_store(settings: Settings) -> Store:
             idempotency_ttl=settings.ingest.idempotency_ttl_seconds,
         )
     if backend == "postgres":
-        from gateway.store.postgres import PostgresStore
+        from gateway.store.postgres.store import PostgresStore
 
         return PostgresStore(
             settings.storage.postgres_url,

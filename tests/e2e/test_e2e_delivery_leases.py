@@ -202,7 +202,7 @@ def test_a_hung_targets_backlog_does_not_delay_a_healthy_target(
     sys.path.insert(0, str(Path(__file__).parents[2]))
     from actions import Delivery, delivery_id
     from gateway.models import Event
-    from gateway.store.sqlite import SqliteStore
+    from gateway.store.sqlite.store import SqliteStore
 
     sink.hang.add("/hung")
     healthy_sink = harness.running_sink()
@@ -352,7 +352,7 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
                 lambda: (
                     [
                         p
-                        for p in harness.children(server.proc.pid, "gateway.worker")
+                        for p in harness.children(server.proc.pid, "gateway.delivery.worker")
                         if p not in killed
                     ]
                     or None
@@ -364,7 +364,11 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
             killed.append(worker)
         harness.wait_until(
             lambda: (
-                [p for p in harness.children(server.proc.pid, "gateway.worker") if p not in killed]
+                [
+                    p
+                    for p in harness.children(server.proc.pid, "gateway.delivery.worker")
+                    if p not in killed
+                ]
                 or None
             ),
             timeout=60,

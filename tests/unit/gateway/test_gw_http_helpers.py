@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import InvalidInput, NotFound, StoreError
-from gateway.http import (
+from gateway.http.admin_io import (
     ApiError,
     JSONResponse,
     admin,

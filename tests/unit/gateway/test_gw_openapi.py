@@ -9,8 +9,8 @@ import harness
 from starlette.routing import Route
 
 from gateway.app import create_app, documented_routes
-from gateway.ingest import IngestEndpoint
-from gateway.openapi import openapi_document, operation_of
+from gateway.http.ingest import IngestEndpoint
+from gateway.http.openapi import openapi_document, operation_of
 
 
 def _app(tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -19,10 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from gateway import keys
-from gateway.metrics import Metrics
-from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
-from gateway.resp import RespClient
+from gateway.limits import keys
+from gateway.limits.buckets import Buckets, Decision, MemoryBuckets, RedisBuckets
+from gateway.limits.resp import RespClient
+from gateway.observability.metrics import Metrics
 
 REFILL_DEADLINE = 5.0
 SLACK = 1e-6  # float TATs may land a few ulps past an exact bound
