@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from functools import wraps
 from typing import Any
 
 import orjson
@@ -18,14 +17,13 @@ from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import InvalidInput, NotFound, StoreError
 from gateway.ids import is_id
 
 log = logging.getLogger("hookgate.api")
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 STATUS_CODES = {
     400: "bad_request",
@@ -154,22 +152,24 @@ def parse_limit(request: Request, default: int = 50, maximum: int = 500) -> int:
     return limit
 
 
-def admin(endpoint: Endpoint) -> Endpoint:
-    """Require `Authorization: Bearer <admin token>` (constant-time compare) and map our
-    errors to JSON answers."""
+class BearerAuth:
+    """ASGI middleware of the `/v1` mount: `Authorization: Bearer <admin token>` (compared
+    in constant time) or a 401, before any endpoint runs."""
 
-    @wraps(endpoint)
-    async def wrapper(request: Request) -> Response:
-        expected: bytes = request.app.state.admin_token_bytes
-        header = request.headers.get("authorization", "")
-        scheme, _, supplied = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            supplied.strip().encode(), expected
-        ):
-            return _unauthorized()
-        return await handle_errors(endpoint, request)
+    def __init__(self, app: ASGIApp, token: bytes) -> None:
+        self.app = app
+        self.token = token
 
-    return wrapper
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._authorized(scope):
+            await _unauthorized()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        scheme, _, supplied = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(supplied.strip(), self.token)
 
 
 def _unauthorized() -> JSONResponse:
@@ -178,19 +178,24 @@ def _unauthorized() -> JSONResponse:
     return response
 
 
-async def handle_errors(endpoint: Endpoint, request: Request) -> Response:
-    try:
-        return await endpoint(request)
-    except ApiError as exc:
-        return exc.response()
-    except InvalidInput as exc:
-        fields = {"field": exc.field} if exc.field else {}
-        return error_response(422, "validation_error", exc.message, **fields)
-    except NotFound as exc:
-        return error_response(404, "not_found", str(exc) or "no such record")
-    except StoreError as exc:
-        log.error("store error: %s", exc)
-        return error_response(503, "store_unavailable", "the store did not answer; try again")
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def invalid_input(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidInput)
+    fields = {"field": exc.field} if exc.field else {}
+    return error_response(422, "validation_error", exc.message, **fields)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", str(exc) or "no such record")
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    log.error("store error: %s", exc)
+    return error_response(503, "store_unavailable", "the store did not answer; try again")
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:
@@ -210,12 +215,34 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path. Starlette's 405 names the methods of
     the first route whose path matched, while we declare one route per method."""
+    scope = request.scope  # the mount it went through already moved `root_path`: undo that
+    top = {**scope, "method": "GET", "root_path": scope.get("app_root_path", scope["root_path"])}
+    return sorted(_methods(request.app.router.routes, top))
+
+
+def _methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            methods |= _methods(route.routes, {**scope, **child})
+        else:
             methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    return methods
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """The error tree as JSON answers, for every route (the one place errors become HTTP)."""
+    return {
+        ApiError: api_error,
+        InvalidInput: invalid_input,
+        NotFound: not_found,
+        StoreError: store_error,
+        HTTPException: http_exception,
+        Exception: server_error,
+    }
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -14,11 +14,12 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from fastjsonschema import JsonSchemaValueException
+from starlette.types import Receive, Scope, Send
 
 from actions import EventInfo, Lease, SignatureError, plan_deliveries
 from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
@@ -31,9 +32,6 @@ from gateway.observability.logs import ACCESS
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "/api/event/"
 INGEST_PATH = PREFIX + "{token}"

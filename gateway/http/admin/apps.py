@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from gateway.errors import InvalidInput, NotFound
 from gateway.http.admin import gateway_of as _gw
-from gateway.http.admin_io import JSONResponse, admin, parse_cursor, query_params, read_object
+from gateway.http.admin_io import JSONResponse, parse_cursor, query_params, read_object
 from gateway.http.openapi import Operation, Query, operation
 from gateway.models import App
 from gateway.records import apps as app_records
@@ -45,7 +45,6 @@ CURSOR = Query("cursor", "not paged: only an empty cursor is accepted")
         errors={422: "validation_error: a field is missing, unknown or invalid"},
     )
 )
-@admin
 async def create(request: Request) -> Response:
     gw = _gw(request)
     body = await read_object(request)
@@ -67,7 +66,6 @@ async def create(request: Request) -> Response:
 
 
 @operation(Operation("List apps", "apps", response=AppList, query=(CURSOR,)))
-@admin
 async def list_apps(request: Request) -> Response:
     parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     gw = _gw(request)
@@ -78,7 +76,6 @@ async def list_apps(request: Request) -> Response:
 
 
 @operation(Operation("Read an app", "apps", response=app_records.AppRecord))
-@admin
 async def read(request: Request) -> Response:
     return JSONResponse(app_records.app_json(await _app(request), _gw(request).settings))
 
@@ -92,7 +89,6 @@ async def read(request: Request) -> Response:
         errors={422: "validation_error: a field is unknown or invalid"},
     )
 )
-@admin
 async def update(request: Request) -> Response:
     gw = _gw(request)
     app = await app_records.update_app(gw.store, await _app(request), await read_object(request))
@@ -110,7 +106,6 @@ async def update(request: Request) -> Response:
         errors={422: "validation_error: grace_seconds out of range"},
     )
 )
-@admin
 async def rotate(request: Request) -> Response:
     gw = _gw(request)
     body = await read_object(request, optional=True)
@@ -122,7 +117,6 @@ async def rotate(request: Request) -> Response:
 
 
 @operation(Operation("Revoke an app", "apps", 204))
-@admin
 async def delete(request: Request) -> Response:
     gw = _gw(request)
     app = await _app(request)
@@ -132,10 +126,10 @@ async def delete(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/apps", create, methods=["POST"]),
-    Route("/v1/apps", list_apps, methods=["GET"]),
-    Route("/v1/apps/{app_id}", read, methods=["GET"]),
-    Route("/v1/apps/{app_id}", update, methods=["PATCH"]),
-    Route("/v1/apps/{app_id}", delete, methods=["DELETE"]),
-    Route("/v1/apps/{app_id}/rotate", rotate, methods=["POST"]),
+    Route("/apps", create, methods=["POST"]),
+    Route("/apps", list_apps, methods=["GET"]),
+    Route("/apps/{app_id}", read, methods=["GET"]),
+    Route("/apps/{app_id}", update, methods=["PATCH"]),
+    Route("/apps/{app_id}", delete, methods=["DELETE"]),
+    Route("/apps/{app_id}/rotate", rotate, methods=["POST"]),
 ]

@@ -15,7 +15,6 @@ from gateway.http.admin import gateway_of
 from gateway.http.admin_io import (
     ApiError,
     JSONResponse,
-    admin,
     parse_cursor,
     parse_limit,
     parse_time,
@@ -70,7 +69,6 @@ class Recovered(TypedDict):
         errors={422: "validation_error: status, since or limit is invalid"},
     )
 )
-@admin
 async def list_deliveries(request: Request) -> Response:
     q = query_params(
         request, "status", "target_id", "rule_id", "event_id", "since", "cursor", "limit"
@@ -97,7 +95,6 @@ async def list_deliveries(request: Request) -> Response:
 
 
 @operation(Operation("Read a delivery with every attempt", "deliveries", response=DeliveryRecord))
-@admin
 async def read(request: Request) -> Response:
     delivery = await gateway_of(request).store.get_delivery(request.path_params["delivery_id"])
     if delivery is None:
@@ -119,7 +116,6 @@ async def read(request: Request) -> Response:
         },
     )
 )
-@admin
 async def retry(request: Request) -> Response:
     """Queue the delivery again, due now (same `webhook-id`). A delivery that already
     succeeded is sent again only with `{"force": true}`: a receiver that does not dedupe
@@ -175,7 +171,6 @@ async def recover_since(gw: Gateway, since: float, target_id: str | None) -> tup
         errors={409: "not_cancellable: the delivery has already finished"},
     )
 )
-@admin
 async def cancel(request: Request) -> Response:
     """Call off a scheduled or pending delivery (`cancelled`); one that has finished
     cannot be (409). An attempt already in flight may still reach the receiver, but its
@@ -212,7 +207,6 @@ async def cancel(request: Request) -> Response:
         errors={422: "validation_error: since missing or invalid, or an unknown field"},
     )
 )
-@admin
 async def recover(request: Request) -> Response:
     """Re-queue every failed delivery created since a time (optionally for one target)."""
     gw = gateway_of(request)
@@ -229,9 +223,9 @@ async def recover(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/deliveries", list_deliveries, methods=["GET"]),
-    Route("/v1/deliveries/recover", recover, methods=["POST"]),
-    Route("/v1/deliveries/{delivery_id}", read, methods=["GET"]),
-    Route("/v1/deliveries/{delivery_id}/retry", retry, methods=["POST"]),
-    Route("/v1/deliveries/{delivery_id}/cancel", cancel, methods=["POST"]),
+    Route("/deliveries", list_deliveries, methods=["GET"]),
+    Route("/deliveries/recover", recover, methods=["POST"]),
+    Route("/deliveries/{delivery_id}", read, methods=["GET"]),
+    Route("/deliveries/{delivery_id}/retry", retry, methods=["POST"]),
+    Route("/deliveries/{delivery_id}/cancel", cancel, methods=["POST"]),
 ]

@@ -15,7 +15,6 @@ from gateway.errors import NotFound
 from gateway.http.admin import gateway_of
 from gateway.http.admin_io import (
     JSONResponse,
-    admin,
     parse_cursor,
     parse_limit,
     parse_time,
@@ -63,7 +62,6 @@ async def _event(request: Request) -> Event:
         errors={422: "validation_error: since or limit is invalid"},
     )
 )
-@admin
 async def list_events(request: Request) -> Response:
     q = query_params(request, "app_id", "event_type", "since", "cursor", "limit")
     page = await gateway_of(request).store.list_events(
@@ -81,7 +79,6 @@ async def list_events(request: Request) -> Response:
 @operation(
     Operation("Read an event with its matches and deliveries", "events", response=EventRecord)
 )
-@admin
 async def read(request: Request) -> Response:
     event = await _event(request)
     deliveries = await gateway_of(request).store.deliveries_for_event(event.id)
@@ -111,7 +108,6 @@ async def replay_event(gw: Gateway, event: Event) -> tuple[list[str], list[Deliv
 
 
 @operation(Operation("Match again against today's rules and fire", "events", 202, Replay))
-@admin
 async def replay(request: Request) -> Response:
     """Match the stored event against the current rules and queue what matches now."""
     event = await _event(request)
@@ -127,7 +123,7 @@ async def replay(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/events", list_events, methods=["GET"]),
-    Route("/v1/events/{event_id}", read, methods=["GET"]),
-    Route("/v1/events/{event_id}/replay", replay, methods=["POST"]),
+    Route("/events", list_events, methods=["GET"]),
+    Route("/events/{event_id}", read, methods=["GET"]),
+    Route("/events/{event_id}/replay", replay, methods=["POST"]),
 ]

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from actions import Attempt, Delivery, EventInfo, Lease, delivery_id, envelope
 from gateway.errors import NotFound
 from gateway.http.admin import gateway_of
-from gateway.http.admin_io import JSONResponse, admin, parse_cursor, query_params, read_object
+from gateway.http.admin_io import JSONResponse, parse_cursor, query_params, read_object
 from gateway.http.openapi import Operation, Query, operation
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
@@ -66,7 +66,6 @@ async def _target(request: Request) -> WebhookTarget:
         errors=INVALID,
     )
 )
-@admin
 async def create(request: Request) -> Response:
     gw = gateway_of(request)
     target = await target_records.create_target(await read_object(request), gw.settings, gw.logic)
@@ -83,7 +82,6 @@ async def create(request: Request) -> Response:
         query=(Query("cursor", "not paged: only an empty cursor is accepted"),),
     )
 )
-@admin
 async def list_targets(request: Request) -> Response:
     parse_cursor(query_params(request, "cursor"), None)  # not paged: every record
     targets = await gateway_of(request).store.list_targets()
@@ -91,7 +89,6 @@ async def list_targets(request: Request) -> Response:
 
 
 @operation(Operation("Read a webhook target", "targets", response=TargetRecord))
-@admin
 async def read(request: Request) -> Response:
     return JSONResponse(target_json(await _target(request)))
 
@@ -105,7 +102,6 @@ async def read(request: Request) -> Response:
         errors=INVALID,
     )
 )
-@admin
 async def update(request: Request) -> Response:
     gw = gateway_of(request)
     body = await read_object(request)
@@ -117,7 +113,6 @@ async def update(request: Request) -> Response:
 
 
 @operation(Operation("Delete a webhook target", "targets", 204))
-@admin
 async def delete(request: Request) -> Response:
     gw = gateway_of(request)
     target = await _target(request)
@@ -127,7 +122,6 @@ async def delete(request: Request) -> Response:
 
 
 @operation(Operation("Send webhook.test now; returns the attempt", "targets", response=TestSend))
-@admin
 async def send_test(request: Request) -> Response:
     """Send a `webhook.test` event to the target now and answer with the attempt."""
     delivery, status, attempt = await send_test_event(gateway_of(request), await _target(request))
@@ -162,10 +156,10 @@ async def send_test_event(gw: Gateway, target: WebhookTarget) -> tuple[Delivery,
 
 
 routes = [
-    Route("/v1/webhook-targets", create, methods=["POST"]),
-    Route("/v1/webhook-targets", list_targets, methods=["GET"]),
-    Route("/v1/webhook-targets/{target_id}", read, methods=["GET"]),
-    Route("/v1/webhook-targets/{target_id}", update, methods=["PATCH"]),
-    Route("/v1/webhook-targets/{target_id}", delete, methods=["DELETE"]),
-    Route("/v1/webhook-targets/{target_id}/test", send_test, methods=["POST"]),
+    Route("/webhook-targets", create, methods=["POST"]),
+    Route("/webhook-targets", list_targets, methods=["GET"]),
+    Route("/webhook-targets/{target_id}", read, methods=["GET"]),
+    Route("/webhook-targets/{target_id}", update, methods=["PATCH"]),
+    Route("/webhook-targets/{target_id}", delete, methods=["DELETE"]),
+    Route("/webhook-targets/{target_id}/test", send_test, methods=["POST"]),
 ]
