@@ -26,10 +26,11 @@ from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.http.openapi import Operation, operation
 from gateway.ids import new_id
-from gateway.models import Event
+from gateway.models import App, Event
 from gateway.observability.logs import ACCESS
 
 if TYPE_CHECKING:
+    from gateway.http.appindex import AppEntry
     from gateway.runtime import Gateway
 
 
@@ -186,6 +187,10 @@ def stored_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
+def _duplicate(event_id: str) -> bytes:
+    return orjson.dumps({"accepted": True, "event_id": event_id, "duplicate": True})
+
+
 @operation(INGEST)
 class IngestEndpoint:
     """The ASGI callable for `/api/event/...`; one instance per app, holding the gateway."""
@@ -260,12 +265,32 @@ class IngestEndpoint:
     async def _handle(
         self, scope: Scope, receive: Receive
     ) -> tuple[int, bytes, str | None, str | None, list[tuple[bytes, bytes]]]:
-        gw = self.gw
+        """One event, in the order that refuses cheapest first: method, token, rate limits,
+        media type, body, signature, JSON, schema; then idempotency, and the commit."""
         if scope["method"] != "POST":
             raise Refusal(405, METHOD_NOT_ALLOWED, [(b"allow", b"POST")])
+        entry = await self._authenticate(scope)
+        limit_headers = await self._rate_limit(entry)
+        headers = dict(scope["headers"])
+        body, payload = await self._payload(entry, headers, receive)
+        app = entry.app
+        now = time.time()
+        key_bytes = headers.get(b"idempotency-key") or headers.get(b"webhook-id")
+        key = _idempotency_key(key_bytes) if key_bytes else None
+        if key is not None:
+            original = await self._original(app.id, key, now)
+            if original is not None:
+                return 200, _duplicate(original), app.id, original, limit_headers
+        status, event_id = await self._accept(app, scope, body, payload, key, now)
+        if status == 200:
+            return 200, _duplicate(event_id), app.id, event_id, limit_headers
+        accepted = b'{"accepted":true,"event_id":"' + event_id.encode() + b'"}'
+        return 202, accepted, app.id, event_id, limit_headers
 
-        # Token: lookup is by hash, so neither the answer nor its timing depends on how
-        # close a guess is; every miss gets the same bytes.
+    async def _authenticate(self, scope: Scope) -> AppEntry:
+        """The app of this event URL. Lookup is by hash, so neither the answer nor its
+        timing depends on how close a guess is; every miss gets the same bytes."""
+        gw = self.gw
         token = scope["path"][len(PREFIX) :]
         client = scope.get("client")
         address = client[0] if client else "-"
@@ -278,28 +303,35 @@ class IngestEndpoint:
                 gw.metrics.inc("hookgate_rate_limited_total", scope="guard")
                 raise Refusal(429, RATE_LIMITED, [(b"retry-after", b"60")])
             raise Refusal(404, NOT_FOUND)
-        app = entry.app
-        scope["hookgate.app_id"] = app.id
+        scope["hookgate.app_id"] = entry.app.id
+        return entry
 
-        # Rate limits: the app bucket, then the global one, in one check.
+    async def _rate_limit(self, entry: AppEntry) -> list[tuple[bytes, bytes]]:
+        """The app bucket, then the global one, in one check: the RateLimit headers, or a
+        429. Fail-closed (Redis down, on_redis_error = "closed") is a refusal like any
+        other: 429 with a short Retry-After, counted under scope "unavailable"."""
+        gw = self.gw
         check_now = gw.check_now
         if check_now is not None:
-            decision = check_now(app.id, entry.rate, entry.burst)
+            decision = check_now(entry.app.id, entry.rate, entry.burst)
         else:
-            decision = await gw.buckets.check(app.id, entry.rate, entry.burst)
+            decision = await gw.buckets.check(entry.app.id, entry.rate, entry.burst)
         limit_headers = [
             (b"ratelimit-limit", b"%d" % decision.limit),
             (b"ratelimit-remaining", b"%d" % decision.remaining),
             (b"ratelimit-reset", b"%d" % max(0, math.ceil(decision.reset))),
         ]
         if not decision.allowed:
-            # Fail-closed (Redis down, on_redis_error = "closed") is a refusal like any
-            # other: 429 with a short Retry-After, counted under scope "unavailable".
             retry_after = str(max(1, math.ceil(decision.retry_after))).encode()
             gw.metrics.inc("hookgate_rate_limited_total", scope=decision.scope)
             raise Refusal(429, RATE_LIMITED, [(b"retry-after", retry_after), *limit_headers])
+        return limit_headers
 
-        headers = dict(scope["headers"])
+    async def _payload(
+        self, entry: AppEntry, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The body and its JSON object, refused if it is a form, unsigned, not JSON, not an
+        object, nested too deep, or against the app's schema."""
         content_type = headers.get(b"content-type", b"").lower()
         if content_type.startswith(FORM_TYPES):
             raise _error(
@@ -308,9 +340,7 @@ class IngestEndpoint:
                 detail="send the event as a JSON body (application/json); "
                 "form-encoded and multipart bodies are not accepted",
             )
-
         body = await self._read_body(headers, receive)
-
         if entry.verifier is not None:
             try:
                 entry.verifier.verify(
@@ -320,7 +350,6 @@ class IngestEndpoint:
                 )
             except SignatureError:
                 raise Refusal(401, INVALID_SIGNATURE) from None
-
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -342,22 +371,21 @@ class IngestEndpoint:
                 raise _error(
                     422, "schema_violation", detail=exc.message, path=_schema_path(exc, payload)
                 ) from None
+        return body, payload
 
-        now = time.time()
-        key_bytes = headers.get(b"idempotency-key") or headers.get(b"webhook-id")
-        key = _idempotency_key(key_bytes) if key_bytes else None
-        if key is not None:
-            original = await self._original(app.id, key, now)
-            if original is not None:
-                body_out = orjson.dumps({"accepted": True, "event_id": original, "duplicate": True})
-                return 200, body_out, app.id, original, limit_headers
-
-        event_type = None
-        for name in self.type_fields:
-            value = payload.get(name)
-            if isinstance(value, str):
-                event_type = value
-                break
+    async def _accept(
+        self,
+        app: App,
+        scope: Scope,
+        body: bytes,
+        payload: dict[str, Any],
+        key: str | None,
+        now: float,
+    ) -> tuple[int, str]:
+        """Match, plan and commit the event with its deliveries, then hand the due ones on:
+        (202, new event id), or (200, the original's id) when the key was taken meanwhile."""
+        gw = self.gw
+        event_type = self._event_type(payload)
         event_id = new_id("evt_", now)
         matches = gw.rules.current.match(app.name, payload, event_type=event_type)
         deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
@@ -382,10 +410,7 @@ class IngestEndpoint:
             self._store_down = False
             log.warning("the store is back; events are accepted again")
         if accepted.duplicate:
-            body_out = orjson.dumps(
-                {"accepted": True, "event_id": accepted.event_id, "duplicate": True}
-            )
-            return 200, body_out, app.id, accepted.event_id, limit_headers
+            return 200, accepted.event_id
         cancels = self._cancels()
         if cancels.by_type:
             await cancel_superseded(
@@ -405,13 +430,15 @@ class IngestEndpoint:
                 gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)
             else:
                 gw.workers.wake()
-        return (
-            202,
-            b'{"accepted":true,"event_id":"' + event_id.encode() + b'"}',
-            app.id,
-            event_id,
-            limit_headers,
-        )
+        return 202, event_id
+
+    def _event_type(self, payload: dict[str, Any]) -> str | None:
+        """The first of `ingest.event_type_fields` that holds a string."""
+        for name in self.type_fields:
+            value = payload.get(name)
+            if isinstance(value, str):
+                return value
+        return None
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
