@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.ids import new_id
