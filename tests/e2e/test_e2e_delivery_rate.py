@@ -9,6 +9,7 @@ every worker, and on Redis and PostgreSQL by every gateway on the store.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -289,3 +290,41 @@ def test_a_targets_rate_is_set_changed_and_removed_by_patch(
     assert (unlimited["rate"], unlimited["burst"]) == (None, None)
     plain = gateway.admin.patch(path, json={"rate": 2.5}).json()
     assert (plain["rate"], plain["burst"]) == (2.5, 3)  # default burst: ceil(rate)
+
+
+def test_the_console_target_forms_set_and_clear_the_rate(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    with httpx.Client(base_url=gateway.base_url, trust_env=False, timeout=30) as client:
+        signed_in = client.post("/console/sign-in", data={"token": harness.ADMIN_TOKEN})
+        assert signed_in.status_code == 303
+        match = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/targets").text)
+        assert match is not None
+        csrf = match.group(1)
+        form = {"csrf": csrf, "url": sink.url("/console"), "rate": "2.5", "burst": "6"}
+        created = client.post("/console/targets", data=form)
+        assert created.status_code == 201, created.text
+        secret = re.search(r'id="target-secret" readonly value="([^"]+)"', created.text)
+        assert secret is not None
+        harness.track_secret(secret.group(1))
+        (target,) = gateway.admin.get("/v1/webhook-targets").json()["data"]
+        assert (target["rate"], target["burst"]) == (2.5, 6)
+        page = client.get(f"/console/targets/{target['id']}").text
+        assert 'name="rate" type="number" min="0" step="any" value="2.5"' in page
+
+        bad = client.post("/console/targets", data={**form, "rate": "0"})
+        assert bad.status_code == 422 and "rate: must be a number" in bad.text
+
+        cleared = client.post(
+            f"/console/targets/{target['id']}",
+            data={
+                "csrf": csrf,
+                "url": sink.url("/console"),
+                "rate": "",
+                "burst": "",
+                "status": "active",
+            },
+        )
+        assert cleared.status_code == 303
+        after = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
+        assert (after["rate"], after["burst"]) == (None, None)
