@@ -123,6 +123,7 @@ def _log_line(msg: str, fields: dict[str, Any]) -> None:
 
 
 RENEW_CHUNK = 2000  # leases per renew call
+RATE_SPREAD_SECONDS = 10.0  # how far ahead deliveries over a rate limit are spaced out
 
 
 class _Hold:
@@ -268,8 +269,6 @@ class Dispatcher:
             while queue.items:
                 delivery, event = queue.items.popleft()
                 try:
-                    if await self._over_rate(delivery):
-                        continue
                     async with self._sem:
                         hold = self._held.get(delivery.id)
                         if hold is None or hold.until <= time.time():
@@ -280,7 +279,12 @@ class Dispatcher:
                                 delivery.id,
                             )
                             continue
-                        await self.deliver(delivery, event, background=True)
+                        target = None
+                        if delivery.target_id is not None:
+                            target = await self._source.target(delivery.target_id)
+                        if await self._over_rate(delivery, hold, target):
+                            continue
+                        await self.deliver(delivery, event, background=True, target_info=target)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -301,27 +305,28 @@ class Dispatcher:
         burst = target.burst or max(1, math.ceil(target.rate))
         return RateLimit(target_rate_key(delivery.target_id), target.rate, burst)
 
-    async def _over_rate(self, delivery: Delivery) -> bool:
+    async def _over_rate(self, delivery: Delivery, hold: _Hold, target: TargetInfo | None) -> bool:
         """Take a slot of the delivery's rate limit; when there is none, hand it back to
         the store until the bucket will have one and answer True (not sent, not failed)."""
-        target = None
-        if delivery.target_id is not None:
-            target = await self._source.target(delivery.target_id)
         limit = self._rate_limit(delivery, target)
         if limit is None:
             return False
-        hold = self._held.get(delivery.id)
         now = time.time()
-        if hold is None or hold.until <= now:
-            return False  # the send path drops it, and says why
         wait = await self._source.take_delivery_slot(limit.key, limit.rate, limit.burst, now)
         if wait <= 0:
             return False
-        # Spaced by the interval: the deliveries waiting on one key come back one at a time.
-        until = max(now + wait, self._rate_next.get(limit.key, 0.0))
-        self._rate_next[limit.key] = until + 1.0 / limit.rate
+        # Spaced by the interval, the deliveries waiting on one key come back one at a time
+        # rather than all at once; but no further than RATE_SPREAD_SECONDS ahead, so a
+        # raised (or removed) limit applies within seconds to what waits.
+        first = now + wait
+        until = max(first, self._rate_next.get(limit.key, 0.0))
+        if until > first + RATE_SPREAD_SECONDS:
+            until = first + RATE_SPREAD_SECONDS
+        else:
+            self._rate_next[limit.key] = until + 1.0 / limit.rate
         if len(self._rate_next) > 10_000:
             self._rate_next = {k: t for k, t in self._rate_next.items() if t > now}
+        log.debug("delivery %s waits for its rate limit %s", delivery.id, limit.key)
         deferred = await self._source.defer(delivery.id, hold.token, until)
         if self._held.get(delivery.id) is hold:
             self._held.pop(delivery.id, None)
@@ -401,11 +406,13 @@ class Dispatcher:
         probe: bool = False,
         background: bool = False,
         lease: Lease | None = None,
+        target_info: TargetInfo | None = None,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
 
         `lease` is the caller's, for a delivery not queued here (the probe); a queued one
-        goes under the lease it was queued with.
+        goes under the lease it was queued with. `target_info`: its target as the caller
+        just read it (so it is not read twice).
 
         A `probe` (the target test endpoint) is recorded like any delivery but does not
         count toward disabling its target: testing an endpoint that is not ready yet must
@@ -418,7 +425,7 @@ class Dispatcher:
         target: TargetInfo | None = None
         rule_key = (delivery.rule_id, delivery.url)
         if delivery.target_id is not None:
-            target = await self._source.target(delivery.target_id)
+            target = target_info or await self._source.target(delivery.target_id)
             if target is None or not target.active:
                 return await self._finish(
                     delivery, _refused("target is disabled or deleted"), "skipped", None

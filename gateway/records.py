@@ -210,9 +210,7 @@ def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
         "consecutive_failures": target.consecutive_failures,
         "rate": target.rate,
         # the burst in force: the one set, or the rate's default
-        "burst": None
-        if target.rate is None
-        else target.burst or default_burst(target.rate),
+        "burst": None if target.rate is None else target.burst or default_burst(target.rate),
     }
     if secret:
         out["secret"] = target.secret
