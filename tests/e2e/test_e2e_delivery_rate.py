@@ -9,7 +9,10 @@ every worker, and on Redis and PostgreSQL by every gateway on the store.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -328,3 +331,27 @@ def test_the_console_target_forms_set_and_clear_the_rate(
         assert cleared.status_code == 303
         after = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
         assert (after["rate"], after["burst"]) == (None, None)
+
+
+def test_rules_check_refuses_a_bad_rate_and_burst_from_the_shell(tmp_path: Path) -> None:
+    rules_dir = _rules(tmp_path)
+    (rules_dir / "crm.toml").write_text(
+        _throttled_rule("http://127.0.0.1:9/crm", 5, 2).replace("rate = 5", "rate = 0")
+        + _throttled_rule("http://127.0.0.1:9/crm", 5, 0).replace('"throttled"', '"second"')
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "rules", "check", "rules.d"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "rules.d/crm.toml:throttled: actions[0].rate: must be a number of deliveries per"
+        " second > 0 and <= 1e+06, got 0",
+        "rules.d/crm.toml:second: actions[0].burst: must be an integer >= 1 and <= 1000000, got 0",
+    ]
