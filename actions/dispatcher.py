@@ -16,8 +16,9 @@ rule action is sent, it takes a slot from its bucket in the store (`take_deliver
 one bucket per key for every worker and gateway sharing the store). Refused, it is handed
 back unsent (`defer`: due when the bucket will have a slot, lease dropped, no attempt, its
 attempt count unchanged) and the drain task goes on with the next delivery, so a throttled
-target holds no host slot while it waits. Deferred deliveries of one key are spaced one
-interval apart, so they come back about when their turn comes, not all at once.
+target holds no host or global slot while it waits. Deferred deliveries of one key are
+spaced one interval apart (up to `RATE_SPREAD_SECONDS` ahead), so they come back about when
+their turn comes, not all at once.
 
 Leases hold: every claim is made under a fresh `Lease` (token and expiry); the leases of
 everything held are renewed every third of `lease_seconds`, so a delivery queued behind a
@@ -36,7 +37,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -61,6 +61,7 @@ from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
 from actions.signing import Signer
+from rules import default_burst
 
 log = logging.getLogger("hookgate.delivery")
 
@@ -302,7 +303,7 @@ class Dispatcher:
             return delivery.rate_limit
         if target is None or not target.active or target.rate is None:
             return None  # a disabled or deleted target's delivery is skipped, not throttled
-        burst = target.burst or max(1, math.ceil(target.rate))
+        burst = target.burst or default_burst(target.rate)
         return RateLimit(target_rate_key(delivery.target_id), target.rate, burst)
 
     async def _over_rate(self, delivery: Delivery, hold: _Hold, target: TargetInfo | None) -> bool:
