@@ -355,3 +355,33 @@ def test_rules_check_refuses_a_bad_rate_and_burst_from_the_shell(tmp_path: Path)
         " second > 0 and <= 1e+06, got 0",
         "rules.d/crm.toml:second: actions[0].burst: must be an integer >= 1 and <= 1000000, got 0",
     ]
+
+
+def test_retry_after_still_pushes_the_next_attempt_of_a_rate_limited_target(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    sink.statuses["/busy"] = 429
+    sink.headers["/busy"] = {"Retry-After": "2"}
+    created = gateway.admin.post(
+        "/v1/webhook-targets",
+        json={"url": sink.url("/busy"), "retry": [0.1, 0.1], "rate": 20, "burst": 1},
+    )
+    assert created.status_code == 201, created.text
+    harness.track_secret(created.json()["secret"])
+    _, token = gateway.create_app("acme")
+    posted = gateway.post_event(token, {"event_type": "job_completed"})
+    assert posted.status_code == 202, posted.text
+    sink.wait_for(1, "/busy")
+    sink.statuses["/busy"] = 200
+    event_id = posted.json()["event_id"]
+
+    def succeeded() -> dict[str, Any] | None:
+        (row,) = gateway.admin.get(f"/v1/events/{event_id}").json()["deliveries"]
+        if row["status"] != "succeeded":
+            return None
+        return dict(gateway.admin.get(f"/v1/deliveries/{row['id']}").json())
+
+    delivery = harness.wait_until(succeeded, timeout=15.0)
+    assert [a["status_code"] for a in delivery["attempts"]] == [429, 200]
+    first, second = sink.requests_to("/busy")
+    assert second.at - first.at >= 1.9  # the receiver's 2 s, not the rate's 0.05 s
