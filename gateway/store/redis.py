@@ -221,7 +221,8 @@ def _delivery_args(d: Delivery) -> list[Any]:
             "disable_after": d.disable_after,
             "headers": [list(h) for h in d.headers],
             "created_at": d.created_at,
-            "rate_limit": None if d.rate_limit is None else d.rate_limit.to_list(),
+            # only when set: most deliveries have none, and every byte is per delivery
+            **({} if d.rate_limit is None else {"rate_limit": d.rate_limit.to_list()}),
         }
     )
     return [
