@@ -11,6 +11,15 @@ the poller claims with that host in `skip_hosts`, so its backlog stays unclaimed
 store and every other host's due deliveries are still claimed at the next poll (a fixed
 cap on everything held let one hung host's 20 000 queued deliveries stop all delivery).
 
+Rate limits wait, they never fail: before a queued delivery of a rate-limited target or
+rule action is sent, it takes a slot from its bucket in the store (`take_delivery_slot`,
+one bucket per key for every worker and gateway sharing the store). Refused, it is handed
+back unsent (`defer`: due when the bucket will have a slot, lease dropped, no attempt, its
+attempt count unchanged) and the drain task goes on with the next delivery, so a throttled
+target holds no host or global slot while it waits. Deferred deliveries of one key are
+spaced one interval apart (up to `RATE_SPREAD_SECONDS` ahead), so they come back about when
+their turn comes, not all at once.
+
 Leases hold: every claim is made under a fresh `Lease` (token and expiry); the leases of
 everything held are renewed every third of `lease_seconds`, so a delivery queued behind a
 slow host keeps its lease however long it waits. A delivery is sent only while its lease
@@ -39,11 +48,20 @@ from urllib.parse import urlsplit
 from actions.client import DeliveryClient
 from actions.errors import UnsafeTargetError
 from actions.event import EventInfo
-from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
+from actions.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Lease,
+    RateLimit,
+    delivery_host,
+    target_rate_key,
+)
 from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
 from actions.signing import Signer
+from rules import default_burst
 
 log = logging.getLogger("hookgate.delivery")
 
@@ -55,6 +73,8 @@ class TargetInfo:
     secret: str | None
     active: bool
     disable_after: int | None
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None
 
 
 class DeliverySource(Protocol):
@@ -74,6 +94,8 @@ class DeliverySource(Protocol):
         lease_token: str,
     ) -> bool: ...
     async def release(self, held: Mapping[str, str]) -> None: ...
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool: ...
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
     async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
@@ -102,6 +124,7 @@ def _log_line(msg: str, fields: dict[str, Any]) -> None:
 
 
 RENEW_CHUNK = 2000  # leases per renew call
+RATE_SPREAD_SECONDS = 10.0  # how far ahead deliveries over a rate limit are spaced out
 
 
 class _Hold:
@@ -151,6 +174,7 @@ class Dispatcher:
         self._rule_failures: dict[tuple[str | None, str], int] = {}
         self._recording: set[asyncio.Task[Any]] = set()
         self._recording_ids: set[str] = set()
+        self._rate_next: dict[str, float] = {}  # rate-limit key -> next deferral's due time
 
     # lifecycle
     def start(self) -> None:
@@ -256,7 +280,12 @@ class Dispatcher:
                                 delivery.id,
                             )
                             continue
-                        await self.deliver(delivery, event, background=True)
+                        target = None
+                        if delivery.target_id is not None:
+                            target = await self._source.target(delivery.target_id)
+                        if await self._over_rate(delivery, hold, target):
+                            continue
+                        await self.deliver(delivery, event, background=True, target_info=target)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -268,6 +297,44 @@ class Dispatcher:
             queue.active -= 1
             if queue.active == 0 and not queue.items and self._hosts.get(host) is queue:
                 del self._hosts[host]
+
+    def _rate_limit(self, delivery: Delivery, target: TargetInfo | None) -> RateLimit | None:
+        if delivery.target_id is None:
+            return delivery.rate_limit
+        if target is None or not target.active or target.rate is None:
+            return None  # a disabled or deleted target's delivery is skipped, not throttled
+        burst = target.burst or default_burst(target.rate)
+        return RateLimit(target_rate_key(delivery.target_id), target.rate, burst)
+
+    async def _over_rate(self, delivery: Delivery, hold: _Hold, target: TargetInfo | None) -> bool:
+        """Take a slot of the delivery's rate limit; when there is none, hand it back to
+        the store until the bucket will have one and answer True (not sent, not failed)."""
+        limit = self._rate_limit(delivery, target)
+        if limit is None:
+            return False
+        now = time.time()
+        wait = await self._source.take_delivery_slot(limit.key, limit.rate, limit.burst, now)
+        if wait <= 0:
+            return False
+        # Spaced by the interval, the deliveries waiting on one key come back one at a time
+        # rather than all at once; but no further than RATE_SPREAD_SECONDS ahead, so a
+        # raised (or removed) limit applies within seconds to what waits.
+        first = now + wait
+        until = max(first, self._rate_next.get(limit.key, 0.0))
+        if until > first + RATE_SPREAD_SECONDS:
+            until = first + RATE_SPREAD_SECONDS
+        else:
+            self._rate_next[limit.key] = until + 1.0 / limit.rate
+        if len(self._rate_next) > 10_000:
+            self._rate_next = {k: t for k, t in self._rate_next.items() if t > now}
+        log.debug("delivery %s waits for its rate limit %s", delivery.id, limit.key)
+        deferred = await self._source.defer(delivery.id, hold.token, until)
+        if self._held.get(delivery.id) is hold:
+            self._held.pop(delivery.id, None)
+        if deferred:
+            heapq.heappush(self._wake_at, until)
+            self._wake.set()
+        return True
 
     async def _poll(self) -> None:
         settings = self._settings
@@ -340,11 +407,13 @@ class Dispatcher:
         probe: bool = False,
         background: bool = False,
         lease: Lease | None = None,
+        target_info: TargetInfo | None = None,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
 
         `lease` is the caller's, for a delivery not queued here (the probe); a queued one
-        goes under the lease it was queued with.
+        goes under the lease it was queued with. `target_info`: its target as the caller
+        just read it (so it is not read twice).
 
         A `probe` (the target test endpoint) is recorded like any delivery but does not
         count toward disabling its target: testing an endpoint that is not ready yet must
@@ -357,7 +426,7 @@ class Dispatcher:
         target: TargetInfo | None = None
         rule_key = (delivery.rule_id, delivery.url)
         if delivery.target_id is not None:
-            target = await self._source.target(delivery.target_id)
+            target = target_info or await self._source.target(delivery.target_id)
             if target is None or not target.active:
                 return await self._finish(
                     delivery, _refused("target is disabled or deleted"), "skipped", None

@@ -15,12 +15,12 @@ import orjson
 
 from actions.event import EventInfo
 from actions.ids import delivery_id
-from actions.model import Attempt, Delivery
+from actions.model import Attempt, Delivery, RateLimit, rule_rate_key
 from actions.registry import ACTION_TYPES
 from actions.retry import parse_retry
 from actions.signing import Signer
 from rules import Action as RuleAction
-from rules import EventData, HookgateError, Match, Template
+from rules import EventData, HookgateError, Match, Template, default_burst
 
 
 def retry_delays(action: RuleAction) -> tuple[float, ...]:
@@ -33,6 +33,12 @@ def _delays(action_type: str, retry: str | tuple[float, ...] | None) -> tuple[fl
     if retry is None:
         retry = ACTION_TYPES[action_type].default_retry
     return parse_retry(retry).delays
+
+
+@functools.lru_cache(maxsize=4096)
+def _rate_limit(rule_id: str, index: int, rate: float, burst: int | None) -> RateLimit:
+    """One shared record per rate-limited action, not one per event (hot path)."""
+    return RateLimit(rule_rate_key(rule_id, index), rate, burst or default_burst(rate))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,7 +61,7 @@ def plan_deliveries(
     event_data = data
     for match in matches:
         rule = match.rule
-        for action in rule.actions:
+        for index, action in enumerate(rule.actions):
             body: bytes | None = None
             failure: str | None = None
             template = action.body
@@ -82,6 +88,9 @@ def plan_deliveries(
                 timeout_seconds=action.timeout_seconds,
                 disable_after=action.disable_after,
                 headers=action.headers,
+                rate_limit=None
+                if action.rate is None
+                else _rate_limit(rule.id, index, action.rate, action.burst),
                 created_at=now,
                 next_attempt_at=now if action.delay is None else now + action.delay,
             )

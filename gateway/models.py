@@ -64,3 +64,5 @@ class WebhookTarget:
     created_at: float = 0.0
     updated_at: float = 0.0
     consecutive_failures: int = 0
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None  # set whenever `rate` is

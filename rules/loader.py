@@ -24,6 +24,7 @@ from rules.errors import LogicError, RuleError
 from rules.logic import Logic, default_logic
 from rules.model import Action, CancelOn, Rule, url_problem, version_of
 from rules.template import Template
+from rules.throttle import burst_problem, default_burst, rate_problem
 from rules.vars import substitute, vars_problems
 
 RULE_KEYS = ("id", "description", "apps", "event_types", "when", "enabled", "actions")
@@ -38,6 +39,8 @@ ACTION_KEYS = (
     "headers",
     "delay",
     "cancel_on",
+    "rate",
+    "burst",
 )
 CANCEL_ON_KEYS = ("event_types", "match")
 RETRY_NAMES = ("none", "standard")
@@ -353,6 +356,7 @@ class _Loader:
                 delay = parse_duration(table["delay"])
             except ValueError as exc:
                 error(f"{where}.delay: {exc}")
+        rate, burst = self.rate_limit(where, table, error)
         cancel_on = None
         if "cancel_on" in table:
             cancel_on = self.cancel_on(f"{where}.cancel_on", table["cancel_on"], error)
@@ -371,7 +375,31 @@ class _Loader:
             headers=headers,
             delay=delay,
             cancel_on=cancel_on,
+            rate=rate,
+            burst=burst,
         )
+
+    def rate_limit(
+        self, where: str, table: dict[str, Any], error: _Report
+    ) -> tuple[float | None, int | None]:
+        """`rate` and `burst` of an action; burst defaults from the rate and needs one."""
+        rate = table.get("rate")
+        burst = table.get("burst")
+        if rate is None:
+            if burst is not None:
+                error(f"{where}.burst: only a rate-limited action has a burst; set rate")
+            return None, None
+        problem = rate_problem(rate)
+        if problem:
+            error(f"{where}.rate: {problem}")
+            return None, None
+        if burst is None:
+            return float(rate), default_burst(rate)
+        problem = burst_problem(burst)
+        if problem:
+            error(f"{where}.burst: {problem}")
+            return None, None
+        return float(rate), int(burst)
 
     def cancel_on(self, where: str, value: Any, error: _Report) -> CancelOn | None:
         if not isinstance(value, dict):

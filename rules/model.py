@@ -69,11 +69,17 @@ class Action:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float | None = None  # seconds between the event and the first attempt
     cancel_on: CancelOn | None = None
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None  # set whenever `rate` is
 
     def content(self) -> dict[str, Any]:
         """The action as plain JSON (for versions and the admin API); `delay` and
-        `cancel_on` only when set, so rules without them keep their versions."""
+        `cancel_on` (and `rate`, `burst`) only when set, so rules without them keep their
+        versions."""
         out = self._base_content()
+        if self.rate is not None:
+            out["rate"] = self.rate
+            out["burst"] = self.burst
         if self.delay is not None:
             out["delay"] = self.delay
         if self.cancel_on is not None:

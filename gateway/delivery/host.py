@@ -160,6 +160,10 @@ class WorkerHost:
         if op == "release":
             await source.release(args[0])
             return None
+        if op == "slot":
+            return await source.take_delivery_slot(*args)
+        if op == "defer":
+            return await source.defer(*args)
         if op == "event":
             return await source.event_info(args[0])
         if op == "target":

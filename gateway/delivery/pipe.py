@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from actions import Attempt, Delivery, EventInfo, TargetInfo
+from actions import Attempt, Delivery, EventInfo, RateLimit, TargetInfo
 
 
 def _bytes_default(value: Any) -> Any:
@@ -66,6 +66,7 @@ def delivery_from(data: dict[str, Any]) -> Delivery:
         body=None if body is None else body.encode("latin-1"),
         retry=tuple(data["retry"]),
         headers=tuple((name, value) for name, value in data["headers"]),
+        rate_limit=RateLimit.from_list(data.get("rate_limit")),
         attempts=tuple(attempt_from(a) for a in data["attempts"]),
     )
 

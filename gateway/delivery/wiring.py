@@ -117,6 +117,12 @@ class StoreSource:
     async def release(self, held: Mapping[str, str]) -> None:
         await self._store.release(held)
 
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        return await self._store.defer(delivery_id, lease_token, until)
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        return await self._store.take_delivery_slot(key, rate, burst, now)
+
     async def event_infos(self, event_ids: list[str]) -> list[EventInfo]:
         """Several events in one store round trip (for deliveries claimed together)."""
         return [
@@ -144,7 +150,13 @@ class StoreSource:
             target = await self._store.get_target(target_id)
         if target is None:
             return None
-        return TargetInfo(target.secret, target.status == "active", target.disable_after)
+        return TargetInfo(
+            target.secret,
+            target.status == "active",
+            target.disable_after,
+            target.rate,
+            target.burst,
+        )
 
     async def target_outcome(
         self, target_id: str, ok: bool, disable_after: int | None, gone: bool

@@ -119,6 +119,13 @@ class RemoteSource:
     async def release(self, held: Mapping[str, str]) -> None:
         await self._call("release", dict(held))
 
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        return bool(await self._call("defer", delivery_id, lease_token, until))
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        # The server's store holds the bucket: one for every worker of this gateway.
+        return float(await self._call("slot", key, rate, burst, now))
+
     async def event_info(self, event_id: str) -> EventInfo | None:
         cached = self._events.get(event_id)
         if cached is not None:

@@ -30,6 +30,41 @@ log = logging.getLogger("hookgate.ratelimit")
 SLACK = 1e-6
 
 
+def gcra_take(tat: float | None, now: float, interval: float, burst: int) -> float:
+    """One GCRA step: the bucket's new TAT when a request at `now` is allowed (>= `now`),
+    or minus the seconds until it would be (< 0) when refused; `tat` None is a full
+    bucket. The same maths as `MemoryBuckets.check_now` and gcra.lua, for one bucket."""
+    if tat is None or tat < now:
+        tat = now
+    new_tat = tat + interval
+    allow_at = new_tat - burst * interval
+    if now < allow_at - SLACK:
+        return now - allow_at
+    return new_tat
+
+
+class SlotBuckets:
+    """In-process delivery rate limits (`Store.take_delivery_slot` of the memory and
+    SQLite stores, whose delivery workers all reach the store through the server process,
+    so one dict is the bucket every worker shares)."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+        self._next_sweep = 0.0
+
+    def take(self, key: str, rate: float, burst: int, now: float) -> float:
+        """0.0 and one slot spent, or the seconds until `key` has a slot (nothing spent)."""
+        result = gcra_take(self._tat.get(key), now, 1.0 / rate, burst)
+        if result < 0:
+            return -result
+        self._tat[key] = result
+        if now >= self._next_sweep:
+            self._next_sweep = now + 60.0
+            for stale in [k for k, tat in self._tat.items() if tat <= now]:
+                del self._tat[stale]
+        return 0.0
+
+
 class Decision(NamedTuple):
     """Outcome of one check. A NamedTuple, not a dataclass: built on every request."""
 

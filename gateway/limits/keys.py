@@ -69,6 +69,9 @@ STORE_KEYS: dict[str, str] = {
     "dlvs_by_event": "dlvs_event:",
     "due": "due",
     "leases": "leases",
+    # delivery rate limits: string per bucket ("target:<id>", "rule:<id>:<n>") holding its
+    # GCRA theoretical arrival time in microseconds, expiring when the bucket is full
+    "delivery_slot": "slot:",
 }
 
 

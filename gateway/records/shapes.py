@@ -9,6 +9,7 @@ import orjson
 
 from actions import Attempt, Delivery, rfc3339
 from gateway.models import Event, WebhookTarget
+from rules import default_burst
 
 DeliveryState = Literal["scheduled", "pending", "succeeded", "failed", "skipped", "cancelled"]
 
@@ -92,6 +93,8 @@ class _TargetFields(TypedDict):
     created_at: str
     updated_at: str
     consecutive_failures: int
+    rate: float | None
+    burst: int | None
 
 
 class TargetRecord(_TargetFields, total=False):
@@ -205,6 +208,9 @@ def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
         "created_at": rfc3339(target.created_at),
         "updated_at": rfc3339(target.updated_at),
         "consecutive_failures": target.consecutive_failures,
+        "rate": target.rate,
+        # the burst in force: the one set, or the rate's default
+        "burst": None if target.rate is None else target.burst or default_burst(target.rate),
     }
     if secret:
         out["secret"] = target.secret

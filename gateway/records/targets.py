@@ -23,9 +23,19 @@ from gateway.delivery.wiring import address_policy
 from gateway.errors import InvalidInput
 from gateway.ids import new_id
 from gateway.models import WebhookTarget
-from rules import Logic, LogicError
+from rules import Logic, LogicError, burst_problem, rate_problem
 
-FIELDS = ("url", "events", "filter", "secret", "retry", "disable_after", "description")
+FIELDS = (
+    "url",
+    "events",
+    "filter",
+    "secret",
+    "retry",
+    "disable_after",
+    "description",
+    "rate",
+    "burst",
+)
 PATCHABLE = (
     "url",
     "events",
@@ -34,6 +44,8 @@ PATCHABLE = (
     "retry",
     "disable_after",
     "description",
+    "rate",
+    "burst",
     "status",
 )
 
@@ -100,6 +112,23 @@ def _disable_after(value: Any) -> int | None:
     return value
 
 
+def _rate_limit(rate: Any, burst: Any) -> tuple[float | None, int | None]:
+    """`rate` (deliveries per second, null: unlimited) and `burst` (null: the default,
+    max(1, ceil(rate)), which then follows the rate)."""
+    if rate is None:
+        if burst is not None:
+            raise InvalidInput("burst", "needs a rate; set rate (deliveries per second) too")
+        return None, None
+    problem = rate_problem(rate)
+    if problem:
+        raise InvalidInput("rate", problem)
+    if burst is not None:
+        problem = burst_problem(burst)
+        if problem:
+            raise InvalidInput("burst", problem)
+    return float(rate), burst
+
+
 def _description(value: Any) -> str:
     if value is None:
         return ""
@@ -113,6 +142,7 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
     if unknown:
         raise InvalidInput(unknown[0], f"unknown field; known: {', '.join(FIELDS)}")
     now = time.time()
+    rate, burst = _rate_limit(body.get("rate"), body.get("burst"))
     return WebhookTarget(
         id=new_id("wht_", now),
         url=await _url(body.get("url"), settings),
@@ -124,6 +154,8 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
         description=_description(body.get("description")),
         created_at=now,
         updated_at=now,
+        rate=rate,
+        burst=burst,
     )
 
 
@@ -150,6 +182,11 @@ async def update_target(
         changes["disable_after"] = _disable_after(body["disable_after"])
     if "description" in body:
         changes["description"] = _description(body["description"])
+    if "rate" in body or "burst" in body:
+        # A burst left out keeps the target's; a rate set to null drops both.
+        rate = body.get("rate", target.rate)
+        burst = body.get("burst", target.burst if rate is not None else None)
+        changes["rate"], changes["burst"] = _rate_limit(rate, burst)
     if "status" in body:
         if body["status"] not in ("active", "disabled"):
             raise InvalidInput("status", "must be 'active' or 'disabled'")

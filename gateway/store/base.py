@@ -161,6 +161,18 @@ class Store(Protocol):
         leases (a holder's later `finish_attempt` then records nothing); returns the ids
         cancelled. Finished and unknown ids are left alone."""
 
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        """Hand a held delivery back unsent, due again at `until`, if it is pending and
+        still held under `lease_token`: the lease is dropped, no attempt is recorded and
+        its attempt count is unchanged (a delivery over its rate limit waits; waiting is
+        not failing). False, and nothing changed, if the lease was lost."""
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Spend one slot of the delivery rate limit `key` (GCRA: `rate` per second, up to
+        `burst` at once) and answer 0.0, or spend nothing and answer the seconds until a
+        slot is free. One bucket per key for every process sharing the store: the server
+        process's for memory and SQLite (its workers ask it), the database's otherwise."""
+
     async def release(self, held: Mapping[str, str]) -> None:
         """Drop the leases of `held` (delivery id -> lease token) that still carry that
         token, on deliveries this process will not send (shutdown, a full queue)."""

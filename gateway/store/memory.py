@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from gateway.errors import StoreError
+from gateway.limits.buckets import SlotBuckets
 from gateway.models import App, Event, WebhookTarget
 from gateway.store.base import Accepted, DeliveryFilter, Page
 
@@ -22,6 +23,7 @@ class MemoryStore:
         self._targets: dict[str, WebhookTarget] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._leases: dict[str, Lease] = {}
+        self._slots = SlotBuckets()
         self._apps_version = 0
         self._targets_version = 0
 
@@ -290,6 +292,17 @@ class MemoryStore:
             self._leases.pop(delivery_id, None)
             cancelled.append(delivery_id)
         return cancelled
+
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        if not self._holds(delivery_id, lease_token):
+            return False
+        delivery = self._deliveries[delivery_id]
+        self._deliveries[delivery_id] = dataclasses.replace(delivery, next_attempt_at=until)
+        del self._leases[delivery_id]
+        return True
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        return self._slots.take(key, rate, burst, now)
 
     async def release(self, held: Mapping[str, str]) -> None:
         for delivery_id, token in held.items():

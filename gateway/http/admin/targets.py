@@ -37,6 +37,8 @@ class TargetFields(TypedDict, total=False):
     retry: str | list[float]
     disable_after: int | None
     description: str | None
+    rate: float | None
+    burst: int | None
     status: str
 
 

@@ -138,6 +138,9 @@ def _target_body(form: Any) -> dict[str, Any]:
         "events": forms.words(form, "events"),
         "filter": forms.json_value(form, "filter"),
         "description": forms.text(form, "description") or "",
+        # blank: unlimited, and the default burst (the form always says both)
+        "rate": forms.number(form, "rate"),
+        "burst": forms.number(form, "burst", integer=True),
     }
     return body
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from actions.model import Attempt, Delivery, Lease, delivery_host
+from actions.model import Attempt, Delivery, Lease, RateLimit, delivery_host
 from gateway.models import App, Event, WebhookTarget
 
 APP_COLS = (
@@ -18,11 +18,12 @@ APP_COLS = (
 EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
-    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers"
+    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
+    "rate_limit"
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures"
+    "updated_at, consecutive_failures, rate, burst"
 )
 
 
@@ -122,6 +123,7 @@ def delivery_columns(
         [None if lease is None else lease.until for lease in held],
         [None if lease is None else lease.token for lease in held],
         [delivery_host(d.url) for d in deliveries],
+        [None if d.rate_limit is None else _json(d.rate_limit.to_list()) for d in deliveries],
     ]
 
 
@@ -151,6 +153,7 @@ def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
         next_attempt_at=row[13],
         attempt_count=row[14],
         headers=tuple((name, value) for name, value in orjson.loads(row[15])),
+        rate_limit=None if row[16] is None else RateLimit.from_list(orjson.loads(row[16])),
         attempts=tuple(attempt(a) for a in attempts),
     )
 
@@ -169,6 +172,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.rate,
+        t.burst,
     )
 
 
@@ -187,4 +192,6 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        rate=row[12],
+        burst=row[13],
     )

@@ -431,7 +431,7 @@ class PostgresStore:
         update = ", ".join(f"{c} = excluded.{c}" for c in TARGET_COLS.split(", ")[1:])
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(12)})"
+                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(14)})"
                 f" ON CONFLICT (id) DO UPDATE SET {update}",
                 *rows.target_row(target),
             )
@@ -588,6 +588,16 @@ class PostgresStore:
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self.pool.execute(Q["release"], list(held), list(held.values()))
+
+    @_translated
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        outcome = await self.pool.execute(Q["defer"], delivery_id, lease_token, until)
+        return bool(outcome == "UPDATE 1")
+
+    @_translated
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        wait = await self.pool.fetchval(Q["take_delivery_slot"], key, now, 1.0 / rate, burst)
+        return float(wait)
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:

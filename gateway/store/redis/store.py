@@ -53,7 +53,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
+from actions.model import Attempt, Delivery, DeliveryStatus, Lease, RateLimit, delivery_host
 from gateway.errors import StoreError
 from gateway.limits import keys
 from gateway.models import App, Event, WebhookTarget
@@ -93,6 +93,8 @@ _SCRIPTS = {
         "requeue",
         "cancel",
         "release",
+        "defer",
+        "delivery_slot",
         "renew",
         "create_app",
         "save_app",
@@ -159,6 +161,8 @@ def _target_data(t: WebhookTarget) -> bytes:
             "description": t.description,
             "created_at": t.created_at,
             "updated_at": t.updated_at,
+            "rate": t.rate,
+            "burst": t.burst,
         }
     )
 
@@ -217,6 +221,8 @@ def _delivery_args(d: Delivery) -> list[Any]:
             "disable_after": d.disable_after,
             "headers": [list(h) for h in d.headers],
             "created_at": d.created_at,
+            # only when set: most deliveries have none, and every byte is per delivery
+            **({} if d.rate_limit is None else {"rate_limit": d.rate_limit.to_list()}),
         }
     )
     return [
@@ -247,6 +253,7 @@ def _delivery(
         body=body,
         retry=tuple(d.pop("retry")),
         headers=tuple(tuple(h) for h in d.pop("headers")),
+        rate_limit=RateLimit.from_list(d.pop("rate_limit", None)),
         next_attempt_at=None if next_at is None else float(next_at),
         attempt_count=int(count),
         attempts=attempts,
@@ -685,6 +692,16 @@ class RedisStore:
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self._run("release", *(value for item in held.items() for value in item))
+
+    @_translated
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        return bool(await self._run("defer", delivery_id, lease_token, _num(until)))
+
+    @_translated
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        interval = max(1, round(1_000_000 / rate))
+        wait = await self._run("delivery_slot", key, int(now * 1_000_000), interval, burst)
+        return int(wait) / 1_000_000
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:

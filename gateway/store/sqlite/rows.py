@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from actions.model import Attempt, Delivery, Lease, delivery_host
+from actions.model import Attempt, Delivery, Lease, RateLimit, delivery_host
 from gateway.models import App, Event, WebhookTarget
 
 
@@ -102,6 +102,7 @@ def delivery_row(d: Delivery, lease: Lease | None) -> tuple[Any, ...]:
         d.next_attempt_at,
         d.attempt_count,
         to_json(d.headers),
+        None if d.rate_limit is None else to_json(d.rate_limit.to_list()),
         None if lease is None else lease.until,
         None if lease is None else lease.token,
         delivery_host(d.url),
@@ -126,6 +127,7 @@ def delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery
         next_attempt_at=row[13],
         attempt_count=row[14],
         headers=tuple(tuple(h) for h in orjson.loads(row[15])),
+        rate_limit=None if row[16] is None else RateLimit.from_list(orjson.loads(row[16])),
         attempts=attempts,
     )
 
@@ -148,6 +150,7 @@ def delivery_from_json(row: list[Any]) -> Delivery:
         next_attempt_at=row[13],
         attempt_count=row[14],
         headers=tuple((name, value) for name, value in row[15]),
+        rate_limit=RateLimit.from_list(row[16]),
     )
 
 
@@ -199,6 +202,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.rate,
+        t.burst,
     )
 
 
@@ -217,6 +222,8 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        rate=row[12],
+        burst=row[13],
     )
 
 

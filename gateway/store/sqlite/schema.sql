@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     retry TEXT NOT NULL, secret_env TEXT, timeout_seconds REAL, disable_after INTEGER,
     created_at REAL NOT NULL, next_attempt_at REAL, leased_until REAL,
     attempt_count INTEGER NOT NULL DEFAULT 0, headers TEXT NOT NULL DEFAULT '[]',
-    lease_token TEXT, host TEXT
+    lease_token TEXT, host TEXT, rate_limit TEXT
 ) WITHOUT ROWID;
 -- Covering for claims: the walk past a full host's due rows (a bulkhead skip) reads only
 -- this index, never the rows. A row from before the host column has host NULL and is
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS targets (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL,
     filter TEXT, status TEXT NOT NULL, retry TEXT NOT NULL, disable_after INTEGER,
     description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0
+    consecutive_failures INTEGER NOT NULL DEFAULT 0, rate REAL, burst INTEGER
 );
 -- The delivery queue depth (a /metrics gauge), kept by triggers: counting the pending rows
 -- walked the whole due index, half a second of CPU at a million queued. Counted once when

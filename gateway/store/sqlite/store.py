@@ -41,6 +41,7 @@ from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway.delivery import pipe as wire
 from gateway.delivery.restarts import RestartBackoff
 from gateway.errors import StoreError
+from gateway.limits.buckets import SlotBuckets
 from gateway.models import App, Event, WebhookTarget
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.sqlite import rows, writer
@@ -79,6 +80,7 @@ class SqliteStore:
         self._out: wire.LineBuffer | None = None
         self._saved_loop: asyncio.AbstractEventLoop | None = None
         self._open = False
+        self._slots = SlotBuckets()
         self._supervisor: asyncio.Task[None] | None = None
         self._writer_proc: asyncio.subprocess.Process | None = None
 
@@ -458,6 +460,14 @@ class SqliteStore:
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self._write("release", dict(held))
+
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        return bool(await self._write("defer", delivery_id, lease_token, until))
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        # One server process owns the database: its workers ask it, so this is every
+        # worker's bucket (nothing to persist: a restart starts with a full bucket).
+        return self._slots.take(key, rate, burst, now)
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         where, params = _where(

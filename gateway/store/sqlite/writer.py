@@ -42,17 +42,18 @@ APP_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in APP_COLS.split(", ")[1:])
 EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
-    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers"
+    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
+    "rate_limit"
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures"
+    "updated_at, consecutive_failures, rate, burst"
 )
 # The delivery columns as JSON values (bodies are UTF-8 JSON, so text is lossless).
 DELIVERY_JSON_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, CAST(body AS TEXT), "
     "json(retry), secret_env, timeout_seconds, disable_after, created_at, next_attempt_at, "
-    "attempt_count, json(headers)"
+    "attempt_count, json(headers), json(rate_limit)"
 )
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
@@ -60,7 +61,7 @@ INSERT_EVENT_HEAD = f"INSERT INTO events ({EVENT_COLS}) VALUES "
 INSERT_DELIVERY_HEAD = (
     f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until, lease_token, host) VALUES "
 )
-DELIVERY_ROW_COLS = 19
+DELIVERY_ROW_COLS = 20
 INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 EVENT_PAYLOAD = 4  # column of the event row that is bytes
@@ -99,6 +100,10 @@ ADDED_COLUMNS = (
     # What an attempt sent and received (JSON; NULL on attempts from before them).
     ("attempts", "request", "TEXT"),
     ("attempts", "response_headers", "TEXT"),
+    # Delivery rate limits: a rule action's [key, rate, burst] (JSON), a target's own.
+    ("deliveries", "rate_limit", "TEXT"),
+    ("targets", "rate", "REAL"),
+    ("targets", "burst", "INTEGER"),
 )
 
 
@@ -263,7 +268,7 @@ def delete_app(conn: sqlite3.Connection, app_id: str) -> bool:
 
 
 def save_target(conn: sqlite3.Connection, row: list[Any]) -> None:
-    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(12)})", row)
+    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(14)})", row)
     _bump(conn, "targets_version")
 
 
@@ -384,6 +389,18 @@ def release(conn: sqlite3.Connection, held: dict[str, str]) -> None:
     )
 
 
+def defer(conn: sqlite3.Connection, delivery_id: str, token: str, until: float) -> bool:
+    """Hand a held delivery back due at `until`: no attempt, the count unchanged."""
+    return (
+        conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ?, leased_until = NULL, lease_token = NULL"
+            " WHERE id = ? AND lease_token = ? AND status = 'pending'",
+            (until, delivery_id, token),
+        ).rowcount
+        > 0
+    )
+
+
 def prune(
     conn: sqlite3.Connection,
     events_before: float,
@@ -434,6 +451,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "cancel": cancel,
     "renew": renew,
     "release": release,
+    "defer": defer,
     "prune": prune,
 }
 

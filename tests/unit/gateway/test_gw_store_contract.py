@@ -19,7 +19,7 @@ import pytest
 
 from actions import plan_deliveries
 from actions.ids import delivery_id, id_floor
-from actions.model import Attempt, Delivery, Lease
+from actions.model import Attempt, Delivery, Lease, RateLimit
 from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
@@ -980,6 +980,102 @@ async def test_release_works_only_for_the_holder(store: Store) -> None:
     assert (
         await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "a") is False
     )
+
+
+# delivery rate limits
+
+
+async def test_delivery_slots_allow_a_burst_then_one_per_interval(store: Store) -> None:
+    # rate 5/s, burst 3: three at once, then one every 0.2 s
+    waits = [await store.take_delivery_slot("target:wht_a", 5.0, 3, T0) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(0.2, abs=1e-5)
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, T0 + 0.2) == 0.0
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, T0 + 0.2) == pytest.approx(
+        0.2, abs=1e-5
+    )
+    # after a quiet spell the whole burst is back, and no more
+    later = T0 + 100
+    assert [await store.take_delivery_slot("target:wht_a", 5.0, 3, later) for _ in range(3)] == [
+        0.0
+    ] * 3
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, later) > 0
+
+
+async def test_a_refused_delivery_slot_spends_nothing(store: Store) -> None:
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0) == 0.0
+    # asking again and again while waiting does not push the slot further away
+    for _ in range(5):
+        assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0 + 0.25) == pytest.approx(
+            0.75, abs=1e-5
+        )
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0 + 1.0) == 0.0
+
+
+async def test_delivery_slot_buckets_are_per_key(store: Store) -> None:
+    assert await store.take_delivery_slot("target:wht_a", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("target:wht_a", 1.0, 1, T0) > 0
+    assert await store.take_delivery_slot("target:wht_b", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("rule:r:1", 1.0, 1, T0) == 0.0
+
+
+async def test_defer_hands_a_held_delivery_back_unsent_due_later(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60))) == 1
+    assert await store.defer(delivery.id, TOKEN, T0 + 5) is True
+    row = await store.get_delivery(delivery.id)
+    assert row is not None
+    assert (row.status, row.next_attempt_at, row.attempt_count, row.attempts) == (
+        "pending",
+        T0 + 5,
+        0,
+        (),
+    )
+    # the lease is gone (not held until T0 + 60), and it is not due before T0 + 5
+    assert await store.has_due(T0 + 4) is False
+    assert await store.claim_due(T0 + 4, 10, held(T0 + 64, "b")) == []
+    assert await store.has_due(T0 + 5) is True
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 65, "b"))
+    assert [d.id for d in claimed] == [delivery.id]
+    assert claimed[0].attempt_count == 0
+    # the deferring holder's token fences nothing any more
+    late = attempt(T0 + 6, 200)
+    assert await store.finish_attempt(delivery.id, late, "succeeded", None, TOKEN) is False
+    assert await store.finish_attempt(delivery.id, late, "succeeded", None, "b") is True
+
+
+async def test_defer_is_fenced_by_the_lease_token(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60, "a"))) == 1
+    assert await store.defer(delivery.id, "not-a", T0 + 5) is False
+    assert await store.defer("dlv_missing", "a", T0 + 5) is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.next_attempt_at == T0
+    assert await store.claim_due(T0 + 1, 10, held(T0 + 61, "b")) == []  # still held by a
+    # a finished delivery is never deferred back to pending
+    assert await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "a")
+    assert await store.defer(delivery.id, "a", T0 + 5) is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and (row.status, row.next_attempt_at) == ("succeeded", None)
+
+
+async def test_rate_limits_read_back_on_deliveries_and_targets(store: Store) -> None:
+    limit = RateLimit("rule:forward:1", 2.5, 4)
+    delivery = await add_with_delivery(store, "app_1", T0, rate_limit=limit)
+    plain = await add_with_delivery(store, "app_1", T0 + 0.001)
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.rate_limit == limit
+    claimed = {d.id: d for d in await store.claim_due(T0 + 1, 10, held(T0 + 60))}
+    assert claimed[delivery.id].rate_limit == limit
+    assert claimed[plain.id].rate_limit is None
+    target = make_target(T0, rate=0.5, burst=2)
+    await store.create_target(target)
+    assert await store.get_target(target.id) == target
+    unlimited = make_target(T0 + 1)
+    await store.create_target(unlimited)
+    found = await store.get_target(unlimited.id)
+    assert found is not None and (found.rate, found.burst) == (None, None)
 
 
 async def test_claim_skips_full_hosts_however_many_are_due(store: Store) -> None:

@@ -8,10 +8,11 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea
 -- name: insert_deliveries
 INSERT INTO deliveries (id, event_id, rule_id, target_id, action_type, url, status, body, retry,
     secret_env, timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count,
-    headers, leased_until, lease_token, host)
+    headers, leased_until, lease_token, host, rate_limit)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::bytea[], $9::text[], $10::text[], $11::float8[], $12::int[], $13::float8[],
-    $14::float8[], $15::int[], $16::text[], $17::float8[], $18::text[], $19::text[])
+    $14::float8[], $15::int[], $16::text[], $17::float8[], $18::text[], $19::text[],
+    $20::text[])
 
 -- name: set_attempts
 UPDATE deliveries SET attempts = $2 WHERE id = $1
@@ -45,7 +46,7 @@ UPDATE deliveries AS d SET leased_until = $3, lease_token = $4
 FROM due WHERE d.id = due.id
 RETURNING d.id, d.event_id, d.rule_id, d.target_id, d.action_type, d.url, d.status, d.body,
     d.retry, d.secret_env, d.timeout_seconds, d.disable_after, d.created_at,
-    d.next_attempt_at, d.attempt_count, d.headers
+    d.next_attempt_at, d.attempt_count, d.headers, d.rate_limit
 
 -- name: has_due
 SELECT EXISTS (
@@ -82,6 +83,29 @@ UPDATE deliveries AS d SET leased_until = NULL, lease_token = NULL
 FROM unnest($1::text[], $2::text[]) AS h (id, token)
 WHERE d.id = h.id AND d.lease_token = h.token AND d.status = 'pending'
 
+-- name: defer
+-- finish_attempt's fence without an attempt: due again at $3, unleased, count unchanged.
+UPDATE deliveries SET next_attempt_at = $3, leased_until = NULL, lease_token = NULL
+WHERE id = $1 AND status = 'pending' AND lease_token = $2
+
+-- name: take_delivery_slot
+-- GCRA in one statement ($1 key, $2 now, $3 interval = 1 / rate, $4 burst), the maths of
+-- gateway/limits/gcra.lua: the upsert locks the bucket's row, so gateways taking from one
+-- bucket at once are serialised, and its WHERE is evaluated on the locked row. Answers 0
+-- when a slot was spent, else the seconds until one is free (nothing spent).
+WITH taken AS (
+    INSERT INTO delivery_slots AS s (key, tat) VALUES ($1, $2::float8 + $3::float8)
+    ON CONFLICT (key) DO UPDATE SET tat = greatest(s.tat, $2::float8) + $3::float8
+    WHERE greatest(s.tat, $2::float8) - ($4::int - 1) * $3::float8 <= $2::float8 + 1e-6
+    RETURNING 1
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 0.0::float8
+    ELSE greatest(
+        (SELECT tat FROM delivery_slots WHERE key = $1) - ($4::int - 1) * $3::float8
+            - $2::float8,
+        1e-6)
+    END
+
 -- name: requeue
 UPDATE deliveries
 SET status = 'pending', next_attempt_at = $2, leased_until = NULL, lease_token = NULL
@@ -106,8 +130,8 @@ ORDER BY lower
 
 -- name: commit_batch
 -- A whole group commit in one statement, so one round trip and no BEGIN/COMMIT: the
--- batch's events ($1-$8, as insert_events), their deliveries ($9-$27, as
--- insert_deliveries) and its finished attempts ($28-$32, as finish_attempts, with the
+-- batch's events ($1-$8, as insert_events), their deliveries ($9-$28, as
+-- insert_deliveries) and its finished attempts ($29-$33, as finish_attempts, with the
 -- same fence). A data-modifying WITH runs whether or not the UPDATE reads it, and the
 -- statement commits or fails as a whole.
 WITH new_events AS (
@@ -118,16 +142,16 @@ WITH new_events AS (
 ), new_deliveries AS (
     INSERT INTO deliveries (id, event_id, rule_id, target_id, action_type, url, status, body,
         retry, secret_env, timeout_seconds, disable_after, created_at, next_attempt_at,
-        attempt_count, headers, leased_until, lease_token, host)
+        attempt_count, headers, leased_until, lease_token, host, rate_limit)
     SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
         $14::text[], $15::text[], $16::bytea[], $17::text[], $18::text[], $19::float8[],
         $20::int[], $21::float8[], $22::float8[], $23::int[], $24::text[], $25::float8[],
-        $26::text[], $27::text[])
+        $26::text[], $27::text[], $28::text[])
 )
 UPDATE deliveries AS d
 SET status = f.status, next_attempt_at = f.next_at, leased_until = NULL, lease_token = NULL,
     attempt_count = d.attempt_count + 1, attempts = array_append(d.attempts, f.attempt)
-FROM unnest($28::text[], $29::text[], $30::text[], $31::float8[], $32::text[])
+FROM unnest($29::text[], $30::text[], $31::text[], $32::float8[], $33::text[])
     AS f (id, attempt, status, next_at, token)
 WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
 RETURNING d.id
