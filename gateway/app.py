@@ -199,22 +199,14 @@ def create_app(
                 await console.sampler.stop()
             await gateway.stop()
 
+    v1 = [*apps.routes, *events.routes, *targets.routes, *deliveries.routes, *rules.routes]
+    token = admin_token.encode()
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Mount(
-            "/v1",
-            routes=[
-                *apps.routes,
-                *events.routes,
-                *targets.routes,
-                *deliveries.routes,
-                *rules.routes,
-            ],
-            middleware=[Middleware(BearerAuth, token=admin_token.encode())],
-        ),
+        Mount("/v1", routes=v1, middleware=[Middleware(BearerAuth, token=token, routes=v1)]),
     ]
     if console is not None:
         routes.append(console.mount)

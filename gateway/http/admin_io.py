@@ -154,17 +154,22 @@ def parse_limit(request: Request, default: int = 50, maximum: int = 500) -> int:
 
 class BearerAuth:
     """ASGI middleware of the `/v1` mount: `Authorization: Bearer <admin token>` (compared
-    in constant time) or a 401, before any endpoint runs."""
+    in constant time) or a 401, before any endpoint runs. A path or method no route of the
+    mount serves goes on to the router's 404/405 unauthenticated, as it always has."""
 
-    def __init__(self, app: ASGIApp, token: bytes) -> None:
+    def __init__(self, app: ASGIApp, token: bytes, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.token = token
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._authorized(scope):
+        if scope["type"] == "http" and self._served(scope) and not self._authorized(scope):
             await _unauthorized()(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _served(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
 
     def _authorized(self, scope: Scope) -> bool:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")

@@ -65,7 +65,8 @@ def _client() -> httpx.AsyncClient:
         Route("/unpaged", unpaged),
         Route("/fail/{kind}", fails),
     ]
-    mount = Mount("", routes=routes, middleware=[Middleware(BearerAuth, token=TOKEN.encode())])
+    auth = Middleware(BearerAuth, token=TOKEN.encode(), routes=routes)
+    mount = Mount("", routes=routes, middleware=[auth])
     app = Starlette(routes=[mount], exception_handlers=exception_handlers())
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app, raise_app_exceptions=False),
@@ -194,3 +195,12 @@ def test_a_required_time_names_its_field(value: object) -> None:
 def test_a_required_time_accepts_numbers_and_text() -> None:
     assert required_time(5, "since") == 5.0
     assert required_time("2026-11-23T10:00:00+00:00", "since") == 1795428000.0
+
+
+async def test_a_path_or_method_no_route_serves_is_404_or_405_without_a_token() -> None:
+    client = _client()
+    missing = await client.get("/nope", headers={"authorization": ""})
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = await client.delete("/echo", headers={"authorization": ""})
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+    assert wrong.headers["allow"] == "PATCH, POST, PUT"
