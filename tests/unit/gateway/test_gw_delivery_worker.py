@@ -369,6 +369,24 @@ async def test_a_worker_whose_server_is_gone_exits(
     assert "server is gone; worker exiting" in server.stderr()
 
 
+async def test_a_worker_whose_server_dies_while_it_holds_a_delivery_still_exits(
+    tmp_path: Path, spawn: Callable[[], Any], sink: Sink
+) -> None:
+    """Handing the delivery back needs the server, which is gone: the release fails at
+    once instead of waiting for an answer that never comes (its lease runs out instead)."""
+    server: Server = await spawn()
+    server.config(_settings(tmp_path))
+    sink.hold.add("/slow")
+    await _claim(server, _delivery(1, sink.url("/slow")))
+    await asyncio.wait_for(sink.arrived.wait(), READ_DEADLINE)
+
+    assert server.proc.stdin is not None
+    server.proc.stdin.close()
+
+    assert await server.exit_code() == 0
+    assert "server is gone; worker exiting" in server.stderr()
+
+
 async def test_a_worker_whose_stdin_closes_before_its_config_exits_quietly(
     spawn: Callable[[], Any],
 ) -> None:
