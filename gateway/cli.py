@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = deliveries.add_parser("list", parents=[records], help="list deliveries, newest first")
     lst.add_argument(
         "--status",
-        choices=("pending", "succeeded", "failed", "skipped", "cancelled"),
+        choices=("pending", "held", "succeeded", "failed", "skipped", "cancelled"),
         help="only this status (scheduled deliveries are pending)",
     )
     lst.add_argument("--target-id", help="only this webhook target's deliveries")

@@ -10,7 +10,9 @@ import orjson
 from actions import Attempt, Delivery, rfc3339
 from gateway.models import Event, WebhookTarget
 
-DeliveryState = Literal["scheduled", "pending", "succeeded", "failed", "skipped", "cancelled"]
+DeliveryState = Literal[
+    "scheduled", "pending", "held", "succeeded", "failed", "skipped", "cancelled"
+]
 
 
 class AttemptRequest(TypedDict):
