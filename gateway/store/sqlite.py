@@ -40,7 +40,7 @@ from actions.ids import id_floor
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway import wire
 from gateway.errors import StoreError
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import PROBE_INTERVAL_MAX, App, Event, TargetStatus, WebhookTarget
 from gateway.restarts import RestartBackoff
 from gateway.store import sqlite_rows as rows
 from gateway.store import sqlite_writer as writer
@@ -352,10 +352,28 @@ class SqliteStore:
         return int(found[0][0])
 
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
-        row = await self._write("target_outcome", target_id, ok, disable_after, gone)
+        now = time.time() if now is None else now
+        row = await self._write(
+            "target_outcome", target_id, ok, disable_after, gone, now, PROBE_INTERVAL_MAX
+        )
         return None if row is None else rows.target(row)
+
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        row = await self._write("set_target_status", target_id, status, now)
+        return None if row is None else rows.target(row)
+
+    async def probe_targets(self, now: float) -> list[str]:
+        return list(await self._write("probe_targets", now))
 
     # deliveries
     async def add_deliveries(
@@ -459,6 +477,11 @@ class SqliteStore:
     async def release(self, held: Mapping[str, str]) -> None:
         if held:
             await self._write("release", dict(held))
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        if not held:
+            return []
+        return list(await self._write("hold", dict(held)))
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         where, params = _where(

@@ -199,6 +199,11 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.reenable_after,
+        t.disabled_at,
+        t.next_probe_at,
+        t.probe_interval,
+        t.probe_delivery_id,
     )
 
 
@@ -217,6 +222,11 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        reenable_after=row[12],
+        disabled_at=row[13],
+        next_probe_at=row[14],
+        probe_interval=row[15],
+        probe_delivery_id=row[16],
     )
 
 
