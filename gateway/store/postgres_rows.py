@@ -22,7 +22,8 @@ DELIVERY_COLS = (
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures"
+    "updated_at, consecutive_failures, reenable_after, disabled_at, next_probe_at, probe_interval, "
+    "probe_delivery_id"
 )
 
 
@@ -169,6 +170,11 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.reenable_after,
+        t.disabled_at,
+        t.next_probe_at,
+        t.probe_interval,
+        t.probe_delivery_id,
     )
 
 
@@ -187,4 +193,9 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        reenable_after=row[12],
+        disabled_at=row[13],
+        next_probe_at=row[14],
+        probe_interval=row[15],
+        probe_delivery_id=row[16],
     )
