@@ -55,6 +55,8 @@ class TargetInfo:
     secret: str | None
     active: bool
     disable_after: int | None
+    # While disabled after failures: the held delivery the store let out as its probe.
+    probe_delivery_id: str | None = None
 
 
 class DeliverySource(Protocol):
@@ -74,6 +76,7 @@ class DeliverySource(Protocol):
         lease_token: str,
     ) -> bool: ...
     async def release(self, held: Mapping[str, str]) -> None: ...
+    async def hold(self, held: Mapping[str, str]) -> list[str]: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
     async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
@@ -356,12 +359,17 @@ class Dispatcher:
         secret: str | None = None
         target: TargetInfo | None = None
         rule_key = (delivery.rule_id, delivery.url)
+        reprobe = False  # the probe of a target disabled after failures
         if delivery.target_id is not None:
             target = await self._source.target(delivery.target_id)
-            if target is None or not target.active:
+            if target is None or (probe and not target.active):
                 return await self._finish(
                     delivery, _refused("target is disabled or deleted"), "skipped", None
                 )
+            if not target.active:
+                if target.probe_delivery_id != delivery.id:
+                    return await self._hold(delivery)
+                reprobe = True
             secret = target.secret
         elif delivery.secret_env:
             secret = self._env.get(delivery.secret_env)
@@ -413,6 +421,9 @@ class Dispatcher:
         next_at: float | None = None
         if attempt.ok:
             status: DeliveryStatus = "succeeded"
+        elif reprobe:
+            # A failed probe waits with the rest, in order; the store doubles the wait.
+            status = "held"
         else:
             if not (gone and target is not None):
                 next_at = next_attempt_at(
@@ -471,6 +482,19 @@ class Dispatcher:
                 failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
                 self._rule_failures[rule_key] = failures
         return attempt, status
+
+    async def _hold(self, delivery: Delivery) -> tuple[Attempt, DeliveryStatus]:
+        """Hand a delivery for a disabled target back to the store as `held` (fenced by
+        this holder's lease): it is not attempted, and waits, in order, for its target."""
+        hold = self._held.get(delivery.id)
+        token = "" if hold is None else hold.token
+        try:
+            kept = await self._source.hold({delivery.id: token})
+        finally:
+            if self._held.get(delivery.id) is hold:
+                self._held.pop(delivery.id, None)
+        status: DeliveryStatus = "held" if kept else "pending"
+        return _refused("target is disabled: delivery held"), status
 
     async def _finish(
         self,

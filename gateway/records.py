@@ -94,6 +94,12 @@ class _TargetFields(TypedDict):
     created_at: str
     updated_at: str
     consecutive_failures: int
+    reenable_after: float
+    disabled_at: str | None
+    disabled_by: Literal["failures", "api"] | None
+    next_probe_at: str | None
+    probe_interval_seconds: float | None
+    probe_delivery_id: str | None
 
 
 class TargetRecord(_TargetFields, total=False):
@@ -207,6 +213,18 @@ def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
         "created_at": rfc3339(target.created_at),
         "updated_at": rfc3339(target.updated_at),
         "consecutive_failures": target.consecutive_failures,
+        # Held, not dropped: seconds before a target disabled after failures is probed;
+        # while disabled, since when, by what, and (after failures) the probe schedule.
+        "reenable_after": target.reenable_after,
+        "disabled_at": _time(target.disabled_at if target.status == "disabled" else None),
+        "disabled_by": None
+        if target.status != "disabled"
+        else "failures"
+        if target.probe_interval is not None
+        else "api",
+        "next_probe_at": _time(target.next_probe_at),
+        "probe_interval_seconds": target.probe_interval,
+        "probe_delivery_id": target.probe_delivery_id,
     }
     if secret:
         out["secret"] = target.secret

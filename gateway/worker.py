@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,12 @@ from actions import (
 from gateway import wire
 from gateway.alerts import Alerts
 from gateway.config import Settings, load_settings
-from gateway.delivery import StoreSource, build_http_client, dispatch_settings
+from gateway.delivery import (
+    StoreSource,
+    build_http_client,
+    dispatch_settings,
+    probe_held_targets,
+)
 from gateway.logs import AccessLog, configure_logging
 from gateway.models import WebhookTarget
 from gateway.rulestate import RuleState, dir_stamp
@@ -118,6 +124,9 @@ class RemoteSource:
 
     async def release(self, held: Mapping[str, str]) -> None:
         await self._call("release", dict(held))
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        return list(await self._call("hold", dict(held)))
 
     async def event_info(self, event_id: str) -> EventInfo | None:
         cached = self._events.get(event_id)
@@ -278,6 +287,12 @@ async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) 
             try:
                 await views.refresh()
                 await rules.refresh_targets()
+                await probe_held_targets(
+                    store,
+                    time.time(),
+                    refresh=lambda: views.refresh(force=True),
+                    wake=dispatcher.wake,
+                )
             except Exception as exc:
                 log.warning("worker refresh failed: %s", exc)
             current = dir_stamp(rules_dir)

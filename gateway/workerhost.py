@@ -160,6 +160,8 @@ class WorkerHost:
         if op == "release":
             await source.release(args[0])
             return None
+        if op == "hold":
+            return await source.hold(args[0])
         if op == "event":
             return await source.event_info(args[0])
         if op == "target":

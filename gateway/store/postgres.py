@@ -513,9 +513,7 @@ class PostgresStore:
         self, target_id: str, status: TargetStatus, now: float
     ) -> WebhookTarget | None:
         async with self.pool.acquire() as conn, conn.transaction():
-            found = await conn.fetchval(
-                "SELECT 1 FROM targets WHERE id = $1 FOR UPDATE", target_id
-            )
+            found = await conn.fetchval("SELECT 1 FROM targets WHERE id = $1 FOR UPDATE", target_id)
             if found is None:
                 return None
             if status == "active":

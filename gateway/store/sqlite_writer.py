@@ -366,9 +366,7 @@ def target_outcome(
             _bump(conn, "targets_version")
         return _target(conn, target_id)
     failures = 0 if ok else failures + 1
-    conn.execute(
-        "UPDATE targets SET consecutive_failures = ? WHERE id = ?", (failures, target_id)
-    )
+    conn.execute("UPDATE targets SET consecutive_failures = ? WHERE id = ?", (failures, target_id))
     if gone or (not ok and disable_after is not None and failures >= disable_after):
         _disable(conn, target_id, now, True)
     return _target(conn, target_id)
@@ -424,8 +422,7 @@ def probe_targets(conn: sqlite3.Connection, now: float) -> list[str]:
         if out is not None and out[0] == "pending":
             continue  # the last probe is still out
         (first,) = conn.execute(
-            "SELECT id FROM deliveries WHERE target_id = ? AND status = 'held'"
-            " ORDER BY id LIMIT 1",
+            "SELECT id FROM deliveries WHERE target_id = ? AND status = 'held' ORDER BY id LIMIT 1",
             (target_id,),
         ).fetchone()
         conn.execute(

@@ -26,8 +26,8 @@ from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
 from gateway.models import App, Event, WebhookTarget
 from gateway.store import DeliveryFilter, Store, sqlite_rows, sqlite_writer
-from gateway.store.base import Page
 from gateway.store import sqlite as sqlite_store
+from gateway.store.base import Page
 from gateway.store.memory import MemoryStore
 from gateway.store.postgres import PostgresStore
 from gateway.store.redis import RedisStore
@@ -606,9 +606,7 @@ async def _target_with_deliveries(
     await store.create_target(target)
     await store.create_target(other)
     event = make_event("app_1", T0)
-    deliveries = [
-        make_delivery(event.id, T0 + i / 1000, target_id=target.id) for i in range(count)
-    ]
+    deliveries = [make_delivery(event.id, T0 + i / 1000, target_id=target.id) for i in range(count)]
     bystander = make_delivery(event.id, T0 + 0.9, target_id=other.id)
     await store.add_event(event, [*deliveries, bystander])
     return target, deliveries
