@@ -109,6 +109,11 @@ def test_target_crud(gateway: harness.Gateway, sink: harness.Sink) -> None:
         ({"url": "https://example.com/x", "retry": ["5"]}, "retry"),
         ({"url": "https://example.com/x", "secret": "whsec_not base64!"}, "secret"),
         ({"url": "https://example.com/x", "disable_after": 0}, "disable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "soon"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "0s"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": -5}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "7h"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": True}, "reenable_after"),
         ({"url": "https://example.com/x", "colour": "red"}, "colour"),
     ],
 )
@@ -131,6 +136,7 @@ def test_invalid_patch_is_refused_and_changes_nothing(
     before = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
     for fields, field in (
         ({"status": "paused"}, "status"),
+        ({"reenable_after": "10 minutes"}, "reenable_after"),
         ({"retry": "often"}, "retry"),
         ({"secret": "whsec_notbase64!!"}, "secret"),
         ({"secret": 7}, "secret"),
