@@ -276,7 +276,7 @@ def test_failing_test_sends_never_disable_the_target(
     assert read["consecutive_failures"] == 0
 
 
-def test_disabled_target_gets_nothing_and_patch_active_resumes(
+def test_disabled_target_holds_and_patch_active_releases(
     gateway: harness.Gateway, sink: harness.Sink
 ) -> None:
     target = create_target(gateway, url=sink.url("/t"))
@@ -287,13 +287,17 @@ def test_disabled_target_gets_nothing_and_patch_active_resumes(
     assert patched.json()["status"] == "disabled"
     off = gateway.post_event(token, {"event_type": "job_completed", "n": 1})
     stored = gateway.admin.get(f"/v1/events/{off.json()['event_id']}").json()
-    assert stored["deliveries"] == []
+    assert [d["status"] for d in stored["deliveries"]] == ["held"]
+    assert sink.requests_to("/t") == []
 
     gateway.admin.patch(f"/v1/webhook-targets/{target['id']}", json={"status": "active"})
     on = gateway.post_event(token, {"event_type": "job_completed", "n": 2})
-    [received] = sink.wait_for(1, "/t", timeout=2.0)
-    assert received.json()["id"] == on.json()["event_id"]
-    assert received.json()["data"] == {"event_type": "job_completed", "n": 2}
+    received = sink.wait_for(2, "/t", timeout=5.0)
+    by_id = {r.json()["id"]: r.json()["data"] for r in received}
+    assert by_id == {
+        off.json()["event_id"]: {"event_type": "job_completed", "n": 1},
+        on.json()["event_id"]: {"event_type": "job_completed", "n": 2},
+    }
 
 
 def test_test_send_is_sent_once_by_a_served_gateway(tmp_path: Path, sink: harness.Sink) -> None:
