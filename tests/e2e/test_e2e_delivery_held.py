@@ -20,15 +20,19 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(
     params=[
         "sqlite",
+        "sqlite-inline",
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
 )
 def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """Environment choosing the store: the SQLite default, Redis under the test's key
-    prefix, or PostgreSQL in a schema of the test's own (the fixtures clean up)."""
+    """Environment choosing the store: the SQLite default (also with inline delivery, no
+    worker processes), Redis under the test's key prefix, or PostgreSQL in a schema of the
+    test's own (the fixtures clean up)."""
     if request.param == "sqlite":
         yield {}
+    elif request.param == "sqlite-inline":
+        yield {"HOOKGATE_DELIVERY_WORKERS": "0"}  # the server process sends, and probes
     elif request.param == "redis":
         redis_url: dict[str, Any] = request.getfixturevalue("redis_url")
         yield {
