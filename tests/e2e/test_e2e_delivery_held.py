@@ -6,12 +6,16 @@ worker processes and a loopback sink, on the SQLite, Redis and PostgreSQL stores
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import harness
 import httpx
+import orjson
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -176,6 +180,19 @@ def test_disabled_by_hand_holds_until_patched_active_and_delete_skips(
             _post(public, token, n)
         harness.wait_until(lambda: len(_deliveries(admin, target_id, status="held")) == 4)
         assert sink.requests_to("/erp") == []
+        # the CLI lists them too, filtered by status
+        command = ["deliveries", "list", "--status", "held", "--target-id", target_id, "--json"]
+        listed = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *command],
+            cwd=server.tmp,
+            env={**os.environ, **server.env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert listed.returncode == 0, listed.stderr
+        rows = orjson.loads(listed.stdout)["data"]
+        assert [r["status"] for r in rows] == ["held"] * 4
 
         patched = admin.patch(f"/v1/webhook-targets/{target_id}", json={"status": "active"})
         assert patched.status_code == 200, patched.text
