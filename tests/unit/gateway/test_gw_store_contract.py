@@ -518,6 +518,7 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
         filter={">": [{"var": "total"}, 100]},
         retry=(1.0, 30.0),
         disable_after=None,
+        reenable_after=90.0,
         description="orders over 100",
     )
     second = make_target(T0 + 1, retry="none")
@@ -531,7 +532,15 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert await store.get_target("wht_missing") is None
     assert await store.list_targets() == [first, second]
 
-    changed = dataclasses.replace(second, url="http://127.0.0.1:9/other", status="disabled")
+    changed = dataclasses.replace(
+        second,
+        url="http://127.0.0.1:9/other",
+        status="disabled",
+        disabled_at=T0 + 2,
+        next_probe_at=T0 + 602,
+        probe_interval=600.0,
+        probe_delivery_id="dlv_probe",
+    )
     await store.save_target(changed)
     versions.append(await store.targets_version())
     assert await store.get_target(second.id) == changed
