@@ -75,6 +75,8 @@ class TargetInfo:
     disable_after: int | None
     rate: float | None = None  # deliveries per second; None: unlimited
     burst: int | None = None
+    # While disabled after failures: the held delivery the store let out as its probe.
+    probe_delivery_id: str | None = None
 
 
 class DeliverySource(Protocol):
@@ -96,6 +98,8 @@ class DeliverySource(Protocol):
     async def release(self, held: Mapping[str, str]) -> None: ...
     async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool: ...
     async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float: ...
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
     async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
@@ -425,12 +429,17 @@ class Dispatcher:
         secret: str | None = None
         target: TargetInfo | None = None
         rule_key = (delivery.rule_id, delivery.url)
+        reprobe = False  # the probe of a target disabled after failures
         if delivery.target_id is not None:
             target = target_info or await self._source.target(delivery.target_id)
-            if target is None or not target.active:
+            if target is None or (probe and not target.active):
                 return await self._finish(
                     delivery, _refused("target is disabled or deleted"), "skipped", None
                 )
+            if not target.active:
+                if target.probe_delivery_id != delivery.id:
+                    return await self._hold(delivery)
+                reprobe = True
             secret = target.secret
         elif delivery.secret_env:
             secret = self._env.get(delivery.secret_env)
@@ -482,6 +491,9 @@ class Dispatcher:
         next_at: float | None = None
         if attempt.ok:
             status: DeliveryStatus = "succeeded"
+        elif reprobe:
+            # A failed probe waits with the rest, in order; the store doubles the wait.
+            status = "held"
         else:
             if not (gone and target is not None):
                 next_at = next_attempt_at(
@@ -540,6 +552,19 @@ class Dispatcher:
                 failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
                 self._rule_failures[rule_key] = failures
         return attempt, status
+
+    async def _hold(self, delivery: Delivery) -> tuple[Attempt, DeliveryStatus]:
+        """Hand a delivery for a disabled target back to the store as `held` (fenced by
+        this holder's lease): it is not attempted, and waits, in order, for its target."""
+        hold = self._held.get(delivery.id)
+        token = "" if hold is None else hold.token
+        try:
+            kept = await self._source.hold({delivery.id: token})
+        finally:
+            if self._held.get(delivery.id) is hold:
+                self._held.pop(delivery.id, None)
+        status: DeliveryStatus = "held" if kept else "pending"
+        return _refused("target is disabled: delivery held"), status
 
     async def _finish(
         self,

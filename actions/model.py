@@ -9,7 +9,9 @@ from typing import Any, Literal, TypeVar
 
 from typing_extensions import dataclass_transform
 
-DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped", "cancelled"]
+# `held`: kept for a disabled webhook target, neither claimed nor attempted until the target is
+# active again (or probed with it); see docs/design.md "Held, not dropped".
+DeliveryStatus = Literal["pending", "held", "succeeded", "failed", "skipped", "cancelled"]
 
 T = TypeVar("T")
 

@@ -30,7 +30,12 @@ from actions import (
 from gateway.config import RulesSettings, Settings
 from gateway.delivery.alerts import Alerts
 from gateway.delivery.host import WorkerHost
-from gateway.delivery.wiring import StoreSource, build_http_client, dispatch_settings
+from gateway.delivery.wiring import (
+    StoreSource,
+    build_http_client,
+    dispatch_settings,
+    probe_held_targets,
+)
 from gateway.http.appindex import AppIndex
 from gateway.http.served_url import forget_served_url, record_served_url
 from gateway.limits import keys
@@ -132,7 +137,7 @@ class Gateway:
             targets=lambda: self.rules.targets,
             app_name=self.app_name,
             on_target_disabled=lambda: self.rules.refresh_targets(force=True),
-            alerts=Alerts(self.store, lambda: self.rules.current, wake=self._wake_delivery),
+            alerts=Alerts(self.store, lambda: self.rules.current, wake=self.wake_delivery),
         )
         # Inline delivery uses this dispatcher's poller; with workers it only serves the
         # target test endpoint, and the workers reach the store through `workers`.
@@ -173,6 +178,7 @@ class Gateway:
         self._spawn(self.rules.watch(settings.rules.poll_seconds, settings.rules.reload), "rules")
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
+        self._spawn(self._held_loop(), "held-deliveries")
         self._install_sighup()
         record_served_url(settings)
         self._started = True
@@ -263,8 +269,9 @@ class Gateway:
             return None
         return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
 
-    def _wake_delivery(self) -> None:
-        """New deliveries were committed by this process outside ingest (internal events)."""
+    def wake_delivery(self) -> None:
+        """Deliveries became due outside ingest (internal events, a target enabled again):
+        claim them now, not at the next poll."""
         if self.workers is not None:
             self.workers.wake()
         else:
@@ -316,6 +323,20 @@ class Gateway:
             except Exception as exc:
                 log.warning("retention pruning failed: %s", exc)
             await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def _held_loop(self) -> None:
+        """Probe targets disabled after failures when due; release what active ones hold."""
+        while True:
+            await asyncio.sleep(self.settings.delivery.poll_seconds)
+            try:
+                await probe_held_targets(
+                    self.store,
+                    time.time(),
+                    refresh=lambda: self.rules.refresh_targets(force=True),
+                    wake=self.wake_delivery,
+                )
+            except Exception as exc:
+                log.warning("probing disabled webhook targets failed: %s", exc)
 
     async def _gauge_loop(self) -> None:
         while True:

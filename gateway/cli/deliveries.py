@@ -108,7 +108,7 @@ def add_commands(sub: Subparsers, parents: Parents) -> None:
     )
     lst.add_argument(
         "--status",
-        choices=("pending", "succeeded", "failed", "skipped", "cancelled"),
+        choices=("pending", "held", "succeeded", "failed", "skipped", "cancelled"),
         help="only this status (scheduled deliveries are pending)",
     )
     lst.add_argument("--target-id", help="only this webhook target's deliveries")

@@ -164,6 +164,8 @@ class WorkerHost:
             return await source.take_delivery_slot(*args)
         if op == "defer":
             return await source.defer(*args)
+        if op == "hold":
+            return await source.hold(args[0])
         if op == "event":
             return await source.event_info(args[0])
         if op == "target":

@@ -62,6 +62,21 @@ def dispatch_settings(settings: Settings) -> DispatchSettings:
     )
 
 
+async def probe_held_targets(
+    store: Store, now: float, *, refresh: Callable[[], Awaitable[Any]], wake: Callable[[], None]
+) -> list[str]:
+    """One step of held deliveries (`Store.probe_targets`): start due probes, release what
+    an active target still has held. Run every `delivery.poll_seconds` by each server and
+    standalone worker; the store makes concurrent steps safe. The targets view is
+    refreshed before the dispatchers are woken, so the one that claims a probe knows it
+    is one (and sends it instead of holding it again)."""
+    made = await store.probe_targets(now)
+    if made:
+        await refresh()
+        wake()
+    return made
+
+
 class StoreSource:
     """The store as a `DeliverySource`, with in-memory views of targets and app names
     kept fresh by whoever owns them (the rule state in the server, the worker's poller)."""
@@ -123,6 +138,9 @@ class StoreSource:
     async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
         return await self._store.take_delivery_slot(key, rate, burst, now)
 
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        return await self._store.hold(held)
+
     async def event_infos(self, event_ids: list[str]) -> list[EventInfo]:
         """Several events in one store round trip (for deliveries claimed together)."""
         return [
@@ -156,6 +174,7 @@ class StoreSource:
             target.disable_after,
             target.rate,
             target.burst,
+            target.probe_delivery_id,
         )
 
     async def target_outcome(
@@ -163,16 +182,22 @@ class StoreSource:
     ) -> None:
         before = self._targets().get(target_id)
         updated = await self._store.record_target_outcome(target_id, ok, disable_after, gone)
-        if updated is not None and updated.status != "active":
-            if (
-                self._alerts is not None
-                and (before is None or before.status == "active")
-                and not self._internal_failure
-            ):
+        if updated is None:
+            return
+        was_active = before is None or before.status == "active"
+        if updated.status != "active" and was_active:
+            if self._alerts is not None and not self._internal_failure:
                 await self._alerts.target_disabled(updated)
             log.warning(
                 "webhook target disabled",
                 extra={"fields": {"target_id": target_id, "gone": gone}},
             )
-            if self._on_target_disabled is not None:
-                await self._on_target_disabled()
+        elif updated.status == "active" and not was_active:
+            log.warning(
+                "webhook target enabled again: a probe succeeded; its held deliveries go out",
+                extra={"fields": {"target_id": target_id}},
+            )
+        # Any change of a target's state (disabled, probe rescheduled, enabled again) is
+        # seen by ingest and the dispatchers at once, not at their next refresh.
+        if (updated.status != "active" or not was_active) and self._on_target_disabled is not None:
+            await self._on_target_disabled()

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,12 @@ from actions import (
 from gateway.config import Settings, load_settings
 from gateway.delivery import pipe as wire
 from gateway.delivery.alerts import Alerts
-from gateway.delivery.wiring import StoreSource, build_http_client, dispatch_settings
+from gateway.delivery.wiring import (
+    StoreSource,
+    build_http_client,
+    dispatch_settings,
+    probe_held_targets,
+)
 from gateway.models import WebhookTarget
 from gateway.observability.logs import AccessLog, configure_logging
 from gateway.rulesets.state import RuleState, dir_stamp
@@ -125,6 +131,9 @@ class RemoteSource:
     async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
         # The server's store holds the bucket: one for every worker of this gateway.
         return float(await self._call("slot", key, rate, burst, now))
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        return list(await self._call("hold", dict(held)))
 
     async def event_info(self, event_id: str) -> EventInfo | None:
         cached = self._events.get(event_id)
@@ -285,6 +294,12 @@ async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) 
             try:
                 await views.refresh()
                 await rules.refresh_targets()
+                await probe_held_targets(
+                    store,
+                    time.time(),
+                    refresh=lambda: views.refresh(force=True),
+                    wake=dispatcher.wake,
+                )
             except Exception as exc:
                 log.warning("worker refresh failed: %s", exc)
             current = dir_stamp(rules_dir)

@@ -389,6 +389,11 @@ class IngestEndpoint:
         event_id = new_id("evt_", now)
         matches = gw.rules.current.match(app.name, payload, event_type=event_type)
         deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
+        if gw.rules.held is not None:  # a disabled target keeps what it matches, held
+            held_matches, held = gw.rules.held_deliveries(
+                app.name, payload, event_type, event_id, now
+            )
+            matches, deliveries = [*matches, *held_matches], [*deliveries, *held]
         event = Event(
             id=event_id,
             app_id=app.id,

@@ -40,7 +40,8 @@ STORE_KEYS: dict[str, str] = {
     "apps": "apps",
     "app_names": "app_names",
     "apps_version": "apps_version",
-    # webhook targets: hash per target {data: orjson, failures, status}, ids, counter
+    # webhook targets: hash per target {data: orjson, failures, status, reenable,
+    # disabled_at, next_probe, interval, probe}, ids, counter
     "target": "target:",
     "targets": "targets",
     "targets_version": "targets_version",
@@ -72,6 +73,10 @@ STORE_KEYS: dict[str, str] = {
     # delivery rate limits: string per bucket ("target:<id>", "rule:<id>:<n>") holding its
     # GCRA theoretical arrival time in microseconds, expiring when the bucket is full
     "delivery_slot": "slot:",
+    # held deliveries (a disabled target's): per target a sorted set of ids (scores 0, so
+    # in accept order), and the set of targets that have any
+    "held": "held:",
+    "held_targets": "held_targets",
 }
 
 

@@ -11,7 +11,9 @@ from actions import Attempt, Delivery, rfc3339
 from gateway.models import Event, WebhookTarget
 from rules import default_burst
 
-DeliveryState = Literal["scheduled", "pending", "succeeded", "failed", "skipped", "cancelled"]
+DeliveryState = Literal[
+    "scheduled", "pending", "held", "succeeded", "failed", "skipped", "cancelled"
+]
 
 
 class AttemptRequest(TypedDict):
@@ -95,6 +97,12 @@ class _TargetFields(TypedDict):
     consecutive_failures: int
     rate: float | None
     burst: int | None
+    reenable_after: float
+    disabled_at: str | None
+    disabled_by: Literal["failures", "api"] | None
+    next_probe_at: str | None
+    probe_interval_seconds: float | None
+    probe_delivery_id: str | None
 
 
 class TargetRecord(_TargetFields, total=False):
@@ -211,6 +219,18 @@ def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
         "rate": target.rate,
         # the burst in force: the one set, or the rate's default
         "burst": None if target.rate is None else target.burst or default_burst(target.rate),
+        # Held, not dropped: seconds before a target disabled after failures is probed;
+        # while disabled, since when, by what, and (after failures) the probe schedule.
+        "reenable_after": target.reenable_after,
+        "disabled_at": _time(target.disabled_at if target.status == "disabled" else None),
+        "disabled_by": None
+        if target.status != "disabled"
+        else "failures"
+        if target.probe_interval is not None
+        else "api",
+        "next_probe_at": _time(target.next_probe_at),
+        "probe_interval_seconds": target.probe_interval,
+        "probe_delivery_id": target.probe_delivery_id,
     }
     if secret:
         out["secret"] = target.secret

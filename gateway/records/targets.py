@@ -22,8 +22,10 @@ from gateway.config import Settings
 from gateway.delivery.wiring import address_policy
 from gateway.errors import InvalidInput
 from gateway.ids import new_id
-from gateway.models import WebhookTarget
+from gateway.models import PROBE_INTERVAL_MAX, REENABLE_AFTER_DEFAULT, WebhookTarget
+from gateway.store import Store
 from rules import Logic, LogicError, burst_problem, rate_problem
+from rules.durations import parse_duration
 
 FIELDS = (
     "url",
@@ -35,6 +37,7 @@ FIELDS = (
     "description",
     "rate",
     "burst",
+    "reenable_after",
 )
 PATCHABLE = (
     "url",
@@ -43,6 +46,7 @@ PATCHABLE = (
     "secret",
     "retry",
     "disable_after",
+    "reenable_after",
     "description",
     "rate",
     "burst",
@@ -129,6 +133,21 @@ def _rate_limit(rate: Any, burst: Any) -> tuple[float | None, int | None]:
     return float(rate), burst
 
 
+def _reenable_after(value: Any) -> float:
+    """Seconds before a target disabled after failures is probed: "10m", "90s", seconds."""
+    if value is None:
+        return REENABLE_AFTER_DEFAULT
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise InvalidInput("reenable_after", str(exc)) from None
+    if not 1.0 <= seconds <= PROBE_INTERVAL_MAX:
+        raise InvalidInput(
+            "reenable_after", f"must be between 1s and 6h (the longest wait), got {value!r}"
+        )
+    return seconds
+
+
 def _description(value: Any) -> str:
     if value is None:
         return ""
@@ -151,6 +170,7 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
         filter=_filter(body.get("filter"), logic),
         retry=_retry(body.get("retry")),
         disable_after=_disable_after(body.get("disable_after", 3)),
+        reenable_after=_reenable_after(body.get("reenable_after")),
         description=_description(body.get("description")),
         created_at=now,
         updated_at=now,
@@ -180,6 +200,8 @@ async def update_target(
         changes["retry"] = _retry(body["retry"])
     if "disable_after" in body:
         changes["disable_after"] = _disable_after(body["disable_after"])
+    if "reenable_after" in body:
+        changes["reenable_after"] = _reenable_after(body["reenable_after"])
     if "description" in body:
         changes["description"] = _description(body["description"])
     if "rate" in body or "burst" in body:
@@ -194,3 +216,24 @@ async def update_target(
         if body["status"] == "active":
             changes["consecutive_failures"] = 0
     return dataclasses.replace(target, **changes, updated_at=time.time())
+
+
+async def save_update(
+    store: Store, before: WebhookTarget, after: WebhookTarget, *, status_given: bool
+) -> WebhookTarget:
+    """Store an update made by `update_target`. A status it changes goes through
+    `Store.set_target_status`, which holds (`disabled`) or releases at once (`active`) the
+    target's deliveries in the same write; `status_given`: the API request named a status
+    (then `disabled` also stops the probing of a target disabled after failures: disabled
+    by hand, it waits for a person). A form that always sends the status passes False."""
+    by_hand = status_given and after.status == "disabled" and before.probe_interval is not None
+    if after.status == before.status and not by_hand:
+        await store.save_target(after)
+        return after
+    await store.save_target(
+        dataclasses.replace(
+            after, status=before.status, consecutive_failures=before.consecutive_failures
+        )
+    )
+    updated = await store.set_target_status(after.id, after.status, time.time())
+    return updated if updated is not None else after

@@ -8,17 +8,19 @@ keeps its errors for `GET /v1/rules` and the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from actions import ACTION_TYPES, secret_problem
+from actions import ACTION_TYPES, Delivery, plan_deliveries, secret_problem
 from gateway.models import WebhookTarget
 from gateway.observability.metrics import Metrics
 from gateway.store.base import Store
-from rules import LoadResult, Logic, Rule, RuleError, RuleSet, load_dir
+from rules import LoadResult, Logic, Match, Rule, RuleError, RuleSet, load_dir
 
 log = logging.getLogger("hookgate.rules")
 
@@ -88,6 +90,8 @@ class RuleState:
         self._metrics = metrics
         self.file_rules: tuple[Rule, ...] = ()
         self.target_rules: tuple[Rule, ...] = ()
+        # The rules of disabled targets: what they match is committed `held`, not dropped.
+        self.held: RuleSet | None = None
         self.targets: dict[str, WebhookTarget] = {}
         self.files: tuple[str, ...] = ()
         self.file_version = ""
@@ -158,19 +162,47 @@ class RuleState:
             return False
         targets = await self._store.list_targets()
         rules: list[Rule] = []
+        held: list[Rule] = []
         for target in targets:
-            if target.status != "active":
-                continue
             try:
-                rules.append(target_rule(target, self.logic))
+                rule = target_rule(target, self.logic)
             except RuleError as exc:
                 # Validated at creation; one that no longer loads must not stop the rest.
                 log.error("webhook target %s does not load and is skipped: %s", target.id, exc)
+                continue
+            (rules if target.status == "active" else held).append(rule)
         self.target_rules = tuple(rules)
+        self.held = (
+            RuleSet(tuple(held), event_type_fields=self._fields, logic=self.logic) if held else None
+        )
         self.targets = {t.id: t for t in targets}
         self._targets_version = version
         self._swap()
         return True
+
+    def held_deliveries(
+        self,
+        app_name: str,
+        payload: Mapping[str, Any],
+        event_type: str | None,
+        event_id: str,
+        now: float,
+    ) -> tuple[list[Match], list[Delivery]]:
+        """What the disabled targets match in this event, planned as `held` deliveries
+        (kept until the target is active again); nothing when no target is disabled."""
+        held = self.held
+        if held is None:
+            return [], []
+        matches = held.match(app_name, payload, event_type=event_type)
+        if not matches:
+            return [], []
+        planned = plan_deliveries(matches, event_id, payload, now)
+        return matches, [
+            dataclasses.replace(d, status="held", next_attempt_at=None)
+            if d.status == "pending"
+            else d
+            for d in planned
+        ]
 
     async def watch(self, interval: float, reload_files: bool) -> None:
         """Poll file mtimes (and the targets version) and reload on change."""

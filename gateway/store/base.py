@@ -11,6 +11,15 @@ and act only on rows that still carry it, in the same transaction (or script) as
 write: a holder whose lease ran out and whose row another process claimed records
 nothing, renews nothing and releases nothing. A row whose lease ran out can be claimed by
 anyone; until then it is skipped. `requeue` (a manual retry) clears the token.
+
+Held, not dropped (every backend): deliveries for a disabled webhook target are `held`,
+neither claimed nor attempted. Disabling a target (`record_target_outcome` after
+`disable_after` failures, or `set_target_status`) holds its pending unleased deliveries;
+`hold` turns a claimed one into `held` under its lease token. A target disabled after
+failures is probed: `probe_targets` makes its oldest held delivery pending once
+`next_probe_at` has come; the probe's success (`record_target_outcome(ok=True)`) makes the
+target active and every held delivery pending, due now, in accept (id) order; its failure
+doubles the wait. `delete_target` makes the target's held deliveries `skipped`.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import App, Event, TargetStatus, WebhookTarget
 
 T = TypeVar("T")
 
@@ -104,13 +113,41 @@ class Store(Protocol):
     async def save_target(self, target: WebhookTarget) -> None: ...
     async def get_target(self, target_id: str) -> WebhookTarget | None: ...
     async def list_targets(self) -> list[WebhookTarget]: ...
-    async def delete_target(self, target_id: str) -> bool: ...
     async def targets_version(self) -> int: ...
+    async def delete_target(self, target_id: str) -> bool:
+        """Delete; its held deliveries become `skipped` (pending ones are skipped by the
+        dispatcher when claimed)."""
+
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
         """Count a delivery's final outcome against its target; disable it after
-        `disable_after` consecutive failures (or at once when `gone`)."""
+        `disable_after` consecutive failures (or at once when `gone`), holding its pending
+        unleased deliveries, with the first probe due `reenable_after` from `now`.
+
+        On a target disabled after failures, a success re-enables it and releases what it
+        held (pending, due now); a failure while a probe is out (the probe's) doubles the
+        wait, up to `PROBE_INTERVAL_MAX`. On a target disabled by hand nothing changes."""
+
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        """A status set by hand: `disabled` holds (never probed), `active` resets the
+        failure count and releases every held delivery at once (pending, due `now`)."""
+
+    async def probe_targets(self, now: float) -> list[str]:
+        """The periodic step of held deliveries; answers the ids it made pending.
+
+        For each target disabled after failures whose `next_probe_at` has come and has no
+        probe out, its oldest held delivery becomes pending, due now, as the probe (and the
+        next check is `probe_interval` later). Held deliveries of an active target (held by
+        a process whose view was behind) are released; those of a deleted one skipped."""
 
     # deliveries
     async def add_deliveries(
@@ -177,9 +214,15 @@ class Store(Protocol):
         """Drop the leases of `held` (delivery id -> lease token) that still carry that
         token, on deliveries this process will not send (shutdown, a full queue)."""
 
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        """Make `held` (delivery id -> lease token) deliveries still under that token
+        `held` and drop their leases, where their target is disabled and they are not its
+        probe; the others just lose their lease (claimable again). Returns the ids held."""
+
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]: ...
     async def count_pending(self) -> int: ...
 
     async def prune(self, events_before: float, idempotency_before: float) -> int:
-        """Drop events (and their finished deliveries) received before `events_before`;
+        """Drop events (and their finished deliveries: not pending, not held) received
+        before `events_before`;
         forget idempotency keys older than `idempotency_before`. Returns events dropped."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Collection, Mapping, Sequence
 
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
 from gateway.errors import StoreError
 from gateway.limits.buckets import SlotBuckets
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import App, Event, TargetStatus, WebhookTarget, next_probe_interval
 from gateway.store.base import Accepted, DeliveryFilter, Page
 
 
@@ -142,26 +143,144 @@ class MemoryStore:
     async def delete_target(self, target_id: str) -> bool:
         found = self._targets.pop(target_id, None) is not None
         self._targets_version += found
+        if found:
+            for delivery in self._held_of(target_id):
+                self._set(delivery, "skipped", None)
         return found
 
     async def targets_version(self) -> int:
         return self._targets_version
 
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
         target = self._targets.get(target_id)
         if target is None:
             return None
-        failures = 0 if ok else target.consecutive_failures + 1
-        status = target.status
-        if gone or (not ok and disable_after is not None and failures >= disable_after):
-            status = "disabled"
-        if status != target.status:
+        now = time.time() if now is None else now
+        if target.status == "disabled":
+            if target.probe_interval is None:  # disabled by hand: outcomes change nothing
+                return target
+            if ok:
+                return self._enable(target, now)
+            if target.probe_delivery_id is None:
+                return target
+            # the probe failed: the next one waits twice as long (up to the cap)
+            interval = next_probe_interval(target.probe_interval)
+            target = dataclasses.replace(
+                target,
+                consecutive_failures=target.consecutive_failures + 1,
+                probe_interval=interval,
+                next_probe_at=now + interval,
+                probe_delivery_id=None,
+            )
+            self._targets[target_id] = target
             self._targets_version += 1
-        target = dataclasses.replace(target, consecutive_failures=failures, status=status)
+            return target
+        failures = 0 if ok else target.consecutive_failures + 1
+        target = dataclasses.replace(target, consecutive_failures=failures)
         self._targets[target_id] = target
+        if gone or (not ok and disable_after is not None and failures >= disable_after):
+            return self._disable(target, now, probe=True)
         return target
+
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        target = self._targets.get(target_id)
+        if target is None:
+            return None
+        if status == "active":
+            return self._enable(target, now)
+        return self._disable(target, now, probe=False)
+
+    def _disable(self, target: WebhookTarget, now: float, *, probe: bool) -> WebhookTarget:
+        """Disable `target` and hold its pending unleased deliveries; `probe`: disabled
+        after failures, so probed again after its `reenable_after`."""
+        target = dataclasses.replace(
+            target,
+            status="disabled",
+            disabled_at=target.disabled_at if target.status == "disabled" else now,
+            probe_interval=target.reenable_after if probe else None,
+            next_probe_at=now + target.reenable_after if probe else None,
+            probe_delivery_id=None,
+        )
+        self._targets[target.id] = target
+        self._targets_version += 1
+        for delivery in list(self._deliveries.values()):
+            if (
+                delivery.target_id == target.id
+                and delivery.status == "pending"
+                and self._free(delivery.id, now)
+            ):
+                self._set(delivery, "held", None)
+        return target
+
+    def _enable(self, target: WebhookTarget, now: float) -> WebhookTarget:
+        """Make `target` active and its held deliveries pending, due now, in accept order."""
+        target = dataclasses.replace(
+            target,
+            status="active",
+            consecutive_failures=0,
+            disabled_at=None,
+            next_probe_at=None,
+            probe_interval=None,
+            probe_delivery_id=None,
+        )
+        self._targets[target.id] = target
+        self._targets_version += 1
+        for delivery in self._held_of(target.id):
+            self._set(delivery, "pending", now)
+        return target
+
+    def _held_of(self, target_id: str) -> list[Delivery]:
+        return sorted(
+            (
+                d
+                for d in self._deliveries.values()
+                if d.target_id == target_id and d.status == "held"
+            ),
+            key=lambda d: d.id,
+        )
+
+    def _set(self, delivery: Delivery, status: DeliveryStatus, next_at: float | None) -> None:
+        self._deliveries[delivery.id] = dataclasses.replace(
+            delivery, status=status, next_attempt_at=next_at
+        )
+        self._leases.pop(delivery.id, None)
+
+    async def probe_targets(self, now: float) -> list[str]:
+        made_pending: list[str] = []
+        for delivery in list(self._deliveries.values()):
+            if delivery.status == "held" and delivery.target_id not in self._targets:
+                self._set(delivery, "skipped", None)  # its target was deleted meanwhile
+        for target in list(self._targets.values()):
+            held = self._held_of(target.id)
+            if not held:
+                continue
+            if target.status == "active":  # held by a view that was behind: release
+                for delivery in held:
+                    self._set(delivery, "pending", now)
+                made_pending += [d.id for d in held]
+                continue
+            if target.probe_interval is None or (target.next_probe_at or 0.0) > now:
+                continue
+            probe = self._deliveries.get(target.probe_delivery_id or "")
+            if probe is not None and probe.status == "pending":
+                continue  # the last probe is still out
+            self._set(held[0], "pending", now)
+            self._targets[target.id] = dataclasses.replace(
+                target, probe_delivery_id=held[0].id, next_probe_at=now + target.probe_interval
+            )
+            self._targets_version += 1
+            made_pending.append(held[0].id)
+        return made_pending
 
     # deliveries
     async def add_deliveries(
@@ -309,6 +428,24 @@ class MemoryStore:
             if self._holds(delivery_id, token):
                 del self._leases[delivery_id]
 
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        kept: list[str] = []
+        for delivery_id, token in held.items():
+            if not self._holds(delivery_id, token):
+                continue
+            delivery = self._deliveries[delivery_id]
+            target = self._targets.get(delivery.target_id or "")
+            if (
+                target is not None
+                and target.status == "disabled"
+                and target.probe_delivery_id != delivery_id
+            ):
+                self._set(delivery, "held", None)
+                kept.append(delivery_id)
+            else:
+                del self._leases[delivery_id]
+        return kept
+
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         return sorted(
             d.id
@@ -327,7 +464,7 @@ class MemoryStore:
             del self._events[event_id]
         gone = set(old)
         for delivery_id, d in list(self._deliveries.items()):
-            if d.event_id in gone and d.status != "pending":
+            if d.event_id in gone and d.status not in ("pending", "held"):
                 del self._deliveries[delivery_id]
         for key, event_id in list(self._idempotency.items()):
             event = self._events.get(event_id)

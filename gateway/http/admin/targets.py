@@ -36,6 +36,7 @@ class TargetFields(TypedDict, total=False):
     secret: str | None
     retry: str | list[float]
     disable_after: int | None
+    reenable_after: str | float
     description: str | None
     rate: float | None
     burst: int | None
@@ -107,9 +108,14 @@ async def read(request: Request) -> Response:
 async def update(request: Request) -> Response:
     gw = gateway_of(request)
     body = await read_object(request)
-    target = await target_records.update_target(await _target(request), body, gw.settings, gw.logic)
-    await gw.store.save_target(target)
+    before = await _target(request)
+    target = await target_records.update_target(before, body, gw.settings, gw.logic)
+    target = await target_records.save_update(
+        gw.store, before, target, status_given="status" in body
+    )
     await gw.rules.refresh_targets()
+    if target.status == "active" and before.status != "active":
+        gw.wake_delivery()  # what it held is due now
     # A new secret is shown once, as on create (it may have been generated: `null`).
     return JSONResponse(target_json(target, secret="secret" in body))
 

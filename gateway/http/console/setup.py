@@ -177,9 +177,12 @@ async def update_target(request: Request) -> Response:
     form = await _form(request)
     body = _target_body(form)
     body["status"] = "active" if form.get("status") == "active" else "disabled"
-    target = await target_records.update_target(await _target(request), body, gw.settings, gw.logic)
-    await gw.store.save_target(target)
+    before = await _target(request)
+    target = await target_records.update_target(before, body, gw.settings, gw.logic)
+    target = await target_records.save_update(gw.store, before, target, status_given=False)
     await gw.rules.refresh_targets()
+    if target.status == "active" and before.status != "active":
+        gw.wake_delivery()  # what it held is due now
     return RedirectResponse(f"/console/targets/{target.id}", status_code=303)
 
 

@@ -23,7 +23,8 @@ DELIVERY_COLS = (
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures, rate, burst"
+    "updated_at, consecutive_failures, rate, burst, reenable_after, disabled_at, next_probe_at, "
+    "probe_interval, probe_delivery_id"
 )
 
 
@@ -174,6 +175,11 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.consecutive_failures,
         t.rate,
         t.burst,
+        t.reenable_after,
+        t.disabled_at,
+        t.next_probe_at,
+        t.probe_interval,
+        t.probe_delivery_id,
     )
 
 
@@ -194,4 +200,9 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         consecutive_failures=row[11],
         rate=row[12],
         burst=row[13],
+        reenable_after=row[14],
+        disabled_at=row[15],
+        next_probe_at=row[16],
+        probe_interval=row[17],
+        probe_delivery_id=row[18],
     )

@@ -31,7 +31,7 @@ import asyncpg
 from actions.ids import id_floor
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway.errors import StoreError
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import App, Event, TargetStatus, WebhookTarget, next_probe_interval
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.postgres import rows, schema
 
@@ -431,7 +431,7 @@ class PostgresStore:
         update = ", ".join(f"{c} = excluded.{c}" for c in TARGET_COLS.split(", ")[1:])
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(14)})"
+                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(19)})"
                 f" ON CONFLICT (id) DO UPDATE SET {update}",
                 *rows.target_row(target),
             )
@@ -455,6 +455,7 @@ class PostgresStore:
             found = await conn.execute("DELETE FROM targets WHERE id = $1", target_id) != "DELETE 0"
             if found:
                 await self._bump(conn, "targets_version")
+                await conn.execute(Q["unhold"], target_id, "skipped", None)
             return bool(found)
 
     @_translated
@@ -463,29 +464,136 @@ class PostgresStore:
 
     @_translated
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
+        now = time.time() if now is None else now
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT consecutive_failures, status FROM targets WHERE id = $1 FOR UPDATE",
+                "SELECT consecutive_failures, status, probe_interval, probe_delivery_id"
+                " FROM targets WHERE id = $1 FOR UPDATE",
                 target_id,
             )
             if row is None:
                 return None
-            failures = 0 if ok else row[0] + 1
-            status = row[1]
-            if gone or (not ok and disable_after is not None and failures >= disable_after):
-                status = "disabled"
-            updated = await conn.fetchrow(
-                "UPDATE targets SET consecutive_failures = $2, status = $3 WHERE id = $1"
-                f" RETURNING {TARGET_COLS}",
-                target_id,
-                failures,
-                status,
+            failures, status, interval, probe = row
+            if status == "disabled":
+                if interval is None:  # disabled by hand: outcomes change nothing
+                    pass
+                elif ok:
+                    await self._enable(conn, target_id, now)
+                elif probe is not None:
+                    interval = next_probe_interval(interval)
+                    await conn.execute(
+                        "UPDATE targets SET consecutive_failures = consecutive_failures + 1,"
+                        " probe_interval = $2, next_probe_at = $3, probe_delivery_id = NULL"
+                        " WHERE id = $1",
+                        target_id,
+                        interval,
+                        now + interval,
+                    )
+                    await self._bump(conn, "targets_version")
+                return await self._target_in(conn, target_id)
+            failures = 0 if ok else failures + 1
+            await conn.execute(
+                "UPDATE targets SET consecutive_failures = $2 WHERE id = $1", target_id, failures
             )
-            if status != row[1]:
+            if gone or (not ok and disable_after is not None and failures >= disable_after):
+                await self._disable(conn, target_id, now, probe=True)
+            return await self._target_in(conn, target_id)
+
+    @_translated
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval("SELECT 1 FROM targets WHERE id = $1 FOR UPDATE", target_id)
+            if found is None:
+                return None
+            if status == "active":
+                await self._enable(conn, target_id, now)
+            else:
+                await self._disable(conn, target_id, now, probe=False)
+            return await self._target_in(conn, target_id)
+
+    async def _target_in(self, conn: asyncpg.Connection, target_id: str) -> WebhookTarget:
+        row = await conn.fetchrow(f"SELECT {TARGET_COLS} FROM targets WHERE id = $1", target_id)
+        return rows.target(row)
+
+    async def _disable(
+        self, conn: asyncpg.Connection, target_id: str, now: float, *, probe: bool
+    ) -> None:
+        """Disable the (locked) target and hold its pending unleased deliveries; `probe`:
+        disabled after failures, so its first probe is due `reenable_after` from now."""
+        await conn.execute(
+            "UPDATE targets SET disabled_at = CASE WHEN status = 'disabled' THEN disabled_at"
+            " ELSE $2 END, status = 'disabled', probe_delivery_id = NULL,"
+            " probe_interval = CASE WHEN $3 THEN reenable_after END,"
+            " next_probe_at = CASE WHEN $3 THEN $2 + reenable_after END WHERE id = $1",
+            target_id,
+            now,
+            probe,
+        )
+        await self._bump(conn, "targets_version")
+        await conn.execute(Q["hold_pending"], target_id, now)
+
+    async def _enable(self, conn: asyncpg.Connection, target_id: str, now: float) -> None:
+        await conn.execute(
+            "UPDATE targets SET status = 'active', consecutive_failures = 0, disabled_at = NULL,"
+            " next_probe_at = NULL, probe_interval = NULL, probe_delivery_id = NULL"
+            " WHERE id = $1",
+            target_id,
+        )
+        await self._bump(conn, "targets_version")
+        await conn.execute(Q["unhold"], target_id, "pending", now)
+
+    @_translated
+    async def probe_targets(self, now: float) -> list[str]:
+        made: list[str] = []
+        # A read first: the step runs every poll, and most of the time nothing is held.
+        if not await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'held')"
+        ):
+            return made
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Targets locked in id order, one at a time: the same order every gateway's
+            # step takes, and an outcome locks one target only, so no deadlock.
+            for (target_id,) in await conn.fetch(Q["held_targets"]):
+                row = await conn.fetchrow(
+                    "SELECT status, probe_interval, next_probe_at, probe_delivery_id"
+                    " FROM targets WHERE id = $1 FOR UPDATE",
+                    target_id,
+                )
+                if row is None:  # deleted while a view still planned held deliveries
+                    await conn.execute(Q["unhold"], target_id, "skipped", None)
+                    continue
+                status, interval, next_probe_at, probe = row
+                if status == "active":
+                    released = await conn.fetch(Q["unhold"], target_id, "pending", now)
+                    made += sorted(r[0] for r in released)
+                    continue
+                if interval is None or next_probe_at is None or next_probe_at > now:
+                    continue
+                out = await conn.fetchval("SELECT status FROM deliveries WHERE id = $1", probe)
+                if out == "pending":
+                    continue  # the last probe is still out
+                first = await conn.fetchval(Q["start_probe"], target_id, now)
+                if first is None:
+                    continue
+                await conn.execute(
+                    "UPDATE targets SET probe_delivery_id = $2, next_probe_at = $3 WHERE id = $1",
+                    target_id,
+                    first,
+                    now + interval,
+                )
                 await self._bump(conn, "targets_version")
-            return rows.target(updated)
+                made.append(first)
+        return made
 
     # deliveries
     @_translated
@@ -599,6 +707,14 @@ class PostgresStore:
         wait = await self.pool.fetchval(Q["take_delivery_slot"], key, now, 1.0 / rate, burst)
         return float(wait)
 
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        if not held:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            kept = {r[0] for r in await conn.fetch(Q["hold"], list(held), list(held.values()))}
+            await conn.execute(Q["release"], list(held), list(held.values()))
+        return [i for i in held if i in kept]
+
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         where, params = _where(
@@ -632,7 +748,7 @@ class PostgresStore:
                 async with conn.transaction():
                     if lower + DAY <= events_before:
                         await conn.execute(
-                            "DELETE FROM deliveries WHERE status <> 'pending'"
+                            "DELETE FROM deliveries WHERE status NOT IN ('pending', 'held')"
                             f" AND event_id IN (SELECT id FROM {table})"
                         )
                         dropped += int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
@@ -645,7 +761,7 @@ class PostgresStore:
                         )
                         ids = [r[0] for r in gone]
                         await conn.execute(
-                            "DELETE FROM deliveries WHERE status <> 'pending'"
+                            "DELETE FROM deliveries WHERE status NOT IN ('pending', 'held')"
                             " AND event_id = ANY ($1::text[])",
                             ids,
                         )

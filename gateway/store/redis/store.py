@@ -19,7 +19,9 @@ Key layout (every name in `gateway.limits.keys.STORE_KEYS`, all under one hash t
   fields that change: `status`, `next`, `count`), a list of attempts, id indexes overall
   and per status, target, rule and event. A pending delivery sits in exactly one of two
   sorted sets: `due` (scored by `next_attempt_at`) or `leases` (scored by when its lease
-  runs out).
+  runs out). A held one (its target is disabled) sits in neither but in its target's
+  `held:<target>` (ids in accept order), and `held_targets` names the targets that have
+  any, so the periodic probe step touches only those.
 
 Atomicity: every write is one Lua script, which Redis runs alone and replicates and
 persists as a unit. `add_event` checks and sets the idempotency key, writes the event,
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
@@ -56,7 +59,14 @@ from redis.exceptions import RedisError
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease, RateLimit, delivery_host
 from gateway.errors import StoreError
 from gateway.limits import keys
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import (
+    PROBE_INTERVAL_MAX,
+    REENABLE_AFTER_DEFAULT,
+    App,
+    Event,
+    TargetStatus,
+    WebhookTarget,
+)
 from gateway.store.base import Accepted, DeliveryFilter, Page
 
 P = ParamSpec("P")
@@ -103,6 +113,9 @@ _SCRIPTS = {
         "save_target",
         "delete_target",
         "target_outcome",
+        "set_target_status",
+        "probe_targets",
+        "hold",
         "find_idempotent",
         "prune",
     )
@@ -167,7 +180,32 @@ def _target_data(t: WebhookTarget) -> bytes:
     )
 
 
-def _target(data: Any, failures: Any, status: Any) -> WebhookTarget:
+TARGET_FIELDS = (
+    "data",
+    "failures",
+    "status",
+    "reenable",
+    "disabled_at",
+    "next_probe",
+    "interval",
+    "probe",
+)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _target(
+    data: Any,
+    failures: Any,
+    status: Any,
+    reenable: Any = None,
+    disabled_at: Any = None,
+    next_probe: Any = None,
+    interval: Any = None,
+    probe: Any = None,
+) -> WebhookTarget:
     d = orjson.loads(data)
     retry = d.pop("retry")
     events = tuple(d.pop("events"))
@@ -176,6 +214,11 @@ def _target(data: Any, failures: Any, status: Any) -> WebhookTarget:
         events=events,
         status=_text(status),  # type: ignore[arg-type]
         consecutive_failures=int(failures),
+        reenable_after=float(reenable) if reenable is not None else REENABLE_AFTER_DEFAULT,
+        disabled_at=_float(disabled_at),
+        next_probe_at=_float(next_probe),
+        probe_interval=_float(interval),
+        probe_delivery_id=None if probe is None else _text(probe),
         **d,
     )
 
@@ -525,11 +568,16 @@ class RedisStore:
             _target_data(target),
             target.consecutive_failures,
             target.status,
+            _num(target.reenable_after),
+            _opt(None if target.disabled_at is None else _num(target.disabled_at)),
+            _opt(None if target.next_probe_at is None else _num(target.next_probe_at)),
+            _opt(None if target.probe_interval is None else _num(target.probe_interval)),
+            _opt(target.probe_delivery_id),
         )
 
     @_translated
     async def get_target(self, target_id: str) -> WebhookTarget | None:
-        row = await self._redis.hmget(self._key("target", target_id), "data", "failures", "status")
+        row = await self._redis.hmget(self._key("target", target_id), *TARGET_FIELDS)
         return None if row[0] is None else _target(*row)
 
     @_translated
@@ -537,7 +585,7 @@ class RedisStore:
         ids = sorted(await self._redis.smembers(self._key("targets")))
         pipe = self._redis.pipeline(transaction=False)
         for target_id in ids:
-            pipe.hmget(self._key("target", _text(target_id)), "data", "failures", "status")
+            pipe.hmget(self._key("target", _text(target_id)), *TARGET_FIELDS)
         return [_target(*row) for row in await pipe.execute() if row[0] is not None]
 
     @_translated
@@ -550,7 +598,13 @@ class RedisStore:
 
     @_translated
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
         row = await self._run(
             "target_outcome",
@@ -558,8 +612,21 @@ class RedisStore:
             int(ok),
             _opt(None if disable_after is None else str(disable_after)),
             int(gone),
+            _num(time.time() if now is None else now),
+            _num(PROBE_INTERVAL_MAX),
         )
         return None if row is None else _target(*row)
+
+    @_translated
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        row = await self._run("set_target_status", target_id, status, _num(now))
+        return None if row is None else _target(*row)
+
+    @_translated
+    async def probe_targets(self, now: float) -> list[str]:
+        return [_text(i) for i in await self._run("probe_targets", _num(now))]
 
     # deliveries
     @_translated
@@ -702,6 +769,12 @@ class RedisStore:
         interval = max(1, round(1_000_000 / rate))
         wait = await self._run("delivery_slot", key, int(now * 1_000_000), interval, burst)
         return int(wait) / 1_000_000
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        if not held:
+            return []
+        pairs = [value for item in held.items() for value in item]
+        return [_text(i) for i in await self._run("hold", *pairs)]
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:

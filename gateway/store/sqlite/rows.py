@@ -204,6 +204,11 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.consecutive_failures,
         t.rate,
         t.burst,
+        t.reenable_after,
+        t.disabled_at,
+        t.next_probe_at,
+        t.probe_interval,
+        t.probe_delivery_id,
     )
 
 
@@ -224,6 +229,11 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         consecutive_failures=row[11],
         rate=row[12],
         burst=row[13],
+        reenable_after=row[14],
+        disabled_at=row[15],
+        next_probe_at=row[16],
+        probe_interval=row[17],
+        probe_delivery_id=row[18],
     )
 
 

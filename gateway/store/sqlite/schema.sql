@@ -34,6 +34,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due_host ON deliveries (next_attempt_at, l
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS deliveries_target ON deliveries (target_id, id)
     WHERE target_id IS NOT NULL;
+-- Held deliveries by target in accept order: the probe takes the first, a release all.
+CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (target_id, id)
+    WHERE status = 'held';
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id TEXT NOT NULL, n INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER,
     latency_ms REAL NOT NULL, error TEXT, response_excerpt TEXT, retry_after REAL,

@@ -42,7 +42,7 @@ from gateway.delivery import pipe as wire
 from gateway.delivery.restarts import RestartBackoff
 from gateway.errors import StoreError
 from gateway.limits.buckets import SlotBuckets
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import PROBE_INTERVAL_MAX, App, Event, TargetStatus, WebhookTarget
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.sqlite import rows, writer
 
@@ -353,10 +353,31 @@ class SqliteStore:
         return int(found[0][0])
 
     async def record_target_outcome(
-        self, target_id: str, ok: bool, disable_after: int | None, gone: bool = False
+        self,
+        target_id: str,
+        ok: bool,
+        disable_after: int | None,
+        gone: bool = False,
+        *,
+        now: float | None = None,
     ) -> WebhookTarget | None:
-        row = await self._write("target_outcome", target_id, ok, disable_after, gone)
+        now = time.time() if now is None else now
+        row = await self._write(
+            "target_outcome", target_id, ok, disable_after, gone, now, PROBE_INTERVAL_MAX
+        )
         return None if row is None else rows.target(row)
+
+    async def set_target_status(
+        self, target_id: str, status: TargetStatus, now: float
+    ) -> WebhookTarget | None:
+        row = await self._write("set_target_status", target_id, status, now)
+        return None if row is None else rows.target(row)
+
+    async def probe_targets(self, now: float) -> list[str]:
+        # A read first: the step runs every poll, and most of the time nothing is held.
+        if not await self._read("SELECT 1 FROM deliveries WHERE status = 'held' LIMIT 1"):
+            return []
+        return list(await self._write("probe_targets", now))
 
     # deliveries
     async def add_deliveries(
@@ -468,6 +489,11 @@ class SqliteStore:
         # One server process owns the database: its workers ask it, so this is every
         # worker's bucket (nothing to persist: a restart starts with a full bucket).
         return self._slots.take(key, rate, burst, now)
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        if not held:
+            return []
+        return list(await self._write("hold", dict(held)))
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
         where, params = _where(

@@ -47,7 +47,8 @@ DELIVERY_COLS = (
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures, rate, burst"
+    "updated_at, consecutive_failures, rate, burst, reenable_after, disabled_at, next_probe_at, "
+    "probe_interval, probe_delivery_id"
 )
 # The delivery columns as JSON values (bodies are UTF-8 JSON, so text is lossless).
 DELIVERY_JSON_COLS = (
@@ -104,6 +105,12 @@ ADDED_COLUMNS = (
     ("deliveries", "rate_limit", "TEXT"),
     ("targets", "rate", "REAL"),
     ("targets", "burst", "INTEGER"),
+    # Held, not dropped: a target's probe schedule (docs/design.md).
+    ("targets", "reenable_after", "REAL NOT NULL DEFAULT 600"),
+    ("targets", "disabled_at", "REAL"),
+    ("targets", "next_probe_at", "REAL"),
+    ("targets", "probe_interval", "REAL"),
+    ("targets", "probe_delivery_id", "TEXT"),
 )
 
 
@@ -268,7 +275,7 @@ def delete_app(conn: sqlite3.Connection, app_id: str) -> bool:
 
 
 def save_target(conn: sqlite3.Connection, row: list[Any]) -> None:
-    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(14)})", row)
+    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(19)})", row)
     _bump(conn, "targets_version")
 
 
@@ -276,32 +283,165 @@ def delete_target(conn: sqlite3.Connection, target_id: str) -> bool:
     found = conn.execute("DELETE FROM targets WHERE id = ?", (target_id,)).rowcount > 0
     if found:
         _bump(conn, "targets_version")
+        conn.execute(
+            "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL,"
+            " leased_until = NULL, lease_token = NULL WHERE target_id = ? AND status = 'held'",
+            (target_id,),
+        )
     return found
 
 
-def target_outcome(
-    conn: sqlite3.Connection, target_id: str, ok: bool, disable_after: int | None, gone: bool
-) -> list[Any] | None:
-    """Count a final outcome; disable after `disable_after` failures in a row (or `gone`).
-    Answers the target's row afterwards."""
-    row = conn.execute(
-        "SELECT consecutive_failures, status FROM targets WHERE id = ?", (target_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    failures = 0 if ok else row[0] + 1
-    status = row[1]
-    if gone or (not ok and disable_after is not None and failures >= disable_after):
-        status = "disabled"
-    conn.execute(
-        "UPDATE targets SET consecutive_failures = ?, status = ? WHERE id = ?",
-        (failures, status, target_id),
-    )
-    if status != row[1]:
-        _bump(conn, "targets_version")
+def _target(conn: sqlite3.Connection, target_id: str) -> list[Any]:
     return list(
         conn.execute(f"SELECT {TARGET_COLS} FROM targets WHERE id = ?", (target_id,)).fetchone()
     )
+
+
+def _disable(conn: sqlite3.Connection, target_id: str, now: float, probe: bool) -> None:
+    """Disable the target and hold its pending unleased deliveries; `probe`: disabled after
+    failures, so its first probe is due `reenable_after` from now."""
+    conn.execute(
+        "UPDATE targets SET disabled_at = CASE WHEN status = 'disabled' THEN disabled_at"
+        " ELSE ? END, status = 'disabled', probe_delivery_id = NULL,"
+        " probe_interval = CASE WHEN ? THEN reenable_after END,"
+        " next_probe_at = CASE WHEN ? THEN ? + reenable_after END WHERE id = ?",
+        (now, probe, probe, now, target_id),
+    )
+    _bump(conn, "targets_version")
+    conn.execute(
+        "UPDATE deliveries SET status = 'held', next_attempt_at = NULL, leased_until = NULL,"
+        " lease_token = NULL WHERE target_id = ? AND status = 'pending'"
+        " AND (leased_until IS NULL OR leased_until <= ?)",
+        (target_id, now),
+    )
+
+
+def _release_held(conn: sqlite3.Connection, target_id: str, now: float) -> list[str]:
+    """Every held delivery of the target pending, due `now` (claims take them by id)."""
+    rows = conn.execute(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, leased_until = NULL,"
+        " lease_token = NULL WHERE target_id = ? AND status = 'held' RETURNING id",
+        (now, target_id),
+    ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def _enable(conn: sqlite3.Connection, target_id: str, now: float) -> None:
+    conn.execute(
+        "UPDATE targets SET status = 'active', consecutive_failures = 0, disabled_at = NULL,"
+        " next_probe_at = NULL, probe_interval = NULL, probe_delivery_id = NULL WHERE id = ?",
+        (target_id,),
+    )
+    _bump(conn, "targets_version")
+    _release_held(conn, target_id, now)
+
+
+def target_outcome(
+    conn: sqlite3.Connection,
+    target_id: str,
+    ok: bool,
+    disable_after: int | None,
+    gone: bool,
+    now: float,
+    cap: float,
+) -> list[Any] | None:
+    """Count a final outcome; disable after `disable_after` failures in a row (or `gone`),
+    re-enable on a success after failures disabled it, double the wait after a failed
+    probe (up to `cap`). Answers the target's row afterwards."""
+    row = conn.execute(
+        "SELECT consecutive_failures, status, probe_interval, probe_delivery_id FROM targets"
+        " WHERE id = ?",
+        (target_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    failures, status, interval, probe = row
+    if status == "disabled":
+        if interval is None:  # disabled by hand: outcomes change nothing
+            pass
+        elif ok:
+            _enable(conn, target_id, now)
+        elif probe is not None:
+            interval = min(interval * 2, cap)
+            conn.execute(
+                "UPDATE targets SET consecutive_failures = consecutive_failures + 1,"
+                " probe_interval = ?, next_probe_at = ?, probe_delivery_id = NULL WHERE id = ?",
+                (interval, now + interval, target_id),
+            )
+            _bump(conn, "targets_version")
+        return _target(conn, target_id)
+    failures = 0 if ok else failures + 1
+    conn.execute("UPDATE targets SET consecutive_failures = ? WHERE id = ?", (failures, target_id))
+    if gone or (not ok and disable_after is not None and failures >= disable_after):
+        _disable(conn, target_id, now, True)
+    return _target(conn, target_id)
+
+
+def set_target_status(
+    conn: sqlite3.Connection, target_id: str, status: str, now: float
+) -> list[Any] | None:
+    if conn.execute("SELECT 1 FROM targets WHERE id = ?", (target_id,)).fetchone() is None:
+        return None
+    if status == "active":
+        _enable(conn, target_id, now)
+    else:
+        _disable(conn, target_id, now, False)
+    return _target(conn, target_id)
+
+
+# The distinct targets of held deliveries, one index probe each (a loose index scan).
+HELD_TARGETS = (
+    "WITH RECURSIVE t(id) AS ("
+    " SELECT (SELECT min(target_id) FROM deliveries WHERE status = 'held')"
+    " UNION ALL SELECT (SELECT min(target_id) FROM deliveries"
+    " WHERE status = 'held' AND target_id > t.id) FROM t WHERE t.id IS NOT NULL)"
+    " SELECT id FROM t WHERE id IS NOT NULL"
+)
+
+
+def probe_targets(conn: sqlite3.Connection, now: float) -> list[str]:
+    """Start the probes that are due, release the held deliveries of active targets, skip
+    those of deleted ones; answer the ids made pending."""
+    made: list[str] = []
+    for (target_id,) in conn.execute(HELD_TARGETS).fetchall():
+        row = conn.execute(
+            "SELECT status, probe_interval, next_probe_at, probe_delivery_id FROM targets"
+            " WHERE id = ?",
+            (target_id,),
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL,"
+                " leased_until = NULL, lease_token = NULL"
+                " WHERE target_id = ? AND status = 'held'",
+                (target_id,),
+            )
+            continue
+        status, interval, next_probe_at, probe = row
+        if status == "active":
+            made += _release_held(conn, target_id, now)
+            continue
+        if interval is None or next_probe_at is None or next_probe_at > now:
+            continue
+        out = conn.execute("SELECT status FROM deliveries WHERE id = ?", (probe,)).fetchone()
+        if out is not None and out[0] == "pending":
+            continue  # the last probe is still out
+        (first,) = conn.execute(
+            "SELECT id FROM deliveries WHERE target_id = ? AND status = 'held' ORDER BY id LIMIT 1",
+            (target_id,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, leased_until = NULL,"
+            " lease_token = NULL WHERE id = ?",
+            (now, first),
+        )
+        conn.execute(
+            "UPDATE targets SET probe_delivery_id = ?, next_probe_at = ? WHERE id = ?",
+            (first, now + interval, target_id),
+        )
+        _bump(conn, "targets_version")
+        made.append(first)
+    return made
 
 
 def add_deliveries(conn: sqlite3.Connection, rows: list[list[Any]], attempts: list[Any]) -> None:
@@ -401,6 +541,20 @@ def defer(conn: sqlite3.Connection, delivery_id: str, token: str, until: float) 
     )
 
 
+def hold(conn: sqlite3.Connection, held: dict[str, str]) -> list[str]:
+    """Held rows of a disabled target (not its probe) become `held`; the rest of `held`
+    just lose their lease."""
+    rows = conn.execute(
+        "UPDATE deliveries SET status = 'held', next_attempt_at = NULL, leased_until = NULL,"
+        f" lease_token = NULL{HELD_ROWS} AND EXISTS (SELECT 1 FROM targets AS t"
+        " WHERE t.id = deliveries.target_id AND t.status = 'disabled'"
+        " AND t.probe_delivery_id IS NOT deliveries.id) RETURNING deliveries.id",
+        (orjson.dumps(held).decode(),),
+    ).fetchall()
+    release(conn, held)
+    return [row[0] for row in rows]
+
+
 def prune(
     conn: sqlite3.Connection,
     events_before: float,
@@ -428,7 +582,7 @@ def prune(
     if old == "[]":
         return 0
     ids = "SELECT value FROM json_each(?)"
-    finished = f"status != 'pending' AND event_id IN ({ids})"
+    finished = f"status NOT IN ('pending', 'held') AND event_id IN ({ids})"
     conn.execute(
         f"DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE {finished})",
         (old,),
@@ -445,6 +599,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "save_target": save_target,
     "delete_target": delete_target,
     "target_outcome": target_outcome,
+    "set_target_status": set_target_status,
+    "probe_targets": probe_targets,
+    "hold": hold,
     "add_deliveries": add_deliveries,
     "claim": claim,
     "requeue": requeue,

@@ -138,6 +138,13 @@ class MemorySource:
     async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
         return self.slots.take(key, rate, burst, now)
 
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        kept = [i for i, token in held.items() if self._holds(i, token)]
+        for i in kept:
+            self.rows[i] = dataclasses.replace(self.rows[i], status="held", next_attempt_at=None)
+            del self.leases[i]
+        return kept
+
     async def event_info(self, event_id: str) -> EventInfo | None:
         self.event_lookups.append(event_id)
         return self.events.get(event_id)
@@ -487,7 +494,7 @@ async def test_event_fetched_only_when_the_body_needs_it(
         forward = source.add(make(sink.url(), 5, body=None, action_type="forward"))
         await eventually(lambda: finished(source, [claimed_envelope, forward]))
     assert source.event_lookups == [EVENT.id, EVENT.id]
-    assert source.rows[disabled.id].status == "skipped"
+    assert source.rows[disabled.id].status == "held"  # kept for when the target is back
     bodies = {n: body for n, body in sink.received}
     assert bodies["1"] == b'{"n":1}'
     assert bodies["2"] == bodies["4"]
@@ -519,6 +526,35 @@ async def test_target_outcome_counts_final_outcomes_only(
         await eventually(lambda: finished(source, [row]))
     assert len(source.attempts[row.id]) == 2
     assert source.outcomes == [("wht_1", False, False)]
+
+
+async def test_a_delivery_for_a_disabled_target_is_held_unsent(
+    sinks: Callable[..., Any], client: DeliveryClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource(targets={"wht_off": TargetInfo(None, False, 3)})
+    async with running(source, client, settings()):
+        row = source.add(make(sink.url(), 1, target_id="wht_off"))
+        await eventually(lambda: finished(source, [row]))
+    assert source.rows[row.id].status == "held"
+    assert sink.received == [] and row.id not in source.attempts
+    assert source.outcomes == [] and row.id not in source.leases
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "succeeded"), (503, "held")])
+async def test_the_probe_of_a_disabled_target_is_sent_and_a_failed_one_held_again(
+    sinks: Callable[..., Any], client: DeliveryClient, status: int, outcome: str
+) -> None:
+    sink = await sinks(status=status)
+    source = MemorySource()
+    async with running(source, client, settings()):
+        probe = make(sink.url(), 1, target_id="wht_off", retry=(0.05, 0.05))
+        source.targets["wht_off"] = TargetInfo(None, False, 3, probe_delivery_id=probe.id)
+        source.add(probe)
+        await eventually(lambda: finished(source, [probe]))
+    assert [n for n, _ in sink.received] == ["1"]  # once: a failed probe is not retried
+    assert source.rows[probe.id].status == outcome
+    assert source.outcomes == [("wht_off", status == 200, False)]
 
 
 async def test_a_hung_hosts_backlog_stays_in_the_store_and_never_delays_another_host(

@@ -238,10 +238,12 @@ async def test_consecutive_final_failures_disable_the_target_with_one_alert(
     assert wiring.view["wht_crm"].status == "disabled"
     assert wiring.wakes == 3  # each alert's delivery is claimed now
 
-    # A disabled target is not sent to: its next delivery is skipped, nothing reaches the sink.
+    # A disabled target is not sent to: its next delivery is held, nothing reaches the sink.
     third, lease = await wiring.accept(3, sink.url("/crm"), target_id="wht_crm")
     attempt, status = await wiring.dispatcher.deliver(third, lease=lease)
-    assert status == "skipped" and attempt.error == "target is disabled or deleted"
+    assert status == "held" and attempt.error == "target is disabled: delivery held"
+    stored = await wiring.store.get_delivery(third.id)
+    assert stored is not None and (stored.status, stored.attempts) == ("held", ())
     assert len(sink.received) == 2
 
 

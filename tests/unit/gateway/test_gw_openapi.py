@@ -101,7 +101,7 @@ def test_record_schemas_follow_the_typed_records(tmp_path: Path) -> None:
     assert delivery["additionalProperties"] is False
     assert "attempts" in delivery["properties"] and "attempts" not in delivery["required"]
     assert delivery["properties"]["status"] == {
-        "enum": ["scheduled", "pending", "succeeded", "failed", "skipped", "cancelled"]
+        "enum": ["scheduled", "pending", "held", "succeeded", "failed", "skipped", "cancelled"]
     }
     assert {"id", "name", "token", "event_url"} <= set(schemas["AppRecord"]["properties"])
     assert "token" not in schemas["AppRecord"]["required"]

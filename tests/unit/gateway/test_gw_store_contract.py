@@ -26,6 +26,7 @@ from gateway.ids import hash_token, new_token, sortable_id
 from gateway.limits import keys
 from gateway.models import App, Event, WebhookTarget
 from gateway.store import DeliveryFilter, Store
+from gateway.store.base import Page
 from gateway.store.memory import MemoryStore
 from gateway.store.postgres.store import PostgresStore
 from gateway.store.redis.store import RedisStore
@@ -519,6 +520,7 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
         filter={">": [{"var": "total"}, 100]},
         retry=(1.0, 30.0),
         disable_after=None,
+        reenable_after=90.0,
         description="orders over 100",
     )
     second = make_target(T0 + 1, retry="none")
@@ -532,7 +534,15 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert await store.get_target("wht_missing") is None
     assert await store.list_targets() == [first, second]
 
-    changed = dataclasses.replace(second, url="http://127.0.0.1:9/other", status="disabled")
+    changed = dataclasses.replace(
+        second,
+        url="http://127.0.0.1:9/other",
+        status="disabled",
+        disabled_at=T0 + 2,
+        next_probe_at=T0 + 602,
+        probe_interval=600.0,
+        probe_delivery_id="dlv_probe",
+    )
     await store.save_target(changed)
     versions.append(await store.targets_version())
     assert await store.get_target(second.id) == changed
@@ -592,6 +602,186 @@ async def test_gone_disables_at_once_and_no_limit_never_disables(store: Store) -
     assert result is not None
     assert (result.consecutive_failures, result.status) == (10, "active")
     assert await store.record_target_outcome("wht_missing", False, 3) is None
+
+
+# held, not dropped: deliveries for a disabled target wait as `held`
+
+
+async def _target_with_deliveries(
+    store: Store, count: int, **fields: Any
+) -> tuple[WebhookTarget, list[Delivery]]:
+    """A target and `count` pending, unleased deliveries for it (in accept order), plus
+    one for another target that nothing here may touch."""
+    target = make_target(T0, **fields)
+    other = make_target(T0 + 0.5)
+    await store.create_target(target)
+    await store.create_target(other)
+    event = make_event("app_1", T0)
+    deliveries = [make_delivery(event.id, T0 + i / 1000, target_id=target.id) for i in range(count)]
+    bystander = make_delivery(event.id, T0 + 0.9, target_id=other.id)
+    await store.add_event(event, [*deliveries, bystander])
+    return target, deliveries
+
+
+async def _statuses(store: Store, ids: list[str]) -> list[str]:
+    found = [await store.get_delivery(i) for i in ids]
+    return [d.status if d is not None else "missing" for d in found]
+
+
+async def test_disabling_after_failures_holds_pending_deliveries(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 3, reenable_after=90.0)
+    leased = deliveries[2]
+    await store.claim_due(T0 + 1, 10, held(T0 + 60))
+    # the first two go back to the queue; the third stays with its (live) holder
+    await store.release({d.id: TOKEN for d in deliveries[:2]})
+    before = await store.targets_version()
+
+    disabled = await store.record_target_outcome(target.id, False, 1, now=T0 + 10)
+
+    assert disabled is not None and disabled.status == "disabled"
+    assert disabled.disabled_at == T0 + 10
+    assert disabled.probe_interval == 90.0 and disabled.next_probe_at == T0 + 100
+    assert await store.targets_version() != before
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held", "held", "pending"]
+    page = await store.list_deliveries(DeliveryFilter(status="held"))
+    assert [d.id for d in page.data] == [deliveries[1].id, deliveries[0].id]
+    assert all(d.next_attempt_at is None for d in page.data)
+    # the claimed one, once its holder finds the target disabled, is held under its token
+    assert await store.hold({leased.id: "not-the-holder"}) == []
+    assert await store.hold({leased.id: TOKEN}) == [leased.id]
+    assert await _statuses(store, [leased.id]) == ["held"]
+    # held rows are neither claimable nor pruned
+    claimed = await store.claim_due(T0 + 10_000, 10, held(T0 + 10_060, "holder-2"))
+    assert [d.id for d in claimed if d.target_id == target.id] == []
+    await store.prune(T0 + 10_000, T0 + 10_000)
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held"] * 3
+
+
+async def test_disabled_by_hand_holds_and_active_releases_at_once_in_order(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 3)
+    disabled = await store.set_target_status(target.id, "disabled", T0 + 5)
+    assert disabled is not None and disabled.status == "disabled"
+    assert disabled.probe_interval is None and disabled.next_probe_at is None
+    # events accepted meanwhile arrive held
+    later = make_event("app_1", T0 + 6)
+    new = make_delivery(later.id, T0 + 6, target_id=target.id, status="held", next_attempt_at=None)
+    await store.add_event(later, [new])
+    ids = [*(d.id for d in deliveries), new.id]
+    assert await _statuses(store, ids) == ["held"] * 4
+    # never probed, and a stray outcome does not re-enable it
+    assert await store.probe_targets(T0 + 1_000_000) == []
+    still = await store.record_target_outcome(target.id, True, 3, now=T0 + 7)
+    assert still is not None and still.status == "disabled"
+
+    active = await store.set_target_status(target.id, "active", T0 + 50)
+
+    assert active is not None and active.status == "active" and active.disabled_at is None
+    assert active.consecutive_failures == 0
+    assert await _statuses(store, ids) == ["pending"] * 4
+    claimed = await store.claim_due(T0 + 50, 10, held(T0 + 110))
+    assert [d.id for d in claimed if d.target_id == target.id] == ids
+    assert all(d.next_attempt_at == T0 + 50 for d in claimed if d.target_id == target.id)
+
+
+async def test_the_probe_is_the_oldest_held_delivery_and_its_success_releases_the_rest(
+    store: Store,
+) -> None:
+    target, deliveries = await _target_with_deliveries(store, 4, reenable_after=60.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0 + 10)
+    assert await store.probe_targets(T0 + 69) == []  # not yet
+
+    assert await store.probe_targets(T0 + 70) == [deliveries[0].id]
+
+    probing = await store.get_target(target.id)
+    assert probing is not None and probing.probe_delivery_id == deliveries[0].id
+    assert await store.probe_targets(T0 + 200) == []  # one probe out at a time
+    claimed = await store.claim_due(T0 + 70, 10, held(T0 + 130))
+    assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+    # the probe is not held again by a holder that finds its target disabled
+    assert await store.hold({deliveries[0].id: TOKEN}) == []
+    claimed = await store.claim_due(T0 + 71, 10, held(T0 + 131))
+    assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+    assert await store.finish_attempt(
+        deliveries[0].id, attempt(T0 + 71, 200), "succeeded", None, TOKEN
+    )
+
+    enabled = await store.record_target_outcome(target.id, True, 1, now=T0 + 72)
+
+    assert enabled is not None and enabled.status == "active"
+    assert (enabled.next_probe_at, enabled.probe_interval, enabled.probe_delivery_id) == (
+        None,
+        None,
+        None,
+    )
+    rest = [d.id for d in deliveries[1:]]
+    assert await _statuses(store, rest) == ["pending"] * 3
+    claimed = await store.claim_due(T0 + 72, 10, held(T0 + 132))
+    assert [d.id for d in claimed if d.target_id == target.id] == rest
+
+
+async def test_a_failed_probe_is_held_again_and_doubles_the_wait_up_to_the_cap(
+    store: Store,
+) -> None:
+    target, deliveries = await _target_with_deliveries(store, 2, reenable_after=4 * 3600.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0)
+    waits = []
+    now = T0
+    for _ in range(3):
+        current = await store.get_target(target.id)
+        assert current is not None and current.next_probe_at is not None
+        now = current.next_probe_at
+        assert await store.probe_targets(now) == [deliveries[0].id]
+        claimed = await store.claim_due(now, 10, held(now + 60))
+        assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+        failure = attempt(now, 503, error="HTTP 503")
+        assert await store.finish_attempt(deliveries[0].id, failure, "held", None, TOKEN)
+        after = await store.record_target_outcome(target.id, False, 1, now=now)
+        assert after is not None and after.status == "disabled"
+        assert after.probe_delivery_id is None
+        waits.append(after.probe_interval)
+        assert after.next_probe_at == now + (after.probe_interval or 0)
+    assert waits == [6 * 3600.0] * 3  # 4 h doubled is past the 6 h cap
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held", "held"]
+    probe = await store.get_delivery(deliveries[0].id)
+    assert probe is not None and probe.attempt_count == 3
+
+
+async def test_a_failed_probe_doubles_a_short_wait(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 1, reenable_after=2.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0)
+    assert await store.probe_targets(T0 + 2) == [deliveries[0].id]
+    await store.claim_due(T0 + 2, 10, held(T0 + 62))
+    await store.finish_attempt(deliveries[0].id, attempt(T0 + 2, 500), "held", None, TOKEN)
+    after = await store.record_target_outcome(target.id, False, 1, now=T0 + 3)
+    assert after is not None and (after.probe_interval, after.next_probe_at) == (4.0, T0 + 7)
+
+
+async def test_deleting_a_target_skips_its_held_deliveries(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 2)
+    await store.set_target_status(target.id, "disabled", T0 + 1)
+    assert await store.delete_target(target.id)
+    assert await _statuses(store, [d.id for d in deliveries]) == ["skipped", "skipped"]
+    assert await store.list_deliveries(DeliveryFilter(status="held")) == Page([], None)
+
+
+async def test_probe_targets_releases_held_of_an_active_target_and_skips_a_deleted_ones(
+    store: Store,
+) -> None:
+    """Deliveries planned as held by a process whose view of the target was behind."""
+    active = make_target(T0)
+    await store.create_target(active)
+    event = make_event("app_1", T0)
+    stale = make_delivery(event.id, T0, target_id=active.id, status="held", next_attempt_at=None)
+    orphan = make_delivery(
+        event.id, T0 + 0.001, target_id="wht_gone", status="held", next_attempt_at=None
+    )
+    await store.add_event(event, [stale, orphan])
+
+    assert await store.probe_targets(T0 + 5) == [stale.id]
+
+    assert await _statuses(store, [stale.id, orphan.id]) == ["pending", "skipped"]
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 65))
+    assert [d.id for d in claimed] == [stale.id]
 
 
 # deliveries

@@ -155,3 +155,52 @@ FROM unnest($29::text[], $30::text[], $31::text[], $32::float8[], $33::text[])
     AS f (id, attempt, status, next_at, token)
 WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
 RETURNING d.id
+
+-- name: hold_pending
+-- A target was disabled: its pending deliveries no process holds wait as held. A row a
+-- claim is taking is locked by it, and re-checked here once that claim commits.
+UPDATE deliveries
+SET status = 'held', next_attempt_at = NULL, leased_until = NULL, lease_token = NULL
+WHERE target_id = $1 AND status = 'pending' AND (leased_until IS NULL OR leased_until <= $2)
+
+-- name: unhold
+-- Every held delivery of target $1 becomes $2 ('pending', due $3, or 'skipped').
+UPDATE deliveries
+SET status = $2, next_attempt_at = $3, leased_until = NULL, lease_token = NULL
+WHERE target_id = $1 AND status = 'held'
+RETURNING id
+
+-- name: hold
+-- The fence of `release`, and the target must still be disabled with this row not its
+-- probe. FOR SHARE: a concurrent re-enable (which locks the target row) either finishes
+-- first, and this sees the target active, or waits for this, and then releases the row.
+UPDATE deliveries AS d
+SET status = 'held', next_attempt_at = NULL, leased_until = NULL, lease_token = NULL
+FROM unnest($1::text[], $2::text[]) AS h (id, token)
+WHERE d.id = h.id AND d.lease_token = h.token AND d.status = 'pending'
+  AND EXISTS (
+    SELECT 1 FROM targets AS t
+    WHERE t.id = d.target_id AND t.status = 'disabled'
+      AND t.probe_delivery_id IS DISTINCT FROM d.id
+    FOR SHARE
+  )
+RETURNING d.id
+
+-- name: held_targets
+-- The distinct targets of held deliveries, one index probe each (a loose index scan).
+WITH RECURSIVE t (id) AS (
+    SELECT (SELECT min(target_id) FROM deliveries WHERE status = 'held')
+    UNION ALL
+    SELECT (SELECT min(target_id) FROM deliveries WHERE status = 'held' AND target_id > t.id)
+    FROM t WHERE t.id IS NOT NULL
+)
+SELECT id FROM t WHERE id IS NOT NULL
+
+-- name: start_probe
+-- The oldest held delivery of target $1 becomes pending, due $2: the probe.
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = $2, leased_until = NULL, lease_token = NULL
+WHERE id = (
+    SELECT id FROM deliveries WHERE target_id = $1 AND status = 'held' ORDER BY id LIMIT 1
+)
+RETURNING id

@@ -59,6 +59,10 @@ for _ = 1, n do
     redis.call('ZADD', K.deliveries, 0, id)
     redis.call('ZADD', K.dlvs_by_status .. status, 0, id)
     redis.call('ZADD', K.dlvs_by_event .. ev, 0, id)
+    if status == 'held' and target then
+      redis.call('ZADD', K.held .. target, 0, id)
+      redis.call('SADD', K.held_targets, target)
+    end
     if status == 'pending' then
       if lease ~= '' then
         redis.call('ZADD', K.leases, lease, id)

@@ -15,5 +15,13 @@ if nxt then redis.call('HSET', dkey, 'next', nxt) else redis.call('HDEL', dkey, 
 redis.call('ZREM', K.leases, id)
 redis.call('ZREM', K.due, id)
 if status == 'pending' and nxt then redis.call('ZADD', K.due, nxt, id) end
+if status == 'held' then
+  -- a probe that failed waits with the rest of its target's held deliveries
+  local target = redis.call('HGET', dkey, 'target')
+  if target then
+    redis.call('ZADD', K.held .. target, 0, id)
+    redis.call('SADD', K.held_targets, target)
+  end
+end
 restatus(id, old, status)
 return 1

@@ -23,7 +23,7 @@ for _, id in ipairs(ids) do
   for _, d in ipairs(redis.call('ZRANGE', by_event, 0, -1)) do
     local dkey = K.delivery .. d
     local g = redis.call('HMGET', dkey, 'status', 'target', 'rule')
-    if g[1] ~= 'pending' then
+    if g[1] ~= 'pending' and g[1] ~= 'held' then
       redis.call('DEL', dkey, K.attempts .. d)
       redis.call('ZREM', K.deliveries, d)
       redis.call('ZREM', by_event, d)

@@ -4,6 +4,10 @@ for i = 3, #ARGV do
   local dkey = K.delivery .. id
   local old = redis.call('HGET', dkey, 'status')
   if old then
+    if old == 'held' then
+      local target = redis.call('HGET', dkey, 'target')
+      if target then redis.call('ZREM', K.held .. target, id) end
+    end
     redis.call('HSET', dkey, 'status', 'pending', 'next', now)
     redis.call('HDEL', dkey, 'lease')
     redis.call('ZREM', K.leases, id)
