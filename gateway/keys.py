@@ -69,6 +69,9 @@ STORE_KEYS: dict[str, str] = {
     "dlvs_by_event": "dlvs_event:",
     "due": "due",
     "leases": "leases",
+    # FIFO ordering: a list per ordering key of its pending delivery ids in accept order;
+    # only the head is ever in `due` or `leases`
+    "order": "order:",
 }
 
 

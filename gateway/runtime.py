@@ -132,7 +132,7 @@ class Gateway:
             targets=lambda: self.rules.targets,
             app_name=self.app_name,
             on_target_disabled=lambda: self.rules.refresh_targets(force=True),
-            alerts=Alerts(self.store, lambda: self.rules.current, wake=self._wake_delivery),
+            alerts=Alerts(self.store, lambda: self.rules.current, wake=self.wake_delivery),
         )
         # Inline delivery uses this dispatcher's poller; with workers it only serves the
         # target test endpoint, and the workers reach the store through `workers`.
@@ -263,8 +263,9 @@ class Gateway:
             return None
         return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
 
-    def _wake_delivery(self) -> None:
-        """New deliveries were committed by this process outside ingest (internal events)."""
+    def wake_delivery(self) -> None:
+        """Claim now: this process committed deliveries that no process holds yet
+        (internal events, ordered deliveries)."""
         if self.workers is not None:
             self.workers.wake()
         else:

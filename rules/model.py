@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from rules.errors import LogicError, RuleError
-from rules.logic import Condition, Logic, default_logic
+from rules.logic import Condition, Expression, Logic, default_logic
 from rules.template import Template
 
 TARGET_RULE_PREFIX = "target:"
@@ -69,15 +69,23 @@ class Action:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float | None = None  # seconds between the event and the first attempt
     cancel_on: CancelOn | None = None
+    # "fifo": deliveries with one ordering key go one at a time, in accept order (the key
+    # is `ordering_key` evaluated on the event, scoped to this action); None: unordered.
+    ordering: str | None = None
+    ordering_key: Expression | None = None  # None with ordering: one key for the action
 
     def content(self) -> dict[str, Any]:
-        """The action as plain JSON (for versions and the admin API); `delay` and
-        `cancel_on` only when set, so rules without them keep their versions."""
+        """The action as plain JSON (for versions and the admin API); `delay`,
+        `cancel_on` and `ordering` only when set, so rules without them keep their versions."""
         out = self._base_content()
         if self.delay is not None:
             out["delay"] = self.delay
         if self.cancel_on is not None:
             out["cancel_on"] = self.cancel_on.content()
+        if self.ordering is not None:
+            out["ordering"] = self.ordering
+            if self.ordering_key is not None:
+                out["ordering_key"] = self.ordering_key.logic
         return out
 
     def _base_content(self) -> dict[str, Any]:

@@ -102,9 +102,12 @@ def delivery_row(d: Delivery, lease: Lease | None) -> tuple[Any, ...]:
         d.next_attempt_at,
         d.attempt_count,
         to_json(d.headers),
-        None if lease is None else lease.until,
-        None if lease is None else lease.token,
+        d.ordering_key,
+        # an ordered delivery is never held at commit: a claim decides when it heads its key
+        None if lease is None or d.ordering_key is not None else lease.until,
+        None if lease is None or d.ordering_key is not None else lease.token,
         delivery_host(d.url),
+        None,  # ordering_seq: numbered by the writer, in commit order
     )
 
 
@@ -127,6 +130,7 @@ def delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery
         attempt_count=row[14],
         headers=tuple(tuple(h) for h in orjson.loads(row[15])),
         attempts=attempts,
+        ordering_key=row[16],
     )
 
 
@@ -148,6 +152,7 @@ def delivery_from_json(row: list[Any]) -> Delivery:
         next_attempt_at=row[13],
         attempt_count=row[14],
         headers=tuple((name, value) for name, value in row[15]),
+        ordering_key=row[16],
     )
 
 

@@ -1,6 +1,6 @@
 local id, attempt, status, nxt, token = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5]), ARGV[6]
 local dkey, akey = K.delivery .. id, K.attempts .. id
-local f = redis.call('HMGET', dkey, 'status', 'lease')
+local f = redis.call('HMGET', dkey, 'status', 'lease', 'okey')
 if not f[1] then return 0 end
 -- a replay of this very call after its answer was lost records nothing twice
 if redis.call('LINDEX', akey, -1) == attempt then return 1 end
@@ -15,5 +15,6 @@ if nxt then redis.call('HSET', dkey, 'next', nxt) else redis.call('HDEL', dkey, 
 redis.call('ZREM', K.leases, id)
 redis.call('ZREM', K.due, id)
 if status == 'pending' and nxt then redis.call('ZADD', K.due, nxt, id) end
+if status ~= 'pending' then leave_order(id, f[3]) end
 restatus(id, old, status)
 return 1
