@@ -18,7 +18,8 @@ APP_COLS = (
 EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key"
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
-    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers"
+    "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
+    "ordering_key"
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
@@ -97,9 +98,10 @@ def delivery_columns(
     deliveries: Sequence[Delivery], leases: Sequence[Lease | None]
 ) -> list[list[Any]]:
     """The deliveries as one array per column, each under the lease at its index
-    (attempts apart: `set_attempts`). Only a pending row is held."""
+    (attempts apart: `set_attempts`). Only a pending unordered row is held: an ordered
+    one waits for a claim, which alone knows whether it heads its key."""
     held = [
-        lease if lease is not None and d.status == "pending" else None
+        lease if lease is not None and d.status == "pending" and d.ordering_key is None else None
         for d, lease in zip(deliveries, leases, strict=True)
     ]
     return [
@@ -122,6 +124,7 @@ def delivery_columns(
         [None if lease is None else lease.until for lease in held],
         [None if lease is None else lease.token for lease in held],
         [delivery_host(d.url) for d in deliveries],
+        [d.ordering_key for d in deliveries],
     ]
 
 
@@ -152,6 +155,7 @@ def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
         attempt_count=row[14],
         headers=tuple((name, value) for name, value in orjson.loads(row[15])),
         attempts=tuple(attempt(a) for a in attempts),
+        ordering_key=row[16],
     )
 
 
