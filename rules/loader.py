@@ -394,13 +394,14 @@ class _Loader:
             return ordering, None
         if "ordering" not in table:
             error(f'{where}.ordering_key: only an ordered action has a key; set ordering = "fifo"')
-        source = self.with_vars(f"{where}.ordering_key", table["ordering_key"], error)
+        source = table["ordering_key"]
         if not isinstance(source, dict):
             error(
                 f"{where}.ordering_key: must be a JSON-Logic expression evaluated on the event, "
                 f'such as {{ var = "customerId" }}, got {source!r}'
             )
             return ordering, None
+        source = self.with_vars(f"{where}.ordering_key", source, error)
         try:
             return ordering, self.logic.expression(source)
         except LogicError as exc:
