@@ -1,0 +1,199 @@
+"""Ordered delivery (`ordering = "fifo"` keyed by `customerId`): the real server with two
+delivery worker processes and a loopback sink, on the SQLite, Redis and PostgreSQL stores.
+
+The sink answers the head of one customer with 500 until every other customer's
+deliveries have arrived: if the failing head blocked the other keys, the head would never
+succeed. A second action's head fails for good (retries exhausted), and the deliveries
+behind it then go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PER_CUSTOMER = 4  # events per customer of the "crm" action
+CRM_CUSTOMERS = ("A", "B", "C")  # A's first delivery fails until B's and C's all arrived
+LEDGER_CUSTOMERS = ("D", "E")  # D's first delivery fails for good (3 attempts)
+LEDGER_EVENTS = 3
+
+
+def _rules(tmp: Path, sink: harness.Sink) -> Path:
+    rules_dir = tmp / "rules.d"
+    rules_dir.mkdir()
+    (rules_dir / "ordered.toml").write_text(
+        f"""
+[[rules]]
+id = "crm"
+event_types = ["order"]
+
+  [[rules.actions]]
+  type = "webhook"
+  url = "{sink.url("/crm")}"
+  retry = [{", ".join(["0.4"] * 25)}]
+  ordering = "fifo"
+  ordering_key = {{ var = "customerId" }}
+
+[[rules]]
+id = "ledger"
+event_types = ["ledger"]
+
+  [[rules.actions]]
+  type = "webhook"
+  url = "{sink.url("/ledger")}"
+  retry = [0.2, 0.2]
+  ordering = "fifo"
+  ordering_key = {{ var = "customerId" }}
+"""
+    )
+    return rules_dir
+
+
+class OrderedSink:
+    """What the sink saw, per (path, customer): every arrival's `seq` in arrival order,
+    successes, and the most requests of one key it ever had in flight at once."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self.succeeded: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.most_in_flight: Counter[tuple[str, str]] = Counter()
+
+    def crm_others_done(self) -> bool:
+        return all(
+            len(self.succeeded[("/crm", c)]) == PER_CUSTOMER for c in CRM_CUSTOMERS if c != "A"
+        )
+
+    async def respond(self, received: harness.Received) -> int:
+        data = received.json()["data"]
+        key = (received.path, str(data["customerId"]))
+        seq = int(data["seq"])
+        self.arrivals[key].append(seq)
+        self.in_flight[key] += 1
+        self.most_in_flight[key] = max(self.most_in_flight[key], self.in_flight[key])
+        try:
+            # A request takes a moment, so two of one key sent at once would overlap here.
+            await asyncio.sleep(0.05)
+            if key == ("/crm", "A") and seq == 0:
+                if len(self.arrivals[key]) <= 2 or not self.crm_others_done():
+                    return 500
+            if key == ("/ledger", "D") and seq == 0:
+                return 500
+            self.succeeded[key].append(seq)
+            return 200
+        finally:
+            self.in_flight[key] -= 1
+
+
+def _env(tmp: Path, rules_dir: Path, backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    env = {
+        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
+        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
+        "HOOKGATE_RULES_DIR": str(rules_dir),
+        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
+        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
+        "HOOKGATE_DELIVERY_WORKERS": "2",
+        "HOOKGATE_LIMITS_APP_BURST": "1000",
+    }
+    if backend == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        env |= {
+            "HOOKGATE_STORAGE_BACKEND": "redis",
+            "HOOKGATE_REDIS_URL": redis_url["url"],
+            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
+        }
+    elif backend == "postgres":
+        pg = request.getfixturevalue("postgres_url")
+        env |= {
+            "HOOKGATE_STORAGE_BACKEND": "postgres",
+            "HOOKGATE_POSTGRES_URL": f"{pg['url']}?search_path={pg['schema']}",
+        }
+    return env
+
+
+def _post_all(server: harness.ServerProcess) -> dict[tuple[str, str, int], str]:
+    """Every event, one after another (each 202 before the next is sent, so accept order
+    is this order), interleaving the customers; answers event ids by (type, customer, seq)."""
+    with server.admin() as admin:
+        created = admin.post("/v1/apps", json={"name": "shop"})
+        assert created.status_code == 201, created.text
+        token = str(created.json()["token"])
+    harness.track_secret(token)
+    plan = [("order", c, n) for n in range(PER_CUSTOMER) for c in CRM_CUSTOMERS]
+    plan += [("ledger", c, n) for n in range(LEDGER_EVENTS) for c in LEDGER_CUSTOMERS]
+    ids: dict[tuple[str, str, int], str] = {}
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as public:
+        for event_type, customer, seq in plan:
+            payload = {"event_type": event_type, "customerId": customer, "seq": seq}
+            response = public.post(f"/api/event/{token}", json=payload)
+            assert response.status_code == 202, response.text
+            ids[(event_type, customer, seq)] = str(response.json()["event_id"])
+    return ids
+
+
+def _delivery(admin: httpx.Client, event_id: str) -> dict[str, Any]:
+    rows = admin.get("/v1/deliveries", params={"event_id": event_id}).json()["data"]
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_each_key_arrives_in_accept_order_while_a_failing_head_blocks_only_its_own(
+    tmp_path: Path, sink: harness.Sink, request: pytest.FixtureRequest, backend: str
+) -> None:
+    seen = OrderedSink()
+    sink.respond = seen.respond
+    env = _env(tmp_path, _rules(tmp_path, sink), backend, request)
+    server = harness.ServerProcess(tmp_path, env, f"fifo-{backend}")
+    try:
+        server.start()
+        ids = _post_all(server)
+
+        def all_sent() -> bool:
+            crm = all(len(seen.succeeded[("/crm", c)]) == PER_CUSTOMER for c in CRM_CUSTOMERS)
+            ledger = len(seen.succeeded[("/ledger", "E")]) == LEDGER_EVENTS
+            ledger = ledger and len(seen.succeeded[("/ledger", "D")]) == LEDGER_EVENTS - 1
+            return crm and ledger
+
+        harness.wait_until(all_sent, timeout=90.0, interval=0.1)
+        with server.admin() as admin:
+            head = harness.wait_until(
+                lambda: (d := _delivery(admin, ids[("order", "A", 0)]))["status"] == "succeeded"
+                and d
+            )
+            exhausted = _delivery(admin, ids[("ledger", "D", 0)])
+            after_exhausted = _delivery(admin, ids[("ledger", "D", 1)])
+    finally:
+        server.stop()
+
+    # every key's arrivals (retries included) in accept order: nothing overtook a head
+    for (path, customer), arrived in seen.arrivals.items():
+        assert arrived == sorted(arrived), (path, customer, arrived)
+    for customer in CRM_CUSTOMERS:
+        assert seen.succeeded[("/crm", customer)] == list(range(PER_CUSTOMER))
+    assert seen.succeeded[("/ledger", "E")] == list(range(LEDGER_EVENTS))
+    assert seen.succeeded[("/ledger", "D")] == list(range(1, LEDGER_EVENTS))
+    # one at a time per key, with two worker processes claiming
+    assert max(seen.most_in_flight.values()) == 1, dict(seen.most_in_flight)
+    # A's head failed until B and C had all arrived: they went on while it was retried
+    assert head["attempt_count"] >= 3, head
+    assert seen.arrivals[("/crm", "A")][: head["attempt_count"]] == [0] * head["attempt_count"]
+    # D's head failed for good after its retries; the next one of D went only then
+    assert (exhausted["status"], exhausted["attempt_count"]) == ("failed", 3), exhausted
+    assert seen.arrivals[("/ledger", "D")][:4] == [0, 0, 0, 1]
+    assert after_exhausted["status"] == "succeeded", after_exhausted
