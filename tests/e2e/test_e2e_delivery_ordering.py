@@ -82,9 +82,9 @@ class OrderedSink:
         try:
             # A request takes a moment, so two of one key sent at once would overlap here.
             await asyncio.sleep(0.05)
-            if key == ("/crm", "A") and seq == 0:
-                if len(self.arrivals[key]) <= 2 or not self.crm_others_done():
-                    return 500
+            head_of_a = key == ("/crm", "A") and seq == 0
+            if head_of_a and (len(self.arrivals[key]) <= 2 or not self.crm_others_done()):
+                return 500
             if key == ("/ledger", "D") and seq == 0:
                 return 500
             self.succeeded[key].append(seq)
@@ -93,7 +93,9 @@ class OrderedSink:
             self.in_flight[key] -= 1
 
 
-def _env(tmp: Path, rules_dir: Path, backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+def _env(
+    tmp: Path, rules_dir: Path, backend: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
     env = {
         "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
         "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
@@ -173,8 +175,9 @@ def test_each_key_arrives_in_accept_order_while_a_failing_head_blocks_only_its_o
         harness.wait_until(all_sent, timeout=90.0, interval=0.1)
         with server.admin() as admin:
             head = harness.wait_until(
-                lambda: (d := _delivery(admin, ids[("order", "A", 0)]))["status"] == "succeeded"
-                and d
+                lambda: (
+                    (d := _delivery(admin, ids[("order", "A", 0)]))["status"] == "succeeded" and d
+                )
             )
             exhausted = _delivery(admin, ids[("ledger", "D", 0)])
             after_exhausted = _delivery(admin, ids[("ledger", "D", 1)])

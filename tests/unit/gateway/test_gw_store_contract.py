@@ -859,8 +859,8 @@ async def finish(store: Store, delivery: Delivery, now: float, status: str, **fi
 async def test_one_keys_deliveries_are_claimed_one_at_a_time_in_accept_order(
     store: Store,
 ) -> None:
-    a = [await accept_ordered(store, T0 + n, "r#0|\"A\"") for n in range(3)]
-    b = [await accept_ordered(store, T0 + 10 + n, "r#0|\"B\"") for n in range(2)]
+    a = [await accept_ordered(store, T0 + n, 'r#0|"A"') for n in range(3)]
+    b = [await accept_ordered(store, T0 + 10 + n, 'r#0|"B"') for n in range(2)]
     plain = [await accept_ordered(store, T0 + 20 + n, None) for n in range(2)]
 
     assert await claim_ids(store, T0 + 30) == sorted([a[0].id, b[0].id, *(d.id for d in plain)])
@@ -874,7 +874,7 @@ async def test_one_keys_deliveries_are_claimed_one_at_a_time_in_accept_order(
     await finish(store, b[0], T0 + 33, "succeeded")
     assert await claim_ids(store, T0 + 33) == sorted([a[2].id, b[1].id])
     claimed = await store.get_delivery(a[2].id)
-    assert claimed is not None and claimed.ordering_key == "r#0|\"A\""
+    assert claimed is not None and claimed.ordering_key == 'r#0|"A"'
 
 
 async def test_a_failing_head_blocks_only_its_own_key_until_it_fails_for_good(
