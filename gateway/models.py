@@ -64,3 +64,7 @@ class WebhookTarget:
     created_at: float = 0.0
     updated_at: float = 0.0
     consecutive_failures: int = 0
+    # "fifo": its deliveries with one key (`ordering_key`, JSON-Logic on the event; None:
+    # one key for the target) go one at a time, in accept order; None: unordered.
+    ordering: Literal["fifo"] | None = None
+    ordering_key: Any = None

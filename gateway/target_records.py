@@ -25,8 +25,7 @@ from gateway.ids import new_id
 from gateway.models import WebhookTarget
 from rules import Logic, LogicError
 
-FIELDS = ("url", "events", "filter", "secret", "retry", "disable_after", "description")
-PATCHABLE = (
+FIELDS = (
     "url",
     "events",
     "filter",
@@ -34,8 +33,10 @@ PATCHABLE = (
     "retry",
     "disable_after",
     "description",
-    "status",
+    "ordering",
+    "ordering_key",
 )
+PATCHABLE = (*FIELDS, "status")
 
 
 async def _url(value: Any, settings: Settings) -> str:
@@ -108,6 +109,30 @@ def _description(value: Any) -> str:
     return value
 
 
+def _ordering(ordering: Any, key: Any, logic: Logic) -> dict[str, Any]:
+    """`ordering` and `ordering_key` together (a key means nothing without ordering)."""
+    if ordering is not None and ordering != "fifo":
+        raise InvalidInput(
+            "ordering",
+            'must be "fifo" (deliveries with one ordering key are sent one at a time, in the'
+            " order their events were accepted) or null (unordered)",
+        )
+    if key is None:
+        return {"ordering": ordering, "ordering_key": None}
+    if ordering is None:
+        raise InvalidInput("ordering_key", 'only an ordered target has a key; set ordering "fifo"')
+    if not isinstance(key, dict):
+        raise InvalidInput(
+            "ordering_key",
+            'must be a JSON-Logic expression evaluated on the event, such as {"var": "customerId"}',
+        )
+    try:
+        logic.expression(key)
+    except LogicError as exc:
+        raise InvalidInput("ordering_key", f"is not a valid JSON-Logic expression: {exc}") from None
+    return {"ordering": ordering, "ordering_key": key}
+
+
 async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) -> WebhookTarget:
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
@@ -124,6 +149,7 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
         description=_description(body.get("description")),
         created_at=now,
         updated_at=now,
+        **_ordering(body.get("ordering"), body.get("ordering_key"), logic),
     )
 
 
@@ -150,6 +176,11 @@ async def update_target(
         changes["disable_after"] = _disable_after(body["disable_after"])
     if "description" in body:
         changes["description"] = _description(body["description"])
+    if "ordering" in body or "ordering_key" in body:
+        # Unordering a target drops its key; a new key alone keeps the ordering it has.
+        ordering = body.get("ordering", target.ordering)
+        key = body.get("ordering_key", target.ordering_key if ordering is not None else None)
+        changes.update(_ordering(ordering, key, logic))
     if "status" in body:
         if body["status"] not in ("active", "disabled"):
             raise InvalidInput("status", "must be 'active' or 'disabled'")

@@ -145,6 +145,8 @@ class Rule:
         timeout_seconds: float | None = None,
         description: str = "",
         enabled: bool = True,
+        ordering: str | None = None,
+        ordering_key: Any = None,
     ) -> Rule:
         """The rule a webhook target stands for: `event_types = events`, `when = filter`,
         one `webhook` action with no body (the caller sends the envelope).
@@ -167,12 +169,20 @@ class Rule:
                 condition = (logic or default_logic()).compile(filter)
             except LogicError as exc:
                 raise RuleError(source, rule_id, f"filter: {exc}") from exc
+        key = None
+        if ordering_key is not None:
+            try:
+                key = (logic or default_logic()).expression(ordering_key)
+            except LogicError as exc:
+                raise RuleError(source, rule_id, f"ordering_key: {exc}") from exc
         action = Action(
             type="webhook",
             url=url,
             retry=retry,
             timeout_seconds=timeout_seconds,
             disable_after=disable_after,
+            ordering=ordering,
+            ordering_key=key,
         )
         return cls(
             id=rule_id,

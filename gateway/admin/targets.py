@@ -37,6 +37,8 @@ class TargetFields(TypedDict, total=False):
     retry: str | list[float]
     disable_after: int | None
     description: str | None
+    ordering: str | None
+    ordering_key: Any
     status: str
 
 

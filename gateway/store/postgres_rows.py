@@ -23,7 +23,7 @@ DELIVERY_COLS = (
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures"
+    "updated_at, consecutive_failures, ordering, ordering_key"
 )
 
 
@@ -173,6 +173,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.ordering,
+        None if t.ordering_key is None else _json(t.ordering_key),
     )
 
 
@@ -191,4 +193,6 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        ordering=row[12],
+        ordering_key=None if row[13] is None else orjson.loads(row[13]),
     )

@@ -161,6 +161,8 @@ def _target_data(t: WebhookTarget) -> bytes:
             "description": t.description,
             "created_at": t.created_at,
             "updated_at": t.updated_at,
+            "ordering": t.ordering,
+            "ordering_key": t.ordering_key,
         }
     )
 

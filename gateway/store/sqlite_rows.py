@@ -204,6 +204,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.created_at,
         t.updated_at,
         t.consecutive_failures,
+        t.ordering,
+        None if t.ordering_key is None else to_json(t.ordering_key),
     )
 
 
@@ -222,6 +224,8 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         created_at=row[9],
         updated_at=row[10],
         consecutive_failures=row[11],
+        ordering=row[12],
+        ordering_key=None if row[13] is None else orjson.loads(row[13]),
     )
 
 

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS targets (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL,
     filter TEXT, status TEXT NOT NULL, retry TEXT NOT NULL, disable_after INTEGER,
     description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0
+    consecutive_failures INTEGER NOT NULL DEFAULT 0, ordering TEXT, ordering_key TEXT
 );
 -- The delivery queue depth (a /metrics gauge), kept by triggers: counting the pending rows
 -- walked the whole due index, half a second of CPU at a million queued. Counted once when

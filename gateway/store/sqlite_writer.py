@@ -47,7 +47,7 @@ DELIVERY_COLS = (
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures"
+    "updated_at, consecutive_failures, ordering, ordering_key"
 )
 # The delivery columns as JSON values (bodies are UTF-8 JSON, so text is lossless).
 DELIVERY_JSON_COLS = (
@@ -108,6 +108,9 @@ ADDED_COLUMNS = (
     # What an attempt sent and received (JSON; NULL on attempts from before them).
     ("attempts", "request", "TEXT"),
     ("attempts", "response_headers", "TEXT"),
+    # FIFO ordering of a target's deliveries (NULL: unordered; the key as JSON-Logic JSON)
+    ("targets", "ordering", "TEXT"),
+    ("targets", "ordering_key", "TEXT"),
 )
 
 
@@ -293,7 +296,7 @@ def delete_app(conn: sqlite3.Connection, app_id: str) -> bool:
 
 
 def save_target(conn: sqlite3.Connection, row: list[Any]) -> None:
-    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(12)})", row)
+    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(14)})", row)
     _bump(conn, "targets_version")
 
 

@@ -200,3 +200,102 @@ def test_each_key_arrives_in_accept_order_while_a_failing_head_blocks_only_its_o
     assert (exhausted["status"], exhausted["attempt_count"]) == ("failed", 3), exhausted
     assert seen.arrivals[("/ledger", "D")][:4] == [0, 0, 0, 1]
     assert after_exhausted["status"] == "succeeded", after_exhausted
+
+
+# webhook targets: the same ordering, set through the API (in-process server, inline delivery)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"ordering": "lifo"}, "ordering"),
+        ({"ordering": True}, "ordering"),
+        ({"ordering_key": {"var": "customerId"}}, "ordering_key"),
+        ({"ordering": "fifo", "ordering_key": "customerId"}, "ordering_key"),
+        ({"ordering": "fifo", "ordering_key": {"no_such_op": [1]}}, "ordering_key"),
+    ],
+)
+def test_a_bad_target_ordering_is_refused(
+    gateway: harness.Gateway, sink: harness.Sink, fields: dict[str, Any], field: str
+) -> None:
+    response = gateway.admin.post("/v1/webhook-targets", json={"url": sink.url("/t"), **fields})
+    assert response.status_code == 422, response.text
+    assert (response.json()["error"], response.json()["field"]) == ("validation_error", field)
+    assert gateway.admin.get("/v1/webhook-targets").json()["data"] == []
+
+
+def test_target_ordering_is_set_patched_and_dropped(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    created = gateway.admin.post(
+        "/v1/webhook-targets",
+        json={"url": sink.url("/t"), "ordering": "fifo", "ordering_key": {"var": "customerId"}},
+    )
+    assert created.status_code == 201, created.text
+    harness.track_secret(created.json()["secret"])
+    target = created.json()
+    assert (target["ordering"], target["ordering_key"]) == ("fifo", {"var": "customerId"})
+    path = f"/v1/webhook-targets/{target['id']}"
+
+    rekeyed = gateway.admin.patch(path, json={"ordering_key": {"var": "accountId"}})
+    assert rekeyed.status_code == 200, rekeyed.text
+    assert (rekeyed.json()["ordering"], rekeyed.json()["ordering_key"]) == (
+        "fifo",
+        {"var": "accountId"},
+    )
+    dropped = gateway.admin.patch(path, json={"ordering": None})
+    assert (dropped.json()["ordering"], dropped.json()["ordering_key"]) == (None, None)
+    keyless = gateway.admin.patch(path, json={"ordering_key": {"var": "customerId"}})
+    assert keyless.status_code == 422 and keyless.json()["field"] == "ordering_key"
+    whole = gateway.admin.patch(path, json={"ordering": "fifo"})
+    assert (whole.json()["ordering"], whole.json()["ordering_key"]) == ("fifo", None)
+    assert gateway.admin.get(path).json() == whole.json()
+
+
+def test_an_ordered_target_keeps_each_key_in_order_while_one_head_fails(
+    gateway: harness.Gateway, sink: harness.Sink
+) -> None:
+    arrivals: dict[str, list[int]] = defaultdict(list)
+    succeeded: dict[str, list[int]] = defaultdict(list)
+
+    async def respond(received: harness.Received) -> int:
+        data = received.json()["data"]
+        customer, seq = str(data["customerId"]), int(data["seq"])
+        arrivals[customer].append(seq)
+        # X's first delivery fails until every delivery of Y has arrived
+        if (customer, seq) == ("X", 0) and (
+            len(arrivals["X"]) <= 2 or len(succeeded["Y"]) < 3
+        ):
+            return 500
+        succeeded[customer].append(seq)
+        return 200
+
+    sink.respond = respond
+    created = gateway.admin.post(
+        "/v1/webhook-targets",
+        json={
+            "url": sink.url("/t"),
+            "retry": [0.3] * 25,
+            "ordering": "fifo",
+            "ordering_key": {"var": "customerId"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    harness.track_secret(created.json()["secret"])
+    target_id = created.json()["id"]
+    _, token = gateway.create_app("shop", burst=100)
+    first = None
+    for seq in range(3):
+        for customer in ("X", "Y"):
+            response = gateway.post_event(token, {"customerId": customer, "seq": seq})
+            assert response.status_code == 202, response.text
+            if (customer, seq) == ("X", 0):
+                first = response.json()["event_id"]
+
+    harness.wait_until(lambda: len(succeeded["X"]) == 3 and len(succeeded["Y"]) == 3, timeout=60)
+    assert arrivals["X"][:3] == [0, 0, 0] and arrivals["X"] == sorted(arrivals["X"])
+    assert arrivals["Y"] == [0, 1, 2]
+    assert succeeded == {"X": [0, 1, 2], "Y": [0, 1, 2]}
+    row = _delivery(gateway.admin, str(first))
+    assert row["ordering_key"] == f'target:{target_id}#0|"X"'
+    assert row["status"] == "succeeded" and row["attempt_count"] >= 3

@@ -543,6 +543,21 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert len(set(versions)) == len(versions), versions
 
 
+async def test_a_targets_ordering_reads_back_and_survives_outcomes(store: Store) -> None:
+    keyed = make_target(T0, ordering="fifo", ordering_key={"var": "customer.id"})
+    whole = make_target(T0 + 1, ordering="fifo")
+    await store.create_target(keyed)
+    await store.create_target(whole)
+    assert await store.get_target(keyed.id) == keyed
+    assert await store.list_targets() == [keyed, whole]
+    counted = await store.record_target_outcome(keyed.id, False, 3)
+    assert counted is not None
+    assert (counted.ordering, counted.ordering_key) == ("fifo", {"var": "customer.id"})
+    unordered = dataclasses.replace(whole, ordering=None)
+    await store.save_target(unordered)
+    assert await store.get_target(whole.id) == unordered
+
+
 async def test_consecutive_failures_disable_a_target_at_disable_after(store: Store) -> None:
     target = make_target(T0, disable_after=3)
     await store.create_target(target)

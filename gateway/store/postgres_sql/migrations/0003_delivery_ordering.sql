@@ -8,3 +8,5 @@ CREATE SEQUENCE deliveries_ordering_seq;
 -- A claim takes an ordered row only if this index holds no earlier pending row of its key.
 CREATE INDEX deliveries_ordering ON deliveries (ordering_key, ordering_seq)
     WHERE status = 'pending' AND ordering_key IS NOT NULL;
+-- A webhook target's own ordering: "fifo" or NULL, and its key as JSON-Logic JSON.
+ALTER TABLE targets ADD COLUMN ordering text, ADD COLUMN ordering_key text;
