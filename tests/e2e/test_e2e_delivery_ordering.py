@@ -263,9 +263,7 @@ def test_an_ordered_target_keeps_each_key_in_order_while_one_head_fails(
         customer, seq = str(data["customerId"]), int(data["seq"])
         arrivals[customer].append(seq)
         # X's first delivery fails until every delivery of Y has arrived
-        if (customer, seq) == ("X", 0) and (
-            len(arrivals["X"]) <= 2 or len(succeeded["Y"]) < 3
-        ):
+        if (customer, seq) == ("X", 0) and (len(arrivals["X"]) <= 2 or len(succeeded["Y"]) < 3):
             return 500
         succeeded[customer].append(seq)
         return 200
