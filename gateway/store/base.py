@@ -11,6 +11,14 @@ and act only on rows that still carry it, in the same transaction (or script) as
 write: a holder whose lease ran out and whose row another process claimed records
 nothing, renews nothing and releases nothing. A row whose lease ran out can be claimed by
 anyone; until then it is skipped. `requeue` (a manual retry) clears the token.
+
+Ordering (every backend, checked by the contract suite): a delivery with an
+`ordering_key` is claimed only while no delivery of the same key committed before it is
+still pending (due, scheduled, leased or waiting for a retry); its key's next delivery
+becomes claimable when it reaches a final status or is cancelled. Commit order is accept
+order. An ordered delivery is never held by the commit that adds it (a `lease` given to
+`add_event`/`add_deliveries` is not applied to it): only a claim knows whether it heads
+its key. A manual `requeue` of a finished ordered delivery puts it at the back of its key.
 """
 
 from __future__ import annotations
@@ -117,13 +125,15 @@ class Store(Protocol):
         self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None: ...
     async def has_due(self, now: float) -> bool:
-        """Whether any pending, unleased delivery is due (a cheap read before claiming)."""
+        """Whether any pending, unleased delivery is due and claimable (a cheap read before
+        claiming; an ordered one waiting behind its key's head does not count)."""
 
     async def claim_due(
         self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
     ) -> list[Delivery]:
         """Put up to `limit` pending deliveries whose `next_attempt_at` has come and whose
-        lease (if any) ran out under `lease`, oldest due first.
+        lease (if any) ran out under `lease`, oldest due first; of ordered deliveries, only
+        the head of each key (see the module docstring).
 
         Deliveries to a host in `skip_hosts` (`actions.delivery_host(url)`) are left unclaimed,
         however many are due: a worker whose queue for a hung host is full still claims

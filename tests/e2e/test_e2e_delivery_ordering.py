@@ -121,23 +121,34 @@ def _env(
     return env
 
 
-def _post_all(server: harness.ServerProcess) -> dict[tuple[str, str, int], str]:
+def _post_all(*servers: harness.ServerProcess) -> dict[tuple[str, str, int], str]:
     """Every event, one after another (each 202 before the next is sent, so accept order
-    is this order), interleaving the customers; answers event ids by (type, customer, seq)."""
-    with server.admin() as admin:
+    is this order), interleaving the customers and taking turns over `servers`; answers
+    event ids by (type, customer, seq)."""
+    with servers[0].admin() as admin:
         created = admin.post("/v1/apps", json={"name": "shop"})
         assert created.status_code == 201, created.text
         token = str(created.json()["token"])
     harness.track_secret(token)
+    clients = [httpx.Client(base_url=s.base_url, trust_env=False, timeout=10) for s in servers]
+    for client in clients[1:]:  # another gateway learns of the new app from the store
+        harness.wait_until(
+            lambda c=client: (
+                c.post(f"/api/event/{token}", json={"event_type": "ping"}).status_code == 202
+            )
+        )
     plan = [("order", c, n) for n in range(PER_CUSTOMER) for c in CRM_CUSTOMERS]
     plan += [("ledger", c, n) for n in range(LEDGER_EVENTS) for c in LEDGER_CUSTOMERS]
     ids: dict[tuple[str, str, int], str] = {}
-    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as public:
-        for event_type, customer, seq in plan:
+    try:
+        for turn, (event_type, customer, seq) in enumerate(plan):
             payload = {"event_type": event_type, "customerId": customer, "seq": seq}
-            response = public.post(f"/api/event/{token}", json=payload)
+            response = clients[turn % len(clients)].post(f"/api/event/{token}", json=payload)
             assert response.status_code == 202, response.text
             ids[(event_type, customer, seq)] = str(response.json()["event_id"])
+    finally:
+        for client in clients:
+            client.close()
     return ids
 
 
@@ -148,23 +159,38 @@ def _delivery(admin: httpx.Client, event_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "backend",
+    ("backend", "gateways"),
     [
-        "sqlite",
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("postgres", marks=pytest.mark.postgres),
+        ("sqlite", 1),
+        pytest.param("redis", 1, marks=pytest.mark.redis),
+        pytest.param("postgres", 1, marks=pytest.mark.postgres),
+        pytest.param("redis", 2, marks=pytest.mark.redis),
+        pytest.param("postgres", 2, marks=pytest.mark.postgres),
     ],
 )
 def test_each_key_arrives_in_accept_order_while_a_failing_head_blocks_only_its_own(
-    tmp_path: Path, sink: harness.Sink, request: pytest.FixtureRequest, backend: str
+    tmp_path: Path,
+    sink: harness.Sink,
+    request: pytest.FixtureRequest,
+    backend: str,
+    gateways: int,
 ) -> None:
+    """With two gateways, each has its two workers, and the events take turns between the
+    gateways: four processes claim from one store."""
     seen = OrderedSink()
     sink.respond = seen.respond
     env = _env(tmp_path, _rules(tmp_path, sink), backend, request)
-    server = harness.ServerProcess(tmp_path, env, f"fifo-{backend}")
+    servers = [
+        harness.ServerProcess(
+            tmp_path, {**env, "HOOKGATE_STORAGE_DATA_DIR": str(tmp_path / f"data{n}")}, f"fifo{n}"
+        )
+        for n in range(gateways)
+    ]
+    server = servers[0]
     try:
-        server.start()
-        ids = _post_all(server)
+        for one in servers:
+            one.start()
+        ids = _post_all(*servers)
 
         def all_sent() -> bool:
             crm = all(len(seen.succeeded[("/crm", c)]) == PER_CUSTOMER for c in CRM_CUSTOMERS)
@@ -182,7 +208,8 @@ def test_each_key_arrives_in_accept_order_while_a_failing_head_blocks_only_its_o
             exhausted = _delivery(admin, ids[("ledger", "D", 0)])
             after_exhausted = _delivery(admin, ids[("ledger", "D", 1)])
     finally:
-        server.stop()
+        for one in servers:
+            one.stop()
 
     # every key's arrivals (retries included) in accept order: nothing overtook a head
     for (path, customer), arrived in seen.arrivals.items():
