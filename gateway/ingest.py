@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import orjson
 from fastjsonschema import JsonSchemaValueException
 
-from actions import Delivery, EventInfo, Lease, SignatureError, plan_deliveries
+from actions import EventInfo, Lease, SignatureError, plan_deliveries
 from gateway.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import new_id
@@ -168,12 +168,6 @@ def _idempotency_key(raw: bytes) -> str:
     if len(raw) <= MAX_KEY_BYTES:
         return raw.decode("latin-1")
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def _later(delivery: Delivery, now: float) -> bool:
-    """Whether a delivery is left for a claim rather than held and sent by this process:
-    it is delayed, or ordered (only the store knows whether it heads its key)."""
-    return delivery.next_attempt_at != now or delivery.ordering_key is not None
 
 
 def stored_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -382,8 +376,13 @@ class IngestEndpoint:
         lease = gw.lease() if deliveries else None
         # A delayed delivery is committed with the event but not held: whichever process
         # polls when it is due claims it. All delayed: no lease at all; mixed: released.
-        # An ordered one likewise: only a claim knows whether it heads its key.
-        later = [d for d in deliveries if _later(d, now)] if deliveries else None
+        # An ordered one likewise: only a claim knows whether it heads its key. (Inline
+        # conditions, not a helper: this runs per delivery on the ingest hot path.)
+        later = (
+            [d for d in deliveries if d.next_attempt_at != now or d.ordering_key is not None]
+            if deliveries
+            else None
+        )
         if later and len(later) == len(deliveries):
             lease = None
         accepted = await self._commit(event, deliveries, key, lease)
@@ -408,7 +407,9 @@ class IngestEndpoint:
             )
         if later and lease is not None:
             await gw.store.release({d.id: lease.token for d in later})
-            deliveries = [d for d in deliveries if not _later(d, now)]
+            deliveries = [
+                d for d in deliveries if d.next_attempt_at == now and d.ordering_key is None
+            ]
         if deliveries:
             if gw.workers is None:
                 gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)
