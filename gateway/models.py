@@ -30,7 +30,7 @@ class App:
     updated_at: float = 0.0
     previous_token_hash: str | None = None
     previous_token_expires_at: float | None = None
-    # How inbound requests are signed (gateway.inbound_signatures.SCHEMES); only with a secret.
+    # How inbound requests are signed (gateway.http.signatures.SCHEMES); only with a secret.
     signature_scheme: str = "standard-webhooks"
 
 

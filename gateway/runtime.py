@@ -27,20 +27,20 @@ from actions import (
     EventInfo,
     Lease,
 )
-from gateway import keys
-from gateway.alerts import Alerts
-from gateway.appindex import AppIndex
 from gateway.config import RulesSettings, Settings
-from gateway.delivery import StoreSource, build_http_client, dispatch_settings
-from gateway.guard import GuessGuard
-from gateway.logs import AccessLog
-from gateway.metrics import Metrics
-from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
-from gateway.resp import RespClient
-from gateway.rulestate import RuleState
-from gateway.served_url import forget_served_url, record_served_url
+from gateway.delivery.alerts import Alerts
+from gateway.delivery.host import WorkerHost
+from gateway.delivery.wiring import StoreSource, build_http_client, dispatch_settings
+from gateway.http.appindex import AppIndex
+from gateway.http.served_url import forget_served_url, record_served_url
+from gateway.limits import keys
+from gateway.limits.buckets import Buckets, Decision, MemoryBuckets, RedisBuckets
+from gateway.limits.guard import GuessGuard
+from gateway.limits.resp import RespClient
+from gateway.observability.logs import AccessLog
+from gateway.observability.metrics import Metrics
+from gateway.rulesets.state import RuleState
 from gateway.store import Store, build_store
-from gateway.workerhost import WorkerHost
 from rules import Logic
 
 log = logging.getLogger("hookgate")
@@ -125,7 +125,7 @@ class Gateway:
         self.http = http_client or build_http_client(settings)
         self.dispatch_settings = dispatch_settings(settings)
         # Inline: this process sends what it accepts. Otherwise `hookgate serve` runs
-        # delivery worker processes (gateway.worker) and this one only queues.
+        # delivery worker processes (gateway.delivery.worker) and this one only queues.
         self.inline_delivery = delivery.workers == 0
         source = StoreSource(
             self.store,

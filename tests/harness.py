@@ -31,8 +31,8 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
-from gateway.logs import JsonFormatter
-from gateway.serving import uvicorn_options
+from gateway.http.serving import uvicorn_options
+from gateway.observability.logs import JsonFormatter
 
 ADMIN_TOKEN = "test-admin-token"
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread (its own event loop); yield the base URL.
 
-    `options`: uvicorn settings (a gateway passes `gateway.serving.uvicorn_options`, so
+    `options`: uvicorn settings (a gateway passes `gateway.http.serving.uvicorn_options`, so
     tests run the protocol, header bound and proxy trust that `hookgate serve` runs)."""
     sock = free_socket()
     port = sock.getsockname()[1]

@@ -20,17 +20,19 @@ import pytest
 from actions import plan_deliveries
 from actions.ids import delivery_id, id_floor
 from actions.model import Attempt, Delivery, Lease
-from gateway import keys
-from gateway.cancel_on import CancelIndex, cancel_superseded
+from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
+from gateway.limits import keys
 from gateway.models import App, Event, WebhookTarget
-from gateway.store import DeliveryFilter, Store, sqlite_rows, sqlite_writer
-from gateway.store import sqlite as sqlite_store
+from gateway.store import DeliveryFilter, Store
 from gateway.store.memory import MemoryStore
-from gateway.store.postgres import PostgresStore
-from gateway.store.redis import RedisStore
-from gateway.store.sqlite import SqliteStore
+from gateway.store.postgres.store import PostgresStore
+from gateway.store.redis.store import RedisStore
+from gateway.store.sqlite import rows as sqlite_rows
+from gateway.store.sqlite import store as sqlite_store
+from gateway.store.sqlite import writer as sqlite_writer
+from gateway.store.sqlite.store import SqliteStore
 from rules import RuleSet, load_file
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
