@@ -600,6 +600,8 @@ class Dispatcher:
         if next_at is not None:
             heapq.heappush(self._wake_at, next_at)
             self._wake.set()
+        elif delivery.ordering_key is not None:
+            self._wake.set()  # the next delivery of its key may go now, not at the next poll
         self._log_line(
             "delivery attempt",
             {

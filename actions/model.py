@@ -168,3 +168,6 @@ class Delivery:
     next_attempt_at: float | None = None
     attempt_count: int = 0
     attempts: tuple[Attempt, ...] = field(default=())
+    # FIFO ordering (`ordering = "fifo"` on the action): deliveries with one key are sent
+    # one at a time in accept order; None: no ordering (the common case, never slowed).
+    ordering_key: str | None = None

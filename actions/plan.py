@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from actions.retry import parse_retry
 from actions.signing import Signer
 from rules import Action as RuleAction
 from rules import EventData, HookgateError, Match, Template, default_burst
+
+MAX_ORDERING_KEY = 200  # characters of a rendered key; a longer one is kept as its hash
 
 
 def retry_delays(action: RuleAction) -> tuple[float, ...]:
@@ -45,6 +48,35 @@ def _rate_limit(rule_id: str, index: int, rate: float, burst: int | None) -> Rat
 def _constant_body(template: Template) -> bytes:
     """A template without expressions renders the same bytes for every event."""
     return orjson.dumps(template.render(None))
+
+
+def ordering_key(scope: str, action: RuleAction, data: EventData | None) -> str | None:
+    """The FIFO key of one delivery of `action` (`scope` is "<rule id>#<action index>"):
+    None when the action is unordered; the scope alone without `ordering_key`; else the
+    scope, "|" and the key's value as canonical JSON (so `"42"` and `42` differ).
+
+    A key that is missing on the event (null), or that fails to evaluate, is `null`: those
+    deliveries share one key of their own rather than going unordered. A rendered key past
+    `MAX_ORDERING_KEY` characters is replaced by its SHA-256, so the store indexes a short
+    string whatever the event holds.
+    """
+    if action.ordering is None:
+        return None
+    expression = action.ordering_key
+    if expression is None:
+        return scope
+    try:
+        value = expression.evaluate(data)
+    except HookgateError:
+        value = None
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        text = "null"
+    key = f"{scope}|{text}"
+    if len(key) > MAX_ORDERING_KEY:
+        key = f"{scope}|sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+    return key
 
 
 def plan_deliveries(
@@ -75,6 +107,11 @@ def plan_deliveries(
                         body = orjson.dumps(template.render(event_data))
                 except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
                     failure = f"template error: {exc}"
+            key = None
+            if action.ordering is not None:
+                if event_data is None and action.ordering_key is not None:
+                    event_data = EventData(payload)
+                key = ordering_key(f"{rule.id}#{index}", action, event_data)
             delivery = Delivery(
                 id=delivery_id(now),
                 event_id=event_id,
@@ -93,6 +130,7 @@ def plan_deliveries(
                 else _rate_limit(rule.id, index, action.rate, action.burst),
                 created_at=now,
                 next_attempt_at=now if action.delay is None else now + action.delay,
+                ordering_key=key,
             )
             if failure is not None:  # rare: a template that failed on this event
                 delivery = dataclasses.replace(

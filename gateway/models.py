@@ -84,3 +84,7 @@ class WebhookTarget:
     next_probe_at: float | None = None
     probe_interval: float | None = None
     probe_delivery_id: str | None = None  # the held delivery out as a probe right now
+    # "fifo": its deliveries with one key (`ordering_key`, JSON-Logic on the event; None:
+    # one key for the target) go one at a time, in accept order; None: unordered.
+    ordering: Literal["fifo"] | None = None
+    ordering_key: Any = None

@@ -270,8 +270,8 @@ class Gateway:
         return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
 
     def wake_delivery(self) -> None:
-        """Deliveries became due outside ingest (internal events, a target enabled again):
-        claim them now, not at the next poll."""
+        """Claim now: this process committed deliveries that no process holds yet (internal
+        events, ordered deliveries) or that became due outside ingest (a target enabled again)."""
         if self.workers is not None:
             self.workers.wake()
         else:

@@ -21,7 +21,7 @@ from typing import Any
 
 from rules.durations import parse_duration
 from rules.errors import LogicError, RuleError
-from rules.logic import Logic, default_logic
+from rules.logic import Expression, Logic, default_logic
 from rules.model import Action, CancelOn, Rule, url_problem, version_of
 from rules.template import Template
 from rules.throttle import burst_problem, default_burst, rate_problem
@@ -41,7 +41,10 @@ ACTION_KEYS = (
     "cancel_on",
     "rate",
     "burst",
+    "ordering",
+    "ordering_key",
 )
+ORDERINGS = ("fifo",)
 CANCEL_ON_KEYS = ("event_types", "match")
 RETRY_NAMES = ("none", "standard")
 
@@ -362,6 +365,7 @@ class _Loader:
             cancel_on = self.cancel_on(f"{where}.cancel_on", table["cancel_on"], error)
             if "delay" not in table:
                 error(f"{where}.cancel_on: only a delayed action can be cancelled; set delay")
+        ordering, ordering_key = self.ordering(where, table, error)
         if len(self.errors) > count or not isinstance(action_type, str) or url is None:
             return None
         return Action(
@@ -377,6 +381,8 @@ class _Loader:
             cancel_on=cancel_on,
             rate=rate,
             burst=burst,
+            ordering=ordering,
+            ordering_key=ordering_key,
         )
 
     def rate_limit(
@@ -400,6 +406,36 @@ class _Loader:
             error(f"{where}.burst: {problem}")
             return None, None
         return float(rate), int(burst)
+
+    def ordering(
+        self, where: str, table: dict[str, Any], error: _Report
+    ) -> tuple[str | None, Expression | None]:
+        """`ordering` and the compiled `ordering_key` of an action (None, None: unordered)."""
+        ordering = table.get("ordering")
+        if ordering is not None and ordering not in ORDERINGS:
+            error(
+                f'{where}.ordering: must be "fifo" (deliveries with one ordering key are sent '
+                f"one at a time, in the order their events were accepted), got {ordering!r}"
+            )
+            ordering = None
+        if "ordering_key" not in table:
+            return ordering, None
+        if "ordering" not in table:
+            error(f'{where}.ordering_key: only an ordered action has a key; set ordering = "fifo"')
+        source = table["ordering_key"]
+        if not isinstance(source, dict):
+            error(
+                f"{where}.ordering_key: must be a JSON-Logic expression evaluated on the event, "
+                f'such as {{ var = "customerId" }}, got {source!r}'
+            )
+            return ordering, None
+        source = self.with_vars(f"{where}.ordering_key", source, error)
+        try:
+            return ordering, self.logic.expression(source)
+        except LogicError as exc:
+            for p in exc.problems:
+                error(f"{where}.ordering_key: {p}")
+        return ordering, None
 
     def cancel_on(self, where: str, value: Any, error: _Report) -> CancelOn | None:
         if not isinstance(value, dict):

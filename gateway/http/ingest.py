@@ -407,7 +407,13 @@ class IngestEndpoint:
         lease = gw.lease() if deliveries else None
         # A delayed delivery is committed with the event but not held: whichever process
         # polls when it is due claims it. All delayed: no lease at all; mixed: released.
-        later = [d for d in deliveries if d.next_attempt_at != now] if deliveries else None
+        # An ordered one likewise: only a claim knows whether it heads its key. (Inline
+        # conditions, not a helper: this runs per delivery on the ingest hot path.)
+        later = (
+            [d for d in deliveries if d.next_attempt_at != now or d.ordering_key is not None]
+            if deliveries
+            else None
+        )
         if later and len(later) == len(deliveries):
             lease = None
         accepted = await self._commit(event, deliveries, key, lease)
@@ -429,12 +435,16 @@ class IngestEndpoint:
             )
         if later and lease is not None:
             await gw.store.release({d.id: lease.token for d in later})
-            deliveries = [d for d in deliveries if d.next_attempt_at == now]
+            deliveries = [
+                d for d in deliveries if d.next_attempt_at == now and d.ordering_key is None
+            ]
         if deliveries:
             if gw.workers is None:
                 gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)
             else:
                 gw.workers.wake()
+        if later and any(d.ordering_key is not None for d in later):
+            gw.wake_delivery()  # claimed now (if it heads its key), not at the next poll
         return 202, event_id
 
     def _event_type(self, payload: dict[str, Any]) -> str | None:

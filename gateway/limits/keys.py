@@ -77,6 +77,9 @@ STORE_KEYS: dict[str, str] = {
     # in accept order), and the set of targets that have any
     "held": "held:",
     "held_targets": "held_targets",
+    # FIFO ordering: a list per ordering key of its pending delivery ids in accept order;
+    # only the head is ever in `due` or `leases`
+    "order": "order:",
 }
 
 

@@ -61,9 +61,11 @@ class _DeliveryFields(TypedDict):
 
 
 class DeliveryRecord(_DeliveryFields, total=False):
-    """A delivery; `attempts` on a read of one delivery, not in lists."""
+    """A delivery; `attempts` on a read of one delivery, not in lists; `ordering_key` on an
+    ordered delivery (sent one at a time with the others of its key, in accept order)."""
 
     attempts: list[AttemptRecord]
+    ordering_key: str
 
 
 class _EventFields(TypedDict):
@@ -92,6 +94,8 @@ class _TargetFields(TypedDict):
     retry: str | list[Any]
     disable_after: int | None
     description: str | None
+    ordering: Literal["fifo"] | None
+    ordering_key: Any
     created_at: str
     updated_at: str
     consecutive_failures: int
@@ -171,6 +175,8 @@ def delivery_json(delivery: Delivery, *, attempts: bool = True) -> DeliveryRecor
         ),
         "created_at": _time(delivery.created_at),
     }
+    if delivery.ordering_key is not None:
+        out["ordering_key"] = delivery.ordering_key
     if attempts:
         out["attempts"] = [attempt_json(a) for a in delivery.attempts]
     return out
@@ -213,6 +219,8 @@ def target_json(target: WebhookTarget, *, secret: bool = False) -> TargetRecord:
         "retry": target.retry if isinstance(target.retry, str) else list(target.retry),
         "disable_after": target.disable_after,
         "description": target.description,
+        "ordering": target.ordering,
+        "ordering_key": target.ordering_key,
         "created_at": rfc3339(target.created_at),
         "updated_at": rfc3339(target.updated_at),
         "consecutive_failures": target.consecutive_failures,

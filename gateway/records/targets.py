@@ -38,20 +38,10 @@ FIELDS = (
     "rate",
     "burst",
     "reenable_after",
+    "ordering",
+    "ordering_key",
 )
-PATCHABLE = (
-    "url",
-    "events",
-    "filter",
-    "secret",
-    "retry",
-    "disable_after",
-    "reenable_after",
-    "description",
-    "rate",
-    "burst",
-    "status",
-)
+PATCHABLE = (*FIELDS, "status")
 
 
 async def _url(value: Any, settings: Settings) -> str:
@@ -156,6 +146,30 @@ def _description(value: Any) -> str:
     return value
 
 
+def _ordering(ordering: Any, key: Any, logic: Logic) -> dict[str, Any]:
+    """`ordering` and `ordering_key` together (a key means nothing without ordering)."""
+    if ordering is not None and ordering != "fifo":
+        raise InvalidInput(
+            "ordering",
+            'must be "fifo" (deliveries with one ordering key are sent one at a time, in the'
+            " order their events were accepted) or null (unordered)",
+        )
+    if key is None:
+        return {"ordering": ordering, "ordering_key": None}
+    if ordering is None:
+        raise InvalidInput("ordering_key", 'only an ordered target has a key; set ordering "fifo"')
+    if not isinstance(key, dict):
+        raise InvalidInput(
+            "ordering_key",
+            'must be a JSON-Logic expression evaluated on the event, such as {"var": "customerId"}',
+        )
+    try:
+        logic.expression(key)
+    except LogicError as exc:
+        raise InvalidInput("ordering_key", f"is not a valid JSON-Logic expression: {exc}") from None
+    return {"ordering": ordering, "ordering_key": key}
+
+
 async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) -> WebhookTarget:
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
@@ -176,6 +190,7 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
         updated_at=now,
         rate=rate,
         burst=burst,
+        **_ordering(body.get("ordering"), body.get("ordering_key"), logic),
     )
 
 
@@ -209,6 +224,11 @@ async def update_target(
         rate = body.get("rate", target.rate)
         burst = body.get("burst", target.burst if rate is not None else None)
         changes["rate"], changes["burst"] = _rate_limit(rate, burst)
+    if "ordering" in body or "ordering_key" in body:
+        # Unordering a target drops its key; a new key alone keeps the ordering it has.
+        ordering = body.get("ordering", target.ordering)
+        key = body.get("ordering_key", target.ordering_key if ordering is not None else None)
+        changes.update(_ordering(ordering, key, logic))
     if "status" in body:
         if body["status"] not in ("active", "disabled"):
             raise InvalidInput("status", "must be 'active' or 'disabled'")

@@ -49,6 +49,8 @@ def target_rule(target: WebhookTarget, logic: Logic) -> Rule:
         retry=target.retry,
         disable_after=target.disable_after,
         logic=logic,
+        ordering=target.ordering,
+        ordering_key=target.ordering_key,
     )
 
 

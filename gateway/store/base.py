@@ -20,6 +20,14 @@ failures is probed: `probe_targets` makes its oldest held delivery pending once
 `next_probe_at` has come; the probe's success (`record_target_outcome(ok=True)`) makes the
 target active and every held delivery pending, due now, in accept (id) order; its failure
 doubles the wait. `delete_target` makes the target's held deliveries `skipped`.
+
+Ordering (every backend, checked by the contract suite): a delivery with an
+`ordering_key` is claimed only while no delivery of the same key committed before it is
+still pending (due, scheduled, leased or waiting for a retry); its key's next delivery
+becomes claimable when it reaches a final status or is cancelled. Commit order is accept
+order. An ordered delivery is never held by the commit that adds it (a `lease` given to
+`add_event`/`add_deliveries` is not applied to it): only a claim knows whether it heads
+its key. A manual `requeue` of a finished ordered delivery puts it at the back of its key.
 """
 
 from __future__ import annotations
@@ -154,13 +162,15 @@ class Store(Protocol):
         self, deliveries: Sequence[Delivery], lease: Lease | None = None
     ) -> None: ...
     async def has_due(self, now: float) -> bool:
-        """Whether any pending, unleased delivery is due (a cheap read before claiming)."""
+        """Whether any pending, unleased delivery is due and claimable (a cheap read before
+        claiming; an ordered one waiting behind its key's head does not count)."""
 
     async def claim_due(
         self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
     ) -> list[Delivery]:
         """Put up to `limit` pending deliveries whose `next_attempt_at` has come and whose
-        lease (if any) ran out under `lease`, oldest due first.
+        lease (if any) ran out under `lease`, oldest due first; of ordered deliveries, only
+        the head of each key (see the module docstring).
 
         Deliveries to a host in `skip_hosts` (`actions.delivery_host(url)`) are left unclaimed,
         however many are due: a worker whose queue for a hung host is full still claims

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Collection, Mapping, Sequence
 
@@ -25,6 +26,8 @@ class MemoryStore:
         self._deliveries: dict[str, Delivery] = {}
         self._leases: dict[str, Lease] = {}
         self._slots = SlotBuckets()
+        self._order: dict[str, int] = {}  # ordered delivery id -> its place in accept order
+        self._next_order = itertools.count()
         self._apps_version = 0
         self._targets_version = 0
 
@@ -288,8 +291,33 @@ class MemoryStore:
     ) -> None:
         for delivery in deliveries:
             self._deliveries[delivery.id] = delivery
-            if lease is not None:
+            if delivery.ordering_key is not None:
+                self._order[delivery.id] = next(self._next_order)
+            elif lease is not None:  # an ordered one is never held at commit: claims order it
                 self._leases[delivery.id] = lease
+
+    def _heads(self) -> dict[str, int]:
+        """Per ordering key, the place of its first pending delivery (the only one that
+        may be claimed)."""
+        heads: dict[str, int] = {}
+        for d in self._deliveries.values():
+            if d.ordering_key is not None and d.status == "pending":
+                place = self._order[d.id]
+                if place < heads.get(d.ordering_key, place + 1):
+                    heads[d.ordering_key] = place
+        return heads
+
+    def _due(self, now: float) -> list[Delivery]:
+        heads = self._heads()
+        return [
+            d
+            for d in self._deliveries.values()
+            if d.status == "pending"
+            and d.next_attempt_at is not None
+            and d.next_attempt_at <= now
+            and self._free(d.id, now)
+            and (d.ordering_key is None or heads[d.ordering_key] == self._order[d.id])
+        ]
 
     def _free(self, delivery_id: str, now: float) -> bool:
         lease = self._leases.get(delivery_id)
@@ -306,28 +334,14 @@ class MemoryStore:
         )
 
     async def has_due(self, now: float) -> bool:
-        return any(
-            d.status == "pending"
-            and d.next_attempt_at is not None
-            and d.next_attempt_at <= now
-            and self._free(d.id, now)
-            for d in self._deliveries.values()
-        )
+        return bool(self._due(now))
 
     async def claim_due(
         self, now: float, limit: int, lease: Lease, skip_hosts: Collection[str] = ()
     ) -> list[Delivery]:
         skip = set(skip_hosts)
         due = sorted(
-            (
-                d
-                for d in self._deliveries.values()
-                if d.status == "pending"
-                and d.next_attempt_at is not None
-                and d.next_attempt_at <= now
-                and self._free(d.id, now)
-                and (not skip or delivery_host(d.url) not in skip)
-            ),
+            (d for d in self._due(now) if not skip or delivery_host(d.url) not in skip),
             key=lambda d: (d.next_attempt_at or 0.0, d.id),
         )[:limit]
         for delivery in due:
@@ -396,6 +410,9 @@ class MemoryStore:
                 delivery, status="pending", next_attempt_at=now
             )
             self._leases.pop(delivery_id, None)
+            if delivery.ordering_key is not None and delivery.status != "pending":
+                # a manual retry of a finished delivery joins the back of its key
+                self._order[delivery_id] = next(self._next_order)
             count += 1
         return count
 
@@ -466,6 +483,7 @@ class MemoryStore:
         for delivery_id, d in list(self._deliveries.items()):
             if d.event_id in gone and d.status not in ("pending", "held"):
                 del self._deliveries[delivery_id]
+                self._order.pop(delivery_id, None)
         for key, event_id in list(self._idempotency.items()):
             event = self._events.get(event_id)
             if event is None or event.received_at < idempotency_before:

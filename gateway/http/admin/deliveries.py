@@ -191,6 +191,8 @@ async def cancel(request: Request) -> Response:
             f"delivery {delivery_id} is {delivery.status}; only a scheduled or pending"
             " delivery can be cancelled",
         )
+    if delivery.ordering_key is not None:
+        gw.wake_delivery()  # the next delivery of its key may go now
     delivery = await gw.store.get_delivery(delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery with id {delivery_id}")

@@ -40,6 +40,8 @@ class TargetFields(TypedDict, total=False):
     description: str | None
     rate: float | None
     burst: int | None
+    ordering: str | None
+    ordering_key: Any
     status: str
 
 

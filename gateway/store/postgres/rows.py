@@ -19,12 +19,12 @@ EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rul
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
     "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
-    "rate_limit"
+    "rate_limit, ordering_key"
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
     "updated_at, consecutive_failures, rate, burst, reenable_after, disabled_at, next_probe_at, "
-    "probe_interval, probe_delivery_id"
+    "probe_interval, probe_delivery_id, ordering, ordering_key"
 )
 
 
@@ -99,9 +99,10 @@ def delivery_columns(
     deliveries: Sequence[Delivery], leases: Sequence[Lease | None]
 ) -> list[list[Any]]:
     """The deliveries as one array per column, each under the lease at its index
-    (attempts apart: `set_attempts`). Only a pending row is held."""
+    (attempts apart: `set_attempts`). Only a pending unordered row is held: an ordered
+    one waits for a claim, which alone knows whether it heads its key."""
     held = [
-        lease if lease is not None and d.status == "pending" else None
+        lease if lease is not None and d.status == "pending" and d.ordering_key is None else None
         for d, lease in zip(deliveries, leases, strict=True)
     ]
     return [
@@ -125,6 +126,7 @@ def delivery_columns(
         [None if lease is None else lease.token for lease in held],
         [delivery_host(d.url) for d in deliveries],
         [None if d.rate_limit is None else _json(d.rate_limit.to_list()) for d in deliveries],
+        [d.ordering_key for d in deliveries],
     ]
 
 
@@ -156,6 +158,7 @@ def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
         headers=tuple((name, value) for name, value in orjson.loads(row[15])),
         rate_limit=None if row[16] is None else RateLimit.from_list(orjson.loads(row[16])),
         attempts=tuple(attempt(a) for a in attempts),
+        ordering_key=row[17],
     )
 
 
@@ -180,6 +183,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.next_probe_at,
         t.probe_interval,
         t.probe_delivery_id,
+        t.ordering,
+        None if t.ordering_key is None else _json(t.ordering_key),
     )
 
 
@@ -205,4 +210,6 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         next_probe_at=row[16],
         probe_interval=row[17],
         probe_delivery_id=row[18],
+        ordering=row[19],
+        ordering_key=None if row[20] is None else orjson.loads(row[20]),
     )

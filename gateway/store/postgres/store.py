@@ -431,7 +431,7 @@ class PostgresStore:
         update = ", ".join(f"{c} = excluded.{c}" for c in TARGET_COLS.split(", ")[1:])
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(19)})"
+                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(21)})"
                 f" ON CONFLICT (id) DO UPDATE SET {update}",
                 *rows.target_row(target),
             )

@@ -19,9 +19,12 @@ Key layout (every name in `gateway.limits.keys.STORE_KEYS`, all under one hash t
   fields that change: `status`, `next`, `count`), a list of attempts, id indexes overall
   and per status, target, rule and event. A pending delivery sits in exactly one of two
   sorted sets: `due` (scored by `next_attempt_at`) or `leases` (scored by when its lease
-  runs out). A held one (its target is disabled) sits in neither but in its target's
-  `held:<target>` (ids in accept order), and `held_targets` names the targets that have
-  any, so the periodic probe step touches only those.
+  runs out), except an ordered one that does not head its key: it waits in the key's
+  `order:` list (accept order, the order of the `add` scripts) until the head before it
+  reaches a final status or is cancelled, and only then enters `due`. A held one (its
+  target is disabled) sits in neither but in its target's `held:<target>` (ids in accept
+  order), and `held_targets` names the targets that have any, so the periodic probe step
+  touches only those.
 
 Atomicity: every write is one Lua script, which Redis runs alone and replicates and
 persists as a unit. `add_event` checks and sets the idempotency key, writes the event,
@@ -176,6 +179,8 @@ def _target_data(t: WebhookTarget) -> bytes:
             "updated_at": t.updated_at,
             "rate": t.rate,
             "burst": t.burst,
+            "ordering": t.ordering,
+            "ordering_key": t.ordering_key,
         }
     )
 
@@ -251,23 +256,24 @@ def _lease_args(lease: Lease | None) -> tuple[Any, Any]:
 
 
 def _delivery_args(d: Delivery) -> list[Any]:
-    meta = orjson.dumps(
-        {
-            "event_id": d.event_id,
-            "action_type": d.action_type,
-            "url": d.url,
-            "rule_id": d.rule_id,
-            "target_id": d.target_id,
-            "retry": list(d.retry),
-            "secret_env": d.secret_env,
-            "timeout_seconds": d.timeout_seconds,
-            "disable_after": d.disable_after,
-            "headers": [list(h) for h in d.headers],
-            "created_at": d.created_at,
-            # only when set: most deliveries have none, and every byte is per delivery
-            **({} if d.rate_limit is None else {"rate_limit": d.rate_limit.to_list()}),
-        }
-    )
+    fields: dict[str, Any] = {
+        "event_id": d.event_id,
+        "action_type": d.action_type,
+        "url": d.url,
+        "rule_id": d.rule_id,
+        "target_id": d.target_id,
+        "retry": list(d.retry),
+        "secret_env": d.secret_env,
+        "timeout_seconds": d.timeout_seconds,
+        "disable_after": d.disable_after,
+        "headers": [list(h) for h in d.headers],
+        "created_at": d.created_at,
+    }
+    if d.rate_limit is not None:  # only when set: most deliveries have none
+        fields["rate_limit"] = d.rate_limit.to_list()
+    if d.ordering_key is not None:  # absent on unordered rows (and rows from before it)
+        fields["ordering_key"] = d.ordering_key
+    meta = orjson.dumps(fields)
     return [
         d.id,
         meta,
@@ -280,6 +286,7 @@ def _delivery_args(d: Delivery) -> list[Any]:
         _opt(d.target_id),
         _opt(d.rule_id),
         delivery_host(d.url),
+        _opt(d.ordering_key),
         len(d.attempts),
         *(_attempt_data(a) for a in d.attempts),
     ]

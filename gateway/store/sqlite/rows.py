@@ -103,9 +103,12 @@ def delivery_row(d: Delivery, lease: Lease | None) -> tuple[Any, ...]:
         d.attempt_count,
         to_json(d.headers),
         None if d.rate_limit is None else to_json(d.rate_limit.to_list()),
-        None if lease is None else lease.until,
-        None if lease is None else lease.token,
+        d.ordering_key,
+        # an ordered delivery is never held at commit: a claim decides when it heads its key
+        None if lease is None or d.ordering_key is not None else lease.until,
+        None if lease is None or d.ordering_key is not None else lease.token,
         delivery_host(d.url),
+        None,  # ordering_seq: numbered by the writer, in commit order
     )
 
 
@@ -129,6 +132,7 @@ def delivery(row: Sequence[Any], attempts: tuple[Attempt, ...] = ()) -> Delivery
         headers=tuple(tuple(h) for h in orjson.loads(row[15])),
         rate_limit=None if row[16] is None else RateLimit.from_list(orjson.loads(row[16])),
         attempts=attempts,
+        ordering_key=row[17],
     )
 
 
@@ -151,6 +155,7 @@ def delivery_from_json(row: list[Any]) -> Delivery:
         attempt_count=row[14],
         headers=tuple((name, value) for name, value in row[15]),
         rate_limit=RateLimit.from_list(row[16]),
+        ordering_key=row[17],
     )
 
 
@@ -209,6 +214,8 @@ def target_row(t: WebhookTarget) -> tuple[Any, ...]:
         t.next_probe_at,
         t.probe_interval,
         t.probe_delivery_id,
+        t.ordering,
+        None if t.ordering_key is None else to_json(t.ordering_key),
     )
 
 
@@ -234,6 +241,8 @@ def target(row: Sequence[Any]) -> WebhookTarget:
         next_probe_at=row[16],
         probe_interval=row[17],
         probe_delivery_id=row[18],
+        ordering=row[19],
+        ordering_key=None if row[20] is None else orjson.loads(row[20]),
     )
 
 

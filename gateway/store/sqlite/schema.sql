@@ -1,7 +1,7 @@
 -- The SQLite store's schema, applied by the writer at every start (idempotent:
 -- IF NOT EXISTS everywhere; columns added later are migrated in sqlite_writer.py).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('apps_version', 0), ('targets_version', 0);
+INSERT OR IGNORE INTO meta VALUES ('apps_version', 0), ('targets_version', 0), ('ordering_seq', 0);
 CREATE TABLE IF NOT EXISTS apps (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
     enabled INTEGER NOT NULL, rate REAL, burst INTEGER, schema TEXT, signing_secret TEXT,
@@ -23,14 +23,21 @@ CREATE TABLE IF NOT EXISTS deliveries (
     retry TEXT NOT NULL, secret_env TEXT, timeout_seconds REAL, disable_after INTEGER,
     created_at REAL NOT NULL, next_attempt_at REAL, leased_until REAL,
     attempt_count INTEGER NOT NULL DEFAULT 0, headers TEXT NOT NULL DEFAULT '[]',
-    lease_token TEXT, host TEXT, rate_limit TEXT
+    lease_token TEXT, host TEXT, rate_limit TEXT, ordering_key TEXT, ordering_seq INTEGER
 ) WITHOUT ROWID;
 -- Covering for claims: the walk past a full host's due rows (a bulkhead skip) reads only
 -- this index, never the rows. A row from before the host column has host NULL and is
--- never skipped.
+-- never skipped. The ordering columns are NULL on unordered rows (a byte each), and let
+-- the claim test an ordered row for being the head of its key without reading the row.
 DROP INDEX IF EXISTS deliveries_due;
-CREATE INDEX IF NOT EXISTS deliveries_due_host ON deliveries (next_attempt_at, leased_until, host)
+DROP INDEX IF EXISTS deliveries_due_host;
+CREATE INDEX IF NOT EXISTS deliveries_due_order
+    ON deliveries (next_attempt_at, leased_until, host, ordering_key, ordering_seq)
     WHERE status = 'pending';
+-- FIFO ordering: the pending deliveries of one key in accept order. A claim takes an
+-- ordered row only if this index holds no earlier pending row of its key (one probe).
+CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries (ordering_key, ordering_seq)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS deliveries_target ON deliveries (target_id, id)
     WHERE target_id IS NOT NULL;
@@ -46,7 +53,8 @@ CREATE TABLE IF NOT EXISTS targets (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL,
     filter TEXT, status TEXT NOT NULL, retry TEXT NOT NULL, disable_after INTEGER,
     description TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0, rate REAL, burst INTEGER
+    consecutive_failures INTEGER NOT NULL DEFAULT 0, rate REAL, burst INTEGER, ordering TEXT,
+    ordering_key TEXT
 );
 -- The delivery queue depth (a /metrics gauge), kept by triggers: counting the pending rows
 -- walked the whole due index, half a second of CPU at a million queued. Counted once when

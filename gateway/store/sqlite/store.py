@@ -391,8 +391,9 @@ class SqliteStore:
 
     async def has_due(self, now: float) -> bool:
         found = await self._read(
-            "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND (leased_until IS NULL OR leased_until <= ?) LIMIT 1",
+            "SELECT 1 FROM deliveries AS d WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+            f" AND (d.leased_until IS NULL OR d.leased_until <= ?) AND {writer.HEAD_OF_KEY}"
+            " LIMIT 1",
             (now, now),
         )
         return bool(found)

@@ -43,26 +43,34 @@ EVENT_COLS = "id, app_id, event_type, received_at, payload, headers, matched_rul
 DELIVERY_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env, "
     "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
-    "rate_limit"
+    "rate_limit, ordering_key"
 )
 TARGET_COLS = (
     "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
     "updated_at, consecutive_failures, rate, burst, reenable_after, disabled_at, next_probe_at, "
-    "probe_interval, probe_delivery_id"
+    "probe_interval, probe_delivery_id, ordering, ordering_key"
 )
 # The delivery columns as JSON values (bodies are UTF-8 JSON, so text is lossless).
 DELIVERY_JSON_COLS = (
     "id, event_id, rule_id, target_id, action_type, url, status, CAST(body AS TEXT), "
     "json(retry), secret_env, timeout_seconds, disable_after, created_at, next_attempt_at, "
-    "attempt_count, json(headers), json(rate_limit)"
+    "attempt_count, json(headers), json(rate_limit), ordering_key"
 )
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT_KEYED = INSERT_EVENT + " ON CONFLICT DO NOTHING"
 INSERT_EVENT_HEAD = f"INSERT INTO events ({EVENT_COLS}) VALUES "
 INSERT_DELIVERY_HEAD = (
-    f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until, lease_token, host) VALUES "
+    f"INSERT INTO deliveries ({DELIVERY_COLS}, leased_until, lease_token, host, ordering_seq)"
+    " VALUES "
 )
-DELIVERY_ROW_COLS = 20
+DELIVERY_ROW_COLS = 22
+DELIVERY_STATUS, DELIVERY_KEY, DELIVERY_SEQ = 6, 17, 21  # columns of a delivery row
+# A claimable row: unordered, or no earlier pending row of its key (`deliveries_ordering`).
+HEAD_OF_KEY = (
+    "(d.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries AS e"
+    " WHERE e.ordering_key = d.ordering_key AND e.status = 'pending'"
+    " AND e.ordering_seq < d.ordering_seq))"
+)
 INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 EVENT_PAYLOAD = 4  # column of the event row that is bytes
@@ -111,6 +119,9 @@ ADDED_COLUMNS = (
     ("targets", "next_probe_at", "REAL"),
     ("targets", "probe_interval", "REAL"),
     ("targets", "probe_delivery_id", "TEXT"),
+    # FIFO ordering of a target's deliveries (NULL: unordered; the key as JSON-Logic JSON)
+    ("targets", "ordering", "TEXT"),
+    ("targets", "ordering_key", "TEXT"),
 )
 
 
@@ -122,13 +133,18 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def _add_lease_columns(conn: sqlite3.Connection) -> None:
-    """A database from before lease tokens and bulkheads gains their columns."""
+    """A database from before lease tokens, bulkheads and ordering gains their columns."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
     if not columns:
         return
-    for name in ("lease_token", "host"):
+    for name, kind in (
+        ("lease_token", "TEXT"),
+        ("host", "TEXT"),
+        ("ordering_key", "TEXT"),
+        ("ordering_seq", "INTEGER"),
+    ):
         if name not in columns:
-            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {name} TEXT")
+            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}")
 
 
 def _bytes(text: str | None) -> bytes | None:
@@ -144,6 +160,23 @@ def _delivery_rows(rows: list[list[Any]]) -> list[list[Any]]:
     for row in rows:
         row[DELIVERY_BODY] = _bytes(row[DELIVERY_BODY])
     return rows
+
+
+def number_ordered(conn: sqlite3.Connection, rows: Sequence[list[Any]]) -> None:
+    """Give each pending ordered row its place in accept order (`ordering_seq`), in the
+    order the rows are inserted: this process is the only writer, so insert order is
+    commit order. One statement per batch that has ordered rows, none otherwise."""
+    ordered = [
+        r for r in rows if r[DELIVERY_KEY] is not None and r[DELIVERY_STATUS] in ("pending", "held")
+    ]
+    if not ordered:
+        return
+    last = conn.execute(
+        "UPDATE meta SET value = value + ? WHERE key = 'ordering_seq' RETURNING value",
+        (len(ordered),),
+    ).fetchone()[0]
+    for place, row in enumerate(ordered, start=last - len(ordered) + 1):
+        row[DELIVERY_SEQ] = place
 
 
 def _bump(conn: sqlite3.Connection, key: str) -> None:
@@ -205,6 +238,7 @@ def add_events(
         answers.append([row[0] if row else event_id, True])
     delivery_rows = [row for _, deliveries, _ in inserted for row in deliveries]
     if delivery_rows:
+        number_ordered(conn, delivery_rows)
         insert_rows(conn, INSERT_DELIVERY_HEAD, DELIVERY_ROW_COLS, delivery_rows)
         attempt_rows = [row for _, _, attempts in inserted for row in attempts]
         if attempt_rows:
@@ -275,7 +309,7 @@ def delete_app(conn: sqlite3.Connection, app_id: str) -> bool:
 
 
 def save_target(conn: sqlite3.Connection, row: list[Any]) -> None:
-    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(19)})", row)
+    conn.execute(f"REPLACE INTO targets ({TARGET_COLS}) VALUES ({_marks(21)})", row)
     _bump(conn, "targets_version")
 
 
@@ -445,6 +479,7 @@ def probe_targets(conn: sqlite3.Connection, now: float) -> list[str]:
 
 
 def add_deliveries(conn: sqlite3.Connection, rows: list[list[Any]], attempts: list[Any]) -> None:
+    number_ordered(conn, rows)
     insert_rows(conn, INSERT_DELIVERY_HEAD, DELIVERY_ROW_COLS, rows)
     if attempts:
         conn.executemany(INSERT_ATTEMPT, attempts)
@@ -465,11 +500,11 @@ def claim(
     once per row.
     """
     ids = conn.execute(
-        "SELECT json_group_array(id) FROM (SELECT id FROM deliveries"
-        " WHERE status = 'pending' AND next_attempt_at <= ?"
-        " AND (leased_until IS NULL OR leased_until <= ?)"
-        " AND (host IS NULL OR host NOT IN (SELECT value FROM json_each(?)))"
-        " ORDER BY next_attempt_at LIMIT ?)",
+        "SELECT json_group_array(id) FROM (SELECT d.id FROM deliveries AS d"
+        " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+        " AND (d.leased_until IS NULL OR d.leased_until <= ?)"
+        " AND (d.host IS NULL OR d.host NOT IN (SELECT value FROM json_each(?)))"
+        f" AND {HEAD_OF_KEY} ORDER BY d.next_attempt_at LIMIT ?)",
         (now, now, orjson.dumps(skip_hosts).decode(), limit),
     ).fetchone()[0]
     if ids == "[]":
@@ -488,6 +523,18 @@ def claim(
 
 
 def requeue(conn: sqlite3.Connection, ids: list[str], now: float) -> int:
+    # A finished ordered delivery that is retried by hand joins the back of its key.
+    finished = conn.execute(
+        "SELECT json_group_array(id) FROM (SELECT d.id FROM deliveries AS d"
+        " JOIN json_each(?) AS r ON d.id = r.value"
+        " WHERE d.ordering_key IS NOT NULL AND d.status != 'pending' ORDER BY d.id)",
+        (orjson.dumps(ids).decode(),),
+    ).fetchone()[0]
+    for delivery_id in orjson.loads(finished):
+        place = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'ordering_seq' RETURNING value"
+        ).fetchone()[0]
+        conn.execute("UPDATE deliveries SET ordering_seq = ? WHERE id = ?", (place, delivery_id))
     cur = conn.executemany(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, leased_until = NULL,"
         " lease_token = NULL WHERE id = ?",

@@ -555,6 +555,21 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert len(set(versions)) == len(versions), versions
 
 
+async def test_a_targets_ordering_reads_back_and_survives_outcomes(store: Store) -> None:
+    keyed = make_target(T0, ordering="fifo", ordering_key={"var": "customer.id"})
+    whole = make_target(T0 + 1, ordering="fifo")
+    await store.create_target(keyed)
+    await store.create_target(whole)
+    assert await store.get_target(keyed.id) == keyed
+    assert await store.list_targets() == [keyed, whole]
+    counted = await store.record_target_outcome(keyed.id, False, 3)
+    assert counted is not None
+    assert (counted.ordering, counted.ordering_key) == ("fifo", {"var": "customer.id"})
+    unordered = dataclasses.replace(whole, ordering=None)
+    await store.save_target(unordered)
+    assert await store.get_target(whole.id) == unordered
+
+
 async def test_consecutive_failures_disable_a_target_at_disable_after(store: Store) -> None:
     target = make_target(T0, disable_after=3)
     await store.create_target(target)
@@ -1020,6 +1035,118 @@ async def test_cancel_marks_pending_deliveries_cancelled_and_unclaimable(store: 
     page = await store.list_deliveries(DeliveryFilter(status="cancelled"))
     assert sorted(d.id for d in page.data) == sorted([scheduled.id, leased.id])
     assert await store.cancel([scheduled.id]) == []
+
+
+# ordered delivery (ordering = "fifo"): one at a time per key, in accept order
+
+
+async def accept_ordered(store: Store, at: float, key: str | None, **fields: Any) -> Delivery:
+    """One event with one delivery under ordering key `key`, committed now. Its id is made
+    to sort *before* every earlier one, so a store that ordered by id would fail."""
+    event = make_event("app_1", at)
+    delivery = make_delivery(
+        event.id, at, id=delivery_id(T0 + 10_000 - at), ordering_key=key, **fields
+    )
+    await store.add_event(event, [delivery])
+    return delivery
+
+
+async def claim_ids(store: Store, now: float, token: str = TOKEN) -> list[str]:
+    return sorted(d.id for d in await store.claim_due(now, 100, held(now + 60, token)))
+
+
+async def finish(store: Store, delivery: Delivery, now: float, status: str, **fields: Any) -> None:
+    code = 200 if status == "succeeded" else 500
+    ok = await store.finish_attempt(
+        delivery.id, attempt(now, code), status, fields.get("next_at"), fields.get("token", TOKEN)
+    )
+    assert ok
+
+
+async def test_one_keys_deliveries_are_claimed_one_at_a_time_in_accept_order(
+    store: Store,
+) -> None:
+    a = [await accept_ordered(store, T0 + n, 'r#0|"A"') for n in range(3)]
+    b = [await accept_ordered(store, T0 + 10 + n, 'r#0|"B"') for n in range(2)]
+    plain = [await accept_ordered(store, T0 + 20 + n, None) for n in range(2)]
+
+    assert await claim_ids(store, T0 + 30) == sorted([a[0].id, b[0].id, *(d.id for d in plain)])
+    # the heads are held: nothing more of either key, however long we ask
+    assert await claim_ids(store, T0 + 31) == []
+    assert await store.has_due(T0 + 31) is False
+    await finish(store, a[0], T0 + 32, "succeeded")
+    assert await store.has_due(T0 + 32) is True
+    assert await claim_ids(store, T0 + 32) == [a[1].id]
+    await finish(store, a[1], T0 + 33, "succeeded")
+    await finish(store, b[0], T0 + 33, "succeeded")
+    assert await claim_ids(store, T0 + 33) == sorted([a[2].id, b[1].id])
+    claimed = await store.get_delivery(a[2].id)
+    assert claimed is not None and claimed.ordering_key == 'r#0|"A"'
+
+
+async def test_a_failing_head_blocks_only_its_own_key_until_it_fails_for_good(
+    store: Store,
+) -> None:
+    a1, a2 = [await accept_ordered(store, T0 + n, "k|a") for n in range(2)]
+    b1, b2 = [await accept_ordered(store, T0 + 2 + n, "k|b") for n in range(2)]
+    assert await claim_ids(store, T0 + 5) == sorted([a1.id, b1.id])
+    # a1 fails, its retry is due at T0 + 100; b goes on meanwhile, a2 waits
+    await finish(store, a1, T0 + 6, "pending", next_at=T0 + 100)
+    await finish(store, b1, T0 + 6, "succeeded")
+    assert await claim_ids(store, T0 + 7) == [b2.id]
+    await finish(store, b2, T0 + 8, "succeeded")
+    assert await store.has_due(T0 + 50) is False
+    assert await claim_ids(store, T0 + 50) == []
+    # the retry comes due: the head again, still not a2
+    assert await claim_ids(store, T0 + 100) == [a1.id]
+    await finish(store, a1, T0 + 101, "failed")  # retries exhausted: the next one goes
+    assert await claim_ids(store, T0 + 101) == [a2.id]
+
+
+async def test_a_cancelled_head_or_a_cancelled_waiter_lets_the_key_go_on(store: Store) -> None:
+    first, second, third, fourth = [
+        await accept_ordered(store, T0 + n, "k", next_attempt_at=T0 + n) for n in range(4)
+    ]
+    assert await claim_ids(store, T0 + 10) == [first.id]
+    assert sorted(await store.cancel([first.id, third.id])) == sorted([first.id, third.id])
+    assert await claim_ids(store, T0 + 11) == [second.id]
+    await finish(store, second, T0 + 12, "succeeded")
+    assert await claim_ids(store, T0 + 12) == [fourth.id]
+
+
+async def test_a_delayed_head_holds_its_key_until_it_is_sent(store: Store) -> None:
+    later = await accept_ordered(store, T0, "k", next_attempt_at=T0 + 3600)
+    now = await accept_ordered(store, T0 + 1, "k")
+    assert await store.has_due(T0 + 10) is False
+    assert await claim_ids(store, T0 + 10) == []
+    assert await claim_ids(store, T0 + 3600) == [later.id]
+    await finish(store, later, T0 + 3601, "succeeded")
+    assert await claim_ids(store, T0 + 3601) == [now.id]
+
+
+async def test_an_ordered_delivery_is_never_held_by_its_commit(store: Store) -> None:
+    event = make_event("app_1", T0)
+    first = make_delivery(event.id, T0, ordering_key="k")
+    second = make_delivery(event.id, T0 + 0.001, ordering_key="k")
+    await store.add_event(event, [first, second], lease=held(T0 + 60, "inline"))
+    # the commit's lease does not hold them: a claim takes the head, and only the head
+    assert await claim_ids(store, T0 + 1, "poller") == [first.id]
+    refused = attempt(T0 + 1, 200)
+    assert await store.finish_attempt(second.id, refused, "succeeded", None, "inline") is False
+
+
+async def test_a_retried_ordered_delivery_joins_the_back_of_its_key(store: Store) -> None:
+    first, second, third = [await accept_ordered(store, T0 + n, "k") for n in range(3)]
+    assert await claim_ids(store, T0 + 5) == [first.id]
+    await finish(store, first, T0 + 6, "failed")
+    assert await claim_ids(store, T0 + 6) == [second.id]
+    assert await store.requeue([first.id], T0 + 7) == 1
+    # second is in flight: the retried one neither overtakes it nor goes beside it
+    assert await claim_ids(store, T0 + 7) == []
+    await finish(store, second, T0 + 8, "succeeded")
+    assert await claim_ids(store, T0 + 8) == [third.id]
+    await finish(store, third, T0 + 9, "succeeded")
+    assert await claim_ids(store, T0 + 9) == [first.id]
 
 
 # cancel_on: the store reads `cancel_superseded` makes (pending by rule, then events)

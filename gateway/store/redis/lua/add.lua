@@ -37,10 +37,10 @@ end
 local n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  local id, meta, body, status, nxt, count, created, ev, target, rule, host, attempts =
+  local id, meta, body, status, nxt, count, created, ev, target, rule, host, okey, attempts =
     ARGV[i], ARGV[i + 1], opt(ARGV[i + 2]), ARGV[i + 3], opt(ARGV[i + 4]), ARGV[i + 5],
     ARGV[i + 6], ARGV[i + 7], opt(ARGV[i + 8]), opt(ARGV[i + 9]), ARGV[i + 10],
-    tonumber(ARGV[i + 11])
+    opt(ARGV[i + 11]), tonumber(ARGV[i + 12])
   local dkey = K.delivery .. id
   if redis.call('EXISTS', dkey) == 0 then
     redis.call('HSET', dkey, 'meta', meta, 'status', status, 'count', count,
@@ -55,7 +55,7 @@ for _ = 1, n do
       redis.call('HSET', dkey, 'rule', rule)
       redis.call('ZADD', K.dlvs_by_rule .. rule, 0, id)
     end
-    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 11 + a]) end
+    for a = 1, attempts do redis.call('RPUSH', K.attempts .. id, ARGV[i + 12 + a]) end
     redis.call('ZADD', K.deliveries, 0, id)
     redis.call('ZADD', K.dlvs_by_status .. status, 0, id)
     redis.call('ZADD', K.dlvs_by_event .. ev, 0, id)
@@ -63,13 +63,19 @@ for _ = 1, n do
       redis.call('ZADD', K.held .. target, 0, id)
       redis.call('SADD', K.held_targets, target)
     end
-    if status == 'pending' then
+    if status == 'pending' and okey then
+      -- ordered: joins its key's line, due only as its head; never held by the commit
+      redis.call('HSET', dkey, 'okey', okey)
+      if redis.call('RPUSH', K.order .. okey, id) == 1 and nxt then
+        redis.call('ZADD', K.due, nxt, id)
+      end
+    elseif status == 'pending' then
       if lease ~= '' then
         redis.call('ZADD', K.leases, lease, id)
         redis.call('HSET', dkey, 'lease', token)
       elseif nxt then redis.call('ZADD', K.due, nxt, id) end
     end
   end
-  i = i + 12 + attempts
+  i = i + 13 + attempts
 end
 return {0, event_id}

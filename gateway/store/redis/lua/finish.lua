@@ -1,6 +1,6 @@
 local id, attempt, status, nxt, token = ARGV[2], ARGV[3], ARGV[4], opt(ARGV[5]), ARGV[6]
 local dkey, akey = K.delivery .. id, K.attempts .. id
-local f = redis.call('HMGET', dkey, 'status', 'lease')
+local f = redis.call('HMGET', dkey, 'status', 'lease', 'okey')
 if not f[1] then return 0 end
 -- a replay of this very call after its answer was lost records nothing twice
 if redis.call('LINDEX', akey, -1) == attempt then return 1 end
@@ -23,5 +23,7 @@ if status == 'held' then
     redis.call('SADD', K.held_targets, target)
   end
 end
+-- a held probe stays the head of its ordering key: its key waits for it
+if status ~= 'pending' and status ~= 'held' then leave_order(id, f[3]) end
 restatus(id, old, status)
 return 1

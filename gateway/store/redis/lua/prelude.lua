@@ -1,6 +1,7 @@
 -- Shared by every script, after the generated `P` (the store's tag) and `K` (key names)
 -- lines: `opt` decodes an optional string ("" None, "=" + value otherwise); `restatus`
--- moves a delivery between the by-status indexes.
+-- moves a delivery between the by-status indexes; `leave_order` takes a delivery out of
+-- its FIFO key's line and, if it was the head, puts the next one in `due`.
 local function opt(v) if v == '' then return false end return string.sub(v, 2) end
 local function restatus(id, old, new)
   if old == new then return end
@@ -72,4 +73,20 @@ local function enable_target(target, now)
   redis.call('HDEL', tkey, 'disabled_at', 'next_probe', 'interval', 'probe')
   redis.call('INCR', K.targets_version)
   return unhold_all(target, 'pending', now)
+end
+-- Only the head of an ordering key's line is ever in `due` or `leases`: the others wait
+-- in the list, and the head's final outcome (or cancel) lets the next one go.
+local function leave_order(id, okey)
+  if not okey then return end
+  local line = K.order .. okey
+  if redis.call('LINDEX', line, 0) ~= id then
+    redis.call('LREM', line, 1, id)
+    return
+  end
+  redis.call('LPOP', line)
+  local head = redis.call('LINDEX', line, 0)
+  if head then
+    local nxt = redis.call('HGET', K.delivery .. head, 'next')
+    if nxt then redis.call('ZADD', K.due, nxt, head) end
+  end
 end
