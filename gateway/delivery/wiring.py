@@ -95,10 +95,12 @@ class StoreSource:
         self._names = app_name
         self._on_target_disabled = on_target_disabled
         self._alerts = alerts
-        # Whether a delivery of an internal event was the last to fail for good: then the
-        # target it disables raises no alert (no loops). The dispatcher records a final
-        # attempt and then its target's outcome, in that order, for each delivery.
-        self._internal_failure = False
+        # Targets whose last delivery to fail for good carried an internal event: the
+        # outcome that follows (the dispatcher records a final attempt, then its target's
+        # outcome) disables them without an alert (no loops). Kept per target, because a
+        # worker's finish and outcome are separate requests that other deliveries' finishes
+        # can come between.
+        self._quiet_targets: set[str] = set()
 
     def _app_name(self, app_id: str) -> str:
         return INTERNAL_APP if app_id == INTERNAL_APP_ID else self._names(app_id)
@@ -125,8 +127,16 @@ class StoreSource:
         recorded = await self._store.finish_attempt(
             delivery_id, attempt, status, next_attempt_at, lease_token
         )
-        if recorded and status == "failed" and self._alerts is not None:
-            self._internal_failure = await self._alerts.delivery_failed(delivery_id)
+        internal = (
+            recorded
+            and status == "failed"
+            and self._alerts is not None
+            and await self._alerts.delivery_failed(delivery_id)
+        )
+        if internal:
+            delivery = await self._store.get_delivery(delivery_id)
+            if delivery is not None and delivery.target_id is not None:
+                self._quiet_targets.add(delivery.target_id)
         return recorded
 
     async def release(self, held: Mapping[str, str]) -> None:
@@ -181,12 +191,14 @@ class StoreSource:
         self, target_id: str, ok: bool, disable_after: int | None, gone: bool
     ) -> None:
         before = self._targets().get(target_id)
+        quiet = target_id in self._quiet_targets
+        self._quiet_targets.discard(target_id)
         updated = await self._store.record_target_outcome(target_id, ok, disable_after, gone)
         if updated is None:
             return
         was_active = before is None or before.status == "active"
         if updated.status != "active" and was_active:
-            if self._alerts is not None and not self._internal_failure:
+            if self._alerts is not None and not quiet:
                 await self._alerts.target_disabled(updated)
             log.warning(
                 "webhook target disabled",

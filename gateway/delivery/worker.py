@@ -167,9 +167,11 @@ async def run_linked() -> None:
     first = await reader.readline()
     if not first:
         return
-    _, name, sections = wire.loads(first)
-    if name != "config":
+    message = wire.loads(first)
+    name = message[1] if isinstance(message, list) and len(message) > 1 else message
+    if name != "config" or len(message) != 3:
         raise RuntimeError(f"expected the server's config first, got {name!r}")
+    sections = message[2]
     settings = load_settings(None, env={}, **sections)
     configure_logging(settings.log.level)
     if settings.delivery.worker_nice:

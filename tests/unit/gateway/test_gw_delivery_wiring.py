@@ -319,15 +319,6 @@ async def test_an_ordinary_failure_after_an_internal_one_alerts_again(
     assert [a["id"] for a in await wiring.alerts_of(TARGET_DISABLED)] == ["wht_crm"]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "StoreSource keeps 'the last final failure was an internal event's' in one flag per "
-        "source, not per delivery: a worker's finish and outcome of one delivery are separate "
-        "pipe requests, so another delivery's finish between them (an alert's own delivery "
-        "failing during the same outage) silences the target.disabled alert"
-    ),
-    strict=True,
-)
 async def test_a_target_disabled_by_an_ordinary_delivery_alerts_whatever_finished_between(
     wiring: Wiring,
 ) -> None:

@@ -420,14 +420,6 @@ async def test_a_stale_notification_before_the_config_is_refused(
     assert await server.proc.stdout.read() == b""
 
 
-@pytest.mark.xfail(
-    reason=(
-        "run_linked unpacks the first line as `_, name, sections`: a two-element notification "
-        "([0, 'wake']) dies with 'not enough values to unpack' instead of the intended "
-        "\"expected the server's config first, got 'wake'\""
-    ),
-    strict=True,
-)
 async def test_a_stale_notification_before_the_config_is_named_in_the_error(
     spawn: Callable[[], Any],
 ) -> None:
