@@ -149,6 +149,17 @@ class _HostQueue:
         self.active = 0
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """What one attempt sends: the rendered body, the signing secret, the target (None for a
+    rule action) and whether this is the probe of a target disabled after failures."""
+
+    secret: str | None
+    target: TargetInfo | None = None
+    reprobe: bool = False
+    body: bytes = b""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -425,60 +436,11 @@ class Dispatcher:
         """
         if lease is not None:
             self._held[delivery.id] = _Hold(lease)
-        action = ACTION_TYPES.get(delivery.action_type)
-        secret: str | None = None
-        target: TargetInfo | None = None
-        rule_key = (delivery.rule_id, delivery.url)
-        reprobe = False  # the probe of a target disabled after failures
-        if delivery.target_id is not None:
-            target = target_info or await self._source.target(delivery.target_id)
-            if target is None or (probe and not target.active):
-                return await self._finish(
-                    delivery, _refused("target is disabled or deleted"), "skipped", None
-                )
-            if not target.active:
-                if target.probe_delivery_id != delivery.id:
-                    return await self._hold(delivery)
-                reprobe = True
-            secret = target.secret
-        elif delivery.secret_env:
-            secret = self._env.get(delivery.secret_env)
-            if not secret:
-                return await self._finish(
-                    delivery,
-                    _refused(f"signing secret env var {delivery.secret_env} is not set"),
-                    "failed",
-                    None,
-                )
-        if (
-            delivery.disable_after is not None
-            and delivery.target_id is None
-            and self._rule_failures.get(rule_key, 0) >= delivery.disable_after
-        ):
-            return await self._finish(
-                delivery,
-                _refused("action disabled after consecutive failures (reload rules to reset)"),
-                "skipped",
-                None,
-            )
-        if action is None:
-            return await self._finish(
-                delivery, _refused(f"unknown action type {delivery.action_type!r}"), "failed", None
-            )
-        if event is None and action.needs_event(delivery):
-            event = await self._source.event_info(delivery.event_id)
+        prepared = await self._prepare(delivery, event, probe, target_info)
+        if not isinstance(prepared, _Prepared):
+            return prepared  # refused, skipped or held: recorded without sending
         try:
-            body = action.body(delivery, event)
-        except LookupError as exc:
-            return await self._finish(delivery, _refused(str(exc)), "failed", None)
-        # Syntax and IP literals here (no DNS); names are checked by the client's resolver
-        # on the one lookup the connection uses.
-        try:
-            self._client.target(delivery.url)
-        except UnsafeTargetError as exc:
-            return await self._finish(delivery, _refused(exc.reason), "failed", None)
-        try:
-            attempt = await self._send(delivery, body, secret)
+            attempt = await self._send(delivery, prepared.body, prepared.secret)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -486,21 +448,9 @@ class Dispatcher:
             # delivery that raised must never stay pending with no attempt, leased again
             # and again.
             attempt = _refused(f"the attempt failed before sending: {type(exc).__name__}: {exc}")
-
         gone = attempt.status_code == 410
-        next_at: float | None = None
-        if attempt.ok:
-            status: DeliveryStatus = "succeeded"
-        elif reprobe:
-            # A failed probe waits with the rest, in order; the store doubles the wait.
-            status = "held"
-        else:
-            if not (gone and target is not None):
-                next_at = next_attempt_at(
-                    delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
-                )
-            status = "pending" if next_at is not None else "failed"
-        record = self._record(delivery, attempt, status, next_at, target, gone, probe)
+        status, next_at = self._outcome(delivery, attempt, prepared, gone)
+        record = self._record(delivery, attempt, status, next_at, prepared.target, gone, probe)
         if not background:
             return await record
         # The host slot is free as soon as the answer is in; recording it (a store commit)
@@ -510,6 +460,82 @@ class Dispatcher:
         self._recording.add(task)
         task.add_done_callback(partial(self._recorded, delivery.id))
         return attempt, status
+
+    async def _prepare(
+        self,
+        delivery: Delivery,
+        event: EventInfo | None,
+        probe: bool,
+        target_info: TargetInfo | None,
+    ) -> _Prepared | tuple[Attempt, DeliveryStatus]:
+        """What sending needs (body, secret, target), or the recorded reason it is not sent:
+        a disabled or deleted target, a missing secret, an auto-disabled rule action, an
+        unknown action type, a body that cannot be rendered, a URL the guard refuses."""
+        signing = await self._signing(delivery, probe, target_info)
+        if not isinstance(signing, _Prepared):
+            return signing
+        rule_key = (delivery.rule_id, delivery.url)
+        if (
+            delivery.disable_after is not None
+            and delivery.target_id is None
+            and self._rule_failures.get(rule_key, 0) >= delivery.disable_after
+        ):
+            refusal = _refused("action disabled after consecutive failures (reload rules to reset)")
+            return await self._finish(delivery, refusal, "skipped", None)
+        action = ACTION_TYPES.get(delivery.action_type)
+        if action is None:
+            refusal = _refused(f"unknown action type {delivery.action_type!r}")
+            return await self._finish(delivery, refusal, "failed", None)
+        if event is None and action.needs_event(delivery):
+            event = await self._source.event_info(delivery.event_id)
+        try:
+            signing.body = action.body(delivery, event)
+            # Syntax and IP literals here (no DNS); names are checked by the client's
+            # resolver on the one lookup the connection uses.
+            self._client.target(delivery.url)
+        except LookupError as exc:
+            return await self._finish(delivery, _refused(str(exc)), "failed", None)
+        except UnsafeTargetError as exc:
+            return await self._finish(delivery, _refused(exc.reason), "failed", None)
+        return signing
+
+    async def _signing(
+        self, delivery: Delivery, probe: bool, target_info: TargetInfo | None
+    ) -> _Prepared | tuple[Attempt, DeliveryStatus]:
+        """The target and signing secret of `delivery`. A disabled target's delivery is held
+        (unless it is the target's probe); a test send to one, or to a deleted target, is
+        skipped; a rule action whose secret variable is unset fails."""
+        if delivery.target_id is not None:
+            target = target_info or await self._source.target(delivery.target_id)
+            if target is None or (probe and not target.active):
+                refusal = _refused("target is disabled or deleted")
+                return await self._finish(delivery, refusal, "skipped", None)
+            if not target.active and target.probe_delivery_id != delivery.id:
+                return await self._hold(delivery)
+            return _Prepared(secret=target.secret, target=target, reprobe=not target.active)
+        secret: str | None = None
+        if delivery.secret_env:
+            secret = self._env.get(delivery.secret_env)
+            if not secret:
+                refusal = _refused(f"signing secret env var {delivery.secret_env} is not set")
+                return await self._finish(delivery, refusal, "failed", None)
+        return _Prepared(secret=secret)
+
+    def _outcome(
+        self, delivery: Delivery, attempt: Attempt, prepared: _Prepared, gone: bool
+    ) -> tuple[DeliveryStatus, float | None]:
+        """The delivery's status after `attempt` and when its next attempt is due."""
+        if attempt.ok:
+            return "succeeded", None
+        if prepared.reprobe:
+            # A failed probe waits with the rest, in order; the store doubles the wait.
+            return "held", None
+        next_at = None
+        if not (gone and prepared.target is not None):
+            next_at = next_attempt_at(
+                delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
+            )
+        return ("pending" if next_at is not None else "failed"), next_at
 
     async def _send(self, delivery: Delivery, body: bytes, secret: str | None) -> Attempt:
         settings = self._settings

@@ -79,6 +79,17 @@ def ordering_key(scope: str, action: RuleAction, data: EventData | None) -> str 
     return key
 
 
+def _render(template: Template, event_data: EventData | None) -> tuple[bytes | None, str | None]:
+    """A body template rendered on the event (`event_data`; None for a constant template),
+    or the error that becomes a failed delivery."""
+    try:
+        if template.is_constant:
+            return _constant_body(template), None
+        return orjson.dumps(template.render(event_data)), None
+    except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
+        return None, f"template error: {exc}"
+
+
 def plan_deliveries(
     matches: Sequence[Match], event_id: str, payload: Any, now: float, data: Any = None
 ) -> list[Delivery]:
@@ -96,17 +107,10 @@ def plan_deliveries(
         for index, action in enumerate(rule.actions):
             body: bytes | None = None
             failure: str | None = None
-            template = action.body
-            if template is not None:
-                try:
-                    if template.is_constant:
-                        body = _constant_body(template)
-                    else:
-                        if event_data is None:
-                            event_data = EventData(payload)
-                        body = orjson.dumps(template.render(event_data))
-                except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
-                    failure = f"template error: {exc}"
+            if action.body is not None:
+                if event_data is None and not action.body.is_constant:
+                    event_data = EventData(payload)
+                body, failure = _render(action.body, event_data)
             key = None
             if action.ordering is not None:
                 if event_data is None and action.ordering_key is not None:

@@ -282,38 +282,52 @@ async def run_standalone(settings: Settings, stop: asyncio.Event | None = None) 
         source, client, dispatch_settings(settings), env=os.environ, log_line=access.write
     )
     dispatcher.start()
-    # Rule actions disabled after consecutive failures come back when the rules change.
-    rules_dir = Path(settings.rules.dir)
-    stamp = dir_stamp(rules_dir)
+    # Rule actions disabled after consecutive failures come back when the rules change
+    # (`_poll`) or on SIGHUP.
     with contextlib.suppress(RuntimeError, ValueError, NotImplementedError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, dispatcher.reset_rule_failures)
     log.info("delivery worker started", extra={"fields": {"pid": os.getpid()}})
     try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REFRESH_SECONDS):
-                    await stop.wait()
-            try:
-                await views.refresh()
-                await rules.refresh_targets()
-                await probe_held_targets(
-                    store,
-                    time.time(),
-                    refresh=lambda: views.refresh(force=True),
-                    wake=dispatcher.wake,
-                )
-            except Exception as exc:
-                log.warning("worker refresh failed: %s", exc)
-            current = dir_stamp(rules_dir)
-            if current != stamp:
-                stamp = current
-                dispatcher.reset_rule_failures()
-                await rules.reload()
+        await _poll(stop, store, views, rules, dispatcher, Path(settings.rules.dir))
     finally:
         await dispatcher.stop()
         await client.aclose()
         await store.close()
         await access.stop()
+
+
+async def _poll(
+    stop: asyncio.Event,
+    store: Store,
+    views: StoreViews,
+    rules: RuleState,
+    dispatcher: Dispatcher,
+    rules_dir: Path,
+) -> None:
+    """Every `REFRESH_SECONDS` until `stop`: fresh views of apps and targets, the held
+    targets' probe step, and a rule reload when the rules directory changed (which also
+    brings back rule actions disabled after consecutive failures)."""
+    stamp = dir_stamp(rules_dir)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFRESH_SECONDS):
+                await stop.wait()
+        try:
+            await views.refresh()
+            await rules.refresh_targets()
+            await probe_held_targets(
+                store,
+                time.time(),
+                refresh=lambda: views.refresh(force=True),
+                wake=dispatcher.wake,
+            )
+        except Exception as exc:
+            log.warning("worker refresh failed: %s", exc)
+        current = dir_stamp(rules_dir)
+        if current != stamp:
+            stamp = current
+            dispatcher.reset_rule_failures()
+            await rules.reload()
 
 
 def _run(coro: Any) -> None:

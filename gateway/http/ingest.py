@@ -21,7 +21,7 @@ import orjson
 from fastjsonschema import JsonSchemaValueException
 from starlette.types import Receive, Scope, Send
 
-from actions import EventInfo, Lease, SignatureError, plan_deliveries
+from actions import Delivery, EventInfo, Lease, SignatureError, plan_deliveries
 from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.http.openapi import Operation, operation
@@ -32,6 +32,7 @@ from gateway.observability.logs import ACCESS
 if TYPE_CHECKING:
     from gateway.http.appindex import AppEntry
     from gateway.runtime import Gateway
+    from rules import Match
 
 
 PREFIX = "/api/event/"
@@ -387,13 +388,7 @@ class IngestEndpoint:
         gw = self.gw
         event_type = self._event_type(payload)
         event_id = new_id("evt_", now)
-        matches = gw.rules.current.match(app.name, payload, event_type=event_type)
-        deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
-        if gw.rules.held is not None:  # a disabled target keeps what it matches, held
-            held_matches, held = gw.rules.held_deliveries(
-                app.name, payload, event_type, event_id, now
-            )
-            matches, deliveries = [*matches, *held_matches], [*deliveries, *held]
+        matches, deliveries = self._plan(app, payload, event_type, event_id, now)
         event = Event(
             id=event_id,
             app_id=app.id,
@@ -433,19 +428,53 @@ class IngestEndpoint:
                 payload=payload,
                 before=now,
             )
+        info = EventInfo(event_id, event_type, app.name, now, body)
+        await self._hand_on(deliveries, later, lease, info)
+        return 202, event_id
+
+    def _plan(
+        self,
+        app: App,
+        payload: dict[str, Any],
+        event_type: str | None,
+        event_id: str,
+        now: float,
+    ) -> tuple[list[Match], list[Delivery]]:
+        """The rules the event matches and the deliveries they plan; a disabled target
+        keeps what it matches, as held deliveries."""
+        rules = self.gw.rules
+        matches = rules.current.match(app.name, payload, event_type=event_type)
+        deliveries = plan_deliveries(matches, event_id, payload, now) if matches else []
+        if rules.held is not None:
+            held_matches, held = rules.held_deliveries(app.name, payload, event_type, event_id, now)
+            matches, deliveries = [*matches, *held_matches], [*deliveries, *held]
+        return matches, deliveries
+
+    async def _hand_on(
+        self,
+        deliveries: list[Delivery],
+        later: list[Delivery] | None,
+        lease: Lease | None,
+        info: EventInfo,
+    ) -> None:
+        """After the commit: release the lease of what is not due now (delayed, ordered,
+        held), send the rest here or wake the workers, and wake the poller for ordered
+        deliveries (claimed now if one heads its key, not at the next poll)."""
+        gw = self.gw
         if later and lease is not None:
             await gw.store.release({d.id: lease.token for d in later})
             deliveries = [
-                d for d in deliveries if d.next_attempt_at == now and d.ordering_key is None
+                d
+                for d in deliveries
+                if d.next_attempt_at == info.received_at and d.ordering_key is None
             ]
         if deliveries:
             if gw.workers is None:
-                gw.dispatch(deliveries, EventInfo(event_id, event_type, app.name, now, body), lease)
+                gw.dispatch(deliveries, info, lease)
             else:
                 gw.workers.wake()
         if later and any(d.ordering_key is not None for d in later):
-            gw.wake_delivery()  # claimed now (if it heads its key), not at the next poll
-        return 202, event_id
+            gw.wake_delivery()
 
     def _event_type(self, payload: dict[str, Any]) -> str | None:
         """The first of `ingest.event_type_fields` that holds a string."""
