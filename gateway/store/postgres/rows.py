@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from actions.model import Attempt, Delivery, Lease, RateLimit, delivery_host
-from gateway.models import App, Event, WebhookTarget
+from gateway.models import App, Event
+from gateway.store.sql_rows import to_json
 
 APP_COLS = (
     "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
@@ -21,15 +22,6 @@ DELIVERY_COLS = (
     "timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers, "
     "rate_limit, ordering_key"
 )
-TARGET_COLS = (
-    "id, url, secret, events, filter, status, retry, disable_after, description, created_at, "
-    "updated_at, consecutive_failures, rate, burst, reenable_after, disabled_at, next_probe_at, "
-    "probe_interval, probe_delivery_id, ordering, ordering_key"
-)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def app_row(app: App) -> tuple[Any, ...]:
@@ -40,7 +32,7 @@ def app_row(app: App) -> tuple[Any, ...]:
         app.enabled,
         app.rate,
         app.burst,
-        None if app.schema is None else _json(app.schema),
+        None if app.schema is None else to_json(app.schema),
         app.signing_secret,
         app.created_at,
         app.updated_at,
@@ -76,23 +68,10 @@ def event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e.event_type for e in events],
         [e.received_at for e in events],
         [e.payload for e in events],
-        [_json(e.headers) for e in events],
-        [_json(e.matched_rules) for e in events],
+        [to_json(e.headers) for e in events],
+        [to_json(e.matched_rules) for e in events],
         [e.idempotency_key for e in events],
     ]
-
-
-def event(row: Sequence[Any]) -> Event:
-    return Event(
-        id=row[0],
-        app_id=row[1],
-        event_type=row[2],
-        received_at=row[3],
-        payload=bytes(row[4]),
-        headers=orjson.loads(row[5]),
-        matched_rules=tuple(orjson.loads(row[6])),
-        idempotency_key=row[7],
-    )
 
 
 def delivery_columns(
@@ -114,24 +93,24 @@ def delivery_columns(
         [d.url for d in deliveries],
         [d.status for d in deliveries],
         [d.body for d in deliveries],
-        [_json(d.retry) for d in deliveries],
+        [to_json(d.retry) for d in deliveries],
         [d.secret_env for d in deliveries],
         [d.timeout_seconds for d in deliveries],
         [d.disable_after for d in deliveries],
         [d.created_at for d in deliveries],
         [d.next_attempt_at for d in deliveries],
         [d.attempt_count for d in deliveries],
-        [_json(d.headers) for d in deliveries],
+        [to_json(d.headers) for d in deliveries],
         [None if lease is None else lease.until for lease in held],
         [None if lease is None else lease.token for lease in held],
         [delivery_host(d.url) for d in deliveries],
-        [None if d.rate_limit is None else _json(d.rate_limit.to_list()) for d in deliveries],
+        [None if d.rate_limit is None else to_json(d.rate_limit.to_list()) for d in deliveries],
         [d.ordering_key for d in deliveries],
     ]
 
 
 def attempt_data(a: Attempt) -> str:
-    return _json(dataclasses.asdict(a))
+    return to_json(dataclasses.asdict(a))
 
 
 def attempt(data: str) -> Attempt:
@@ -159,57 +138,4 @@ def delivery(row: Sequence[Any], attempts: Sequence[str] = ()) -> Delivery:
         rate_limit=None if row[16] is None else RateLimit.from_list(orjson.loads(row[16])),
         attempts=tuple(attempt(a) for a in attempts),
         ordering_key=row[17],
-    )
-
-
-def target_row(t: WebhookTarget) -> tuple[Any, ...]:
-    return (
-        t.id,
-        t.url,
-        t.secret,
-        _json(list(t.events)),
-        None if t.filter is None else _json(t.filter),
-        t.status,
-        _json(t.retry if isinstance(t.retry, str) else list(t.retry)),
-        t.disable_after,
-        t.description,
-        t.created_at,
-        t.updated_at,
-        t.consecutive_failures,
-        t.rate,
-        t.burst,
-        t.reenable_after,
-        t.disabled_at,
-        t.next_probe_at,
-        t.probe_interval,
-        t.probe_delivery_id,
-        t.ordering,
-        None if t.ordering_key is None else _json(t.ordering_key),
-    )
-
-
-def target(row: Sequence[Any]) -> WebhookTarget:
-    retry = orjson.loads(row[6])
-    return WebhookTarget(
-        id=row[0],
-        url=row[1],
-        secret=row[2],
-        events=tuple(orjson.loads(row[3])),
-        filter=None if row[4] is None else orjson.loads(row[4]),
-        status=row[5],
-        retry=retry if isinstance(retry, str) else tuple(retry),
-        disable_after=row[7],
-        description=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        consecutive_failures=row[11],
-        rate=row[12],
-        burst=row[13],
-        reenable_after=row[14],
-        disabled_at=row[15],
-        next_probe_at=row[16],
-        probe_interval=row[17],
-        probe_delivery_id=row[18],
-        ordering=row[19],
-        ordering_key=None if row[20] is None else orjson.loads(row[20]),
     )

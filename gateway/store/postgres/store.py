@@ -32,6 +32,7 @@ from actions.ids import id_floor
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway.errors import StoreError
 from gateway.models import App, Event, TargetStatus, WebhookTarget, next_probe_interval
+from gateway.store import sql_rows
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.postgres import rows, schema
 
@@ -44,7 +45,7 @@ COMMITTERS = 2  # group-commit transactions in flight at once
 POOL_SIZE = 8
 Q = schema.queries()
 APP_COLS, EVENT_COLS = rows.APP_COLS, rows.EVENT_COLS
-DELIVERY_COLS, TARGET_COLS = rows.DELIVERY_COLS, rows.TARGET_COLS
+DELIVERY_COLS, TARGET_COLS = rows.DELIVERY_COLS, sql_rows.TARGET_COLS
 
 
 def _translated(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -381,7 +382,7 @@ class PostgresStore:
     @_translated
     async def get_event(self, event_id: str) -> Event | None:
         row = await self.pool.fetchrow(f"SELECT {EVENT_COLS} FROM events WHERE id = $1", event_id)
-        return None if row is None else rows.event(row)
+        return None if row is None else sql_rows.event(row)
 
     @_translated
     async def get_events(self, event_ids: Sequence[str]) -> list[Event]:
@@ -391,7 +392,7 @@ class PostgresStore:
             f"SELECT {EVENT_COLS} FROM events WHERE id = ANY ($1::text[])",
             list(dict.fromkeys(event_ids)),
         )
-        return [rows.event(r) for r in found]
+        return [sql_rows.event(r) for r in found]
 
     @_translated
     async def list_events(
@@ -415,7 +416,7 @@ class PostgresStore:
         found = await self.pool.fetch(
             f"SELECT {EVENT_COLS} FROM events {where} ORDER BY id DESC LIMIT {limit + 1}", *params
         )
-        events = [rows.event(r) for r in found[:limit]]
+        events = [sql_rows.event(r) for r in found[:limit]]
         return Page(events, events[-1].id if len(found) > limit else None)
 
     @_translated
@@ -431,9 +432,9 @@ class PostgresStore:
         update = ", ".join(f"{c} = excluded.{c}" for c in TARGET_COLS.split(", ")[1:])
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(21)})"
+                f"INSERT INTO targets ({TARGET_COLS}) VALUES ({_marks(sql_rows.TARGET_MARKS)})"
                 f" ON CONFLICT (id) DO UPDATE SET {update}",
-                *rows.target_row(target),
+                *sql_rows.target_row(target),
             )
             await self._bump(conn, "targets_version")
 
@@ -442,12 +443,12 @@ class PostgresStore:
         row = await self.pool.fetchrow(
             f"SELECT {TARGET_COLS} FROM targets WHERE id = $1", target_id
         )
-        return None if row is None else rows.target(row)
+        return None if row is None else sql_rows.target(row)
 
     @_translated
     async def list_targets(self) -> list[WebhookTarget]:
         found = await self.pool.fetch(f"SELECT {TARGET_COLS} FROM targets ORDER BY id")
-        return [rows.target(r) for r in found]
+        return [sql_rows.target(r) for r in found]
 
     @_translated
     async def delete_target(self, target_id: str) -> bool:
@@ -523,7 +524,7 @@ class PostgresStore:
 
     async def _target_in(self, conn: asyncpg.Connection, target_id: str) -> WebhookTarget:
         row = await conn.fetchrow(f"SELECT {TARGET_COLS} FROM targets WHERE id = $1", target_id)
-        return rows.target(row)
+        return sql_rows.target(row)
 
     async def _disable(
         self, conn: asyncpg.Connection, target_id: str, now: float, *, probe: bool

@@ -43,6 +43,7 @@ from gateway.delivery.restarts import RestartBackoff
 from gateway.errors import StoreError
 from gateway.limits.buckets import SlotBuckets
 from gateway.models import PROBE_INTERVAL_MAX, App, Event, TargetStatus, WebhookTarget
+from gateway.store import sql_rows
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.sqlite import rows, writer
 
@@ -297,13 +298,13 @@ class SqliteStore:
             return []
         found = await self._read(
             f"SELECT {EVENT_COLS} FROM events WHERE id IN (SELECT value FROM json_each(?))",
-            (rows.to_json(list(dict.fromkeys(event_ids))),),
+            (sql_rows.to_json(list(dict.fromkeys(event_ids))),),
         )
-        return [rows.event(r) for r in found]
+        return [sql_rows.event(r) for r in found]
 
     async def get_event(self, event_id: str) -> Event | None:
         found = await self._read(f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,))
-        return rows.event(found[0]) if found else None
+        return sql_rows.event(found[0]) if found else None
 
     async def list_events(
         self,
@@ -324,7 +325,7 @@ class SqliteStore:
             f"SELECT {EVENT_COLS} FROM events {where} ORDER BY id DESC LIMIT ?",
             (*params, limit + 1),
         )
-        events = [rows.event(r) for r in found[:limit]]
+        events = [sql_rows.event(r) for r in found[:limit]]
         return Page(events, events[-1].id if len(found) > limit else None)
 
     async def count_events(self) -> int:
@@ -335,15 +336,15 @@ class SqliteStore:
         await self.save_target(target)
 
     async def save_target(self, target: WebhookTarget) -> None:
-        await self._write("save_target", rows.target_row(target))
+        await self._write("save_target", sql_rows.target_row(target))
 
     async def get_target(self, target_id: str) -> WebhookTarget | None:
         found = await self._read(f"SELECT {TARGET_COLS} FROM targets WHERE id = ?", (target_id,))
-        return rows.target(found[0]) if found else None
+        return sql_rows.target(found[0]) if found else None
 
     async def list_targets(self) -> list[WebhookTarget]:
         found = await self._read(f"SELECT {TARGET_COLS} FROM targets ORDER BY id")
-        return [rows.target(r) for r in found]
+        return [sql_rows.target(r) for r in found]
 
     async def delete_target(self, target_id: str) -> bool:
         return bool(await self._write("delete_target", target_id))
@@ -365,13 +366,13 @@ class SqliteStore:
         row = await self._write(
             "target_outcome", target_id, ok, disable_after, gone, now, PROBE_INTERVAL_MAX
         )
-        return None if row is None else rows.target(row)
+        return None if row is None else sql_rows.target(row)
 
     async def set_target_status(
         self, target_id: str, status: TargetStatus, now: float
     ) -> WebhookTarget | None:
         row = await self._write("set_target_status", target_id, status, now)
-        return None if row is None else rows.target(row)
+        return None if row is None else sql_rows.target(row)
 
     async def probe_targets(self, now: float) -> list[str]:
         # A read first: the step runs every poll, and most of the time nothing is held.
