@@ -9,7 +9,16 @@ from actions.errors import ActionError, SignatureError, UnsafeTargetError
 from actions.event import EventInfo, rfc3339
 from actions.ids import delivery_id, id_floor, sortable_id
 from actions.listen import build_listen_app, run_listen
-from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
+from actions.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Lease,
+    RateLimit,
+    delivery_host,
+    rule_rate_key,
+    target_rate_key,
+)
 from actions.plan import plan_deliveries, preview_requests, retry_delays
 from actions.registry import ACTION_TYPES, ActionType, needs_event
 from actions.resolver import GuardedResolver
@@ -42,6 +51,7 @@ __all__ = [
     "EventInfo",
     "GuardedResolver",
     "Lease",
+    "RateLimit",
     "RetryPolicy",
     "SignatureError",
     "Signer",
@@ -65,9 +75,11 @@ __all__ = [
     "preview_requests",
     "retry_delays",
     "rfc3339",
+    "rule_rate_key",
     "run_listen",
     "secret_problem",
     "send",
     "sortable_id",
+    "target_rate_key",
     "verify",
 ]

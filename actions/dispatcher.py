@@ -11,6 +11,15 @@ the poller claims with that host in `skip_hosts`, so its backlog stays unclaimed
 store and every other host's due deliveries are still claimed at the next poll (a fixed
 cap on everything held let one hung host's 20 000 queued deliveries stop all delivery).
 
+Rate limits wait, they never fail: before a queued delivery of a rate-limited target or
+rule action is sent, it takes a slot from its bucket in the store (`take_delivery_slot`,
+one bucket per key for every worker and gateway sharing the store). Refused, it is handed
+back unsent (`defer`: due when the bucket will have a slot, lease dropped, no attempt, its
+attempt count unchanged) and the drain task goes on with the next delivery, so a throttled
+target holds no host or global slot while it waits. Deferred deliveries of one key are
+spaced one interval apart (up to `RATE_SPREAD_SECONDS` ahead), so they come back about when
+their turn comes, not all at once.
+
 Leases hold: every claim is made under a fresh `Lease` (token and expiry); the leases of
 everything held are renewed every third of `lease_seconds`, so a delivery queued behind a
 slow host keeps its lease however long it waits. A delivery is sent only while its lease
@@ -39,11 +48,20 @@ from urllib.parse import urlsplit
 from actions.client import DeliveryClient
 from actions.errors import UnsafeTargetError
 from actions.event import EventInfo
-from actions.model import Attempt, Delivery, DeliveryStatus, Lease, delivery_host
+from actions.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Lease,
+    RateLimit,
+    delivery_host,
+    target_rate_key,
+)
 from actions.registry import ACTION_TYPES
 from actions.retry import next_attempt_at
 from actions.sender import send
 from actions.signing import Signer
+from rules import default_burst
 
 log = logging.getLogger("hookgate.delivery")
 
@@ -55,6 +73,10 @@ class TargetInfo:
     secret: str | None
     active: bool
     disable_after: int | None
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None
+    # While disabled after failures: the held delivery the store let out as its probe.
+    probe_delivery_id: str | None = None
 
 
 class DeliverySource(Protocol):
@@ -74,6 +96,10 @@ class DeliverySource(Protocol):
         lease_token: str,
     ) -> bool: ...
     async def release(self, held: Mapping[str, str]) -> None: ...
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool: ...
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float: ...
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]: ...
     async def event_info(self, event_id: str) -> EventInfo | None: ...
     async def target(self, target_id: str) -> TargetInfo | None: ...
     async def target_outcome(
@@ -102,6 +128,7 @@ def _log_line(msg: str, fields: dict[str, Any]) -> None:
 
 
 RENEW_CHUNK = 2000  # leases per renew call
+RATE_SPREAD_SECONDS = 10.0  # how far ahead deliveries over a rate limit are spaced out
 
 
 class _Hold:
@@ -120,6 +147,17 @@ class _HostQueue:
     def __init__(self) -> None:
         self.items: deque[tuple[Delivery, EventInfo | None]] = deque()
         self.active = 0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """What one attempt sends: the rendered body, the signing secret, the target (None for a
+    rule action) and whether this is the probe of a target disabled after failures."""
+
+    secret: str | None
+    target: TargetInfo | None = None
+    reprobe: bool = False
+    body: bytes = b""
 
 
 class Dispatcher:
@@ -151,6 +189,7 @@ class Dispatcher:
         self._rule_failures: dict[tuple[str | None, str], int] = {}
         self._recording: set[asyncio.Task[Any]] = set()
         self._recording_ids: set[str] = set()
+        self._rate_next: dict[str, float] = {}  # rate-limit key -> next deferral's due time
 
     # lifecycle
     def start(self) -> None:
@@ -256,7 +295,12 @@ class Dispatcher:
                                 delivery.id,
                             )
                             continue
-                        await self.deliver(delivery, event, background=True)
+                        target = None
+                        if delivery.target_id is not None:
+                            target = await self._source.target(delivery.target_id)
+                        if await self._over_rate(delivery, hold, target):
+                            continue
+                        await self.deliver(delivery, event, background=True, target_info=target)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -268,6 +312,44 @@ class Dispatcher:
             queue.active -= 1
             if queue.active == 0 and not queue.items and self._hosts.get(host) is queue:
                 del self._hosts[host]
+
+    def _rate_limit(self, delivery: Delivery, target: TargetInfo | None) -> RateLimit | None:
+        if delivery.target_id is None:
+            return delivery.rate_limit
+        if target is None or not target.active or target.rate is None:
+            return None  # a disabled or deleted target's delivery is skipped, not throttled
+        burst = target.burst or default_burst(target.rate)
+        return RateLimit(target_rate_key(delivery.target_id), target.rate, burst)
+
+    async def _over_rate(self, delivery: Delivery, hold: _Hold, target: TargetInfo | None) -> bool:
+        """Take a slot of the delivery's rate limit; when there is none, hand it back to
+        the store until the bucket will have one and answer True (not sent, not failed)."""
+        limit = self._rate_limit(delivery, target)
+        if limit is None:
+            return False
+        now = time.time()
+        wait = await self._source.take_delivery_slot(limit.key, limit.rate, limit.burst, now)
+        if wait <= 0:
+            return False
+        # Spaced by the interval, the deliveries waiting on one key come back one at a time
+        # rather than all at once; but no further than RATE_SPREAD_SECONDS ahead, so a
+        # raised (or removed) limit applies within seconds to what waits.
+        first = now + wait
+        until = max(first, self._rate_next.get(limit.key, 0.0))
+        if until > first + RATE_SPREAD_SECONDS:
+            until = first + RATE_SPREAD_SECONDS
+        else:
+            self._rate_next[limit.key] = until + 1.0 / limit.rate
+        if len(self._rate_next) > 10_000:
+            self._rate_next = {k: t for k, t in self._rate_next.items() if t > now}
+        log.debug("delivery %s waits for its rate limit %s", delivery.id, limit.key)
+        deferred = await self._source.defer(delivery.id, hold.token, until)
+        if self._held.get(delivery.id) is hold:
+            self._held.pop(delivery.id, None)
+        if deferred:
+            heapq.heappush(self._wake_at, until)
+            self._wake.set()
+        return True
 
     async def _poll(self) -> None:
         settings = self._settings
@@ -340,11 +422,13 @@ class Dispatcher:
         probe: bool = False,
         background: bool = False,
         lease: Lease | None = None,
+        target_info: TargetInfo | None = None,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
 
         `lease` is the caller's, for a delivery not queued here (the probe); a queued one
-        goes under the lease it was queued with.
+        goes under the lease it was queued with. `target_info`: its target as the caller
+        just read it (so it is not read twice).
 
         A `probe` (the target test endpoint) is recorded like any delivery but does not
         count toward disabling its target: testing an endpoint that is not ready yet must
@@ -352,55 +436,11 @@ class Dispatcher:
         """
         if lease is not None:
             self._held[delivery.id] = _Hold(lease)
-        action = ACTION_TYPES.get(delivery.action_type)
-        secret: str | None = None
-        target: TargetInfo | None = None
-        rule_key = (delivery.rule_id, delivery.url)
-        if delivery.target_id is not None:
-            target = await self._source.target(delivery.target_id)
-            if target is None or not target.active:
-                return await self._finish(
-                    delivery, _refused("target is disabled or deleted"), "skipped", None
-                )
-            secret = target.secret
-        elif delivery.secret_env:
-            secret = self._env.get(delivery.secret_env)
-            if not secret:
-                return await self._finish(
-                    delivery,
-                    _refused(f"signing secret env var {delivery.secret_env} is not set"),
-                    "failed",
-                    None,
-                )
-        if (
-            delivery.disable_after is not None
-            and delivery.target_id is None
-            and self._rule_failures.get(rule_key, 0) >= delivery.disable_after
-        ):
-            return await self._finish(
-                delivery,
-                _refused("action disabled after consecutive failures (reload rules to reset)"),
-                "skipped",
-                None,
-            )
-        if action is None:
-            return await self._finish(
-                delivery, _refused(f"unknown action type {delivery.action_type!r}"), "failed", None
-            )
-        if event is None and action.needs_event(delivery):
-            event = await self._source.event_info(delivery.event_id)
+        prepared = await self._prepare(delivery, event, probe, target_info)
+        if not isinstance(prepared, _Prepared):
+            return prepared  # refused, skipped or held: recorded without sending
         try:
-            body = action.body(delivery, event)
-        except LookupError as exc:
-            return await self._finish(delivery, _refused(str(exc)), "failed", None)
-        # Syntax and IP literals here (no DNS); names are checked by the client's resolver
-        # on the one lookup the connection uses.
-        try:
-            self._client.target(delivery.url)
-        except UnsafeTargetError as exc:
-            return await self._finish(delivery, _refused(exc.reason), "failed", None)
-        try:
-            attempt = await self._send(delivery, body, secret)
+            attempt = await self._send(delivery, prepared.body, prepared.secret)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -408,18 +448,9 @@ class Dispatcher:
             # delivery that raised must never stay pending with no attempt, leased again
             # and again.
             attempt = _refused(f"the attempt failed before sending: {type(exc).__name__}: {exc}")
-
         gone = attempt.status_code == 410
-        next_at: float | None = None
-        if attempt.ok:
-            status: DeliveryStatus = "succeeded"
-        else:
-            if not (gone and target is not None):
-                next_at = next_attempt_at(
-                    delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
-                )
-            status = "pending" if next_at is not None else "failed"
-        record = self._record(delivery, attempt, status, next_at, target, gone, probe)
+        status, next_at = self._outcome(delivery, attempt, prepared, gone)
+        record = self._record(delivery, attempt, status, next_at, prepared.target, gone, probe)
         if not background:
             return await record
         # The host slot is free as soon as the answer is in; recording it (a store commit)
@@ -429,6 +460,82 @@ class Dispatcher:
         self._recording.add(task)
         task.add_done_callback(partial(self._recorded, delivery.id))
         return attempt, status
+
+    async def _prepare(
+        self,
+        delivery: Delivery,
+        event: EventInfo | None,
+        probe: bool,
+        target_info: TargetInfo | None,
+    ) -> _Prepared | tuple[Attempt, DeliveryStatus]:
+        """What sending needs (body, secret, target), or the recorded reason it is not sent:
+        a disabled or deleted target, a missing secret, an auto-disabled rule action, an
+        unknown action type, a body that cannot be rendered, a URL the guard refuses."""
+        signing = await self._signing(delivery, probe, target_info)
+        if not isinstance(signing, _Prepared):
+            return signing
+        rule_key = (delivery.rule_id, delivery.url)
+        if (
+            delivery.disable_after is not None
+            and delivery.target_id is None
+            and self._rule_failures.get(rule_key, 0) >= delivery.disable_after
+        ):
+            refusal = _refused("action disabled after consecutive failures (reload rules to reset)")
+            return await self._finish(delivery, refusal, "skipped", None)
+        action = ACTION_TYPES.get(delivery.action_type)
+        if action is None:
+            refusal = _refused(f"unknown action type {delivery.action_type!r}")
+            return await self._finish(delivery, refusal, "failed", None)
+        if event is None and action.needs_event(delivery):
+            event = await self._source.event_info(delivery.event_id)
+        try:
+            signing.body = action.body(delivery, event)
+            # Syntax and IP literals here (no DNS); names are checked by the client's
+            # resolver on the one lookup the connection uses.
+            self._client.target(delivery.url)
+        except LookupError as exc:
+            return await self._finish(delivery, _refused(str(exc)), "failed", None)
+        except UnsafeTargetError as exc:
+            return await self._finish(delivery, _refused(exc.reason), "failed", None)
+        return signing
+
+    async def _signing(
+        self, delivery: Delivery, probe: bool, target_info: TargetInfo | None
+    ) -> _Prepared | tuple[Attempt, DeliveryStatus]:
+        """The target and signing secret of `delivery`. A disabled target's delivery is held
+        (unless it is the target's probe); a test send to one, or to a deleted target, is
+        skipped; a rule action whose secret variable is unset fails."""
+        if delivery.target_id is not None:
+            target = target_info or await self._source.target(delivery.target_id)
+            if target is None or (probe and not target.active):
+                refusal = _refused("target is disabled or deleted")
+                return await self._finish(delivery, refusal, "skipped", None)
+            if not target.active and target.probe_delivery_id != delivery.id:
+                return await self._hold(delivery)
+            return _Prepared(secret=target.secret, target=target, reprobe=not target.active)
+        secret: str | None = None
+        if delivery.secret_env:
+            secret = self._env.get(delivery.secret_env)
+            if not secret:
+                refusal = _refused(f"signing secret env var {delivery.secret_env} is not set")
+                return await self._finish(delivery, refusal, "failed", None)
+        return _Prepared(secret=secret)
+
+    def _outcome(
+        self, delivery: Delivery, attempt: Attempt, prepared: _Prepared, gone: bool
+    ) -> tuple[DeliveryStatus, float | None]:
+        """The delivery's status after `attempt` and when its next attempt is due."""
+        if attempt.ok:
+            return "succeeded", None
+        if prepared.reprobe:
+            # A failed probe waits with the rest, in order; the store doubles the wait.
+            return "held", None
+        next_at = None
+        if not (gone and prepared.target is not None):
+            next_at = next_attempt_at(
+                delivery.retry, delivery.attempt_count + 1, time.time(), attempt.retry_after
+            )
+        return ("pending" if next_at is not None else "failed"), next_at
 
     async def _send(self, delivery: Delivery, body: bytes, secret: str | None) -> Attempt:
         settings = self._settings
@@ -472,6 +579,19 @@ class Dispatcher:
                 self._rule_failures[rule_key] = failures
         return attempt, status
 
+    async def _hold(self, delivery: Delivery) -> tuple[Attempt, DeliveryStatus]:
+        """Hand a delivery for a disabled target back to the store as `held` (fenced by
+        this holder's lease): it is not attempted, and waits, in order, for its target."""
+        hold = self._held.get(delivery.id)
+        token = "" if hold is None else hold.token
+        try:
+            kept = await self._source.hold({delivery.id: token})
+        finally:
+            if self._held.get(delivery.id) is hold:
+                self._held.pop(delivery.id, None)
+        status: DeliveryStatus = "held" if kept else "pending"
+        return _refused("target is disabled: delivery held"), status
+
     async def _finish(
         self,
         delivery: Delivery,
@@ -506,6 +626,8 @@ class Dispatcher:
         if next_at is not None:
             heapq.heappush(self._wake_at, next_at)
             self._wake.set()
+        elif delivery.ordering_key is not None:
+            self._wake.set()  # the next delivery of its key may go now, not at the next poll
         self._log_line(
             "delivery attempt",
             {

@@ -9,7 +9,9 @@ from typing import Any, Literal, TypeVar
 
 from typing_extensions import dataclass_transform
 
-DeliveryStatus = Literal["pending", "succeeded", "failed", "skipped", "cancelled"]
+# `held`: kept for a disabled webhook target, neither claimed nor attempted until the target is
+# active again (or probed with it); see docs/design.md "Held, not dropped".
+DeliveryStatus = Literal["pending", "held", "succeeded", "failed", "skipped", "cancelled"]
 
 T = TypeVar("T")
 
@@ -103,6 +105,41 @@ class Lease:
         return cls(secrets.token_hex(8), until)
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A delivery's share of a rate limit: which bucket, and its rate and burst.
+
+    Deliveries with the same `key` share one bucket in the store, across every worker and
+    gateway: `target:<id>` for a webhook target, `rule:<rule id>:<action index>` for a
+    rule action.
+    """
+
+    key: str
+    rate: float  # deliveries per second
+    burst: int  # deliveries sent back to back before `rate` applies
+
+    def to_list(self) -> list[Any]:
+        """The stored form (a JSON array), read back by `from_list`."""
+        return [self.key, self.rate, self.burst]
+
+    @classmethod
+    def from_list(cls, value: Any) -> RateLimit | None:
+        if not value:
+            return None
+        if isinstance(value, Mapping):  # the worker wire sends dataclasses as objects
+            return cls(str(value["key"]), float(value["rate"]), int(value["burst"]))
+        key, rate, burst = value
+        return cls(str(key), float(rate), int(burst))
+
+
+def target_rate_key(target_id: str) -> str:
+    return f"target:{target_id}"
+
+
+def rule_rate_key(rule_id: str, action_index: int) -> str:
+    return f"rule:{rule_id}:{action_index}"
+
+
 @hot_record
 class Delivery:
     """One (match, action) to send; the row the dispatcher claims, sends and reschedules.
@@ -124,7 +161,13 @@ class Delivery:
     timeout_seconds: float | None = None  # None: the dispatcher's default
     disable_after: int | None = None  # consecutive failed deliveries that disable a target
     headers: tuple[tuple[str, str], ...] = ()  # extra request headers set by the rule
+    # Rule actions: the action's rate limit, snapshotted; webhook targets keep theirs on the
+    # target record, read when sending (a PATCH applies to what is queued).
+    rate_limit: RateLimit | None = None
     created_at: float = 0.0
     next_attempt_at: float | None = None
     attempt_count: int = 0
     attempts: tuple[Attempt, ...] = field(default=())
+    # FIFO ordering (`ordering = "fifo"` on the action): deliveries with one key are sent
+    # one at a time in accept order; None: no ordering (the common case, never slowed).
+    ordering_key: str | None = None

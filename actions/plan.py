@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,12 +16,14 @@ import orjson
 
 from actions.event import EventInfo
 from actions.ids import delivery_id
-from actions.model import Attempt, Delivery
+from actions.model import Attempt, Delivery, RateLimit, rule_rate_key
 from actions.registry import ACTION_TYPES
 from actions.retry import parse_retry
 from actions.signing import Signer
 from rules import Action as RuleAction
-from rules import EventData, HookgateError, Match, Template
+from rules import EventData, HookgateError, Match, Template, default_burst
+
+MAX_ORDERING_KEY = 200  # characters of a rendered key; a longer one is kept as its hash
 
 
 def retry_delays(action: RuleAction) -> tuple[float, ...]:
@@ -36,9 +39,55 @@ def _delays(action_type: str, retry: str | tuple[float, ...] | None) -> tuple[fl
 
 
 @functools.lru_cache(maxsize=4096)
+def _rate_limit(rule_id: str, index: int, rate: float, burst: int | None) -> RateLimit:
+    """One shared record per rate-limited action, not one per event (hot path)."""
+    return RateLimit(rule_rate_key(rule_id, index), rate, burst or default_burst(rate))
+
+
+@functools.lru_cache(maxsize=4096)
 def _constant_body(template: Template) -> bytes:
     """A template without expressions renders the same bytes for every event."""
     return orjson.dumps(template.render(None))
+
+
+def ordering_key(scope: str, action: RuleAction, data: EventData | None) -> str | None:
+    """The FIFO key of one delivery of `action` (`scope` is "<rule id>#<action index>"):
+    None when the action is unordered; the scope alone without `ordering_key`; else the
+    scope, "|" and the key's value as canonical JSON (so `"42"` and `42` differ).
+
+    A key that is missing on the event (null), or that fails to evaluate, is `null`: those
+    deliveries share one key of their own rather than going unordered. A rendered key past
+    `MAX_ORDERING_KEY` characters is replaced by its SHA-256, so the store indexes a short
+    string whatever the event holds.
+    """
+    if action.ordering is None:
+        return None
+    expression = action.ordering_key
+    if expression is None:
+        return scope
+    try:
+        value = expression.evaluate(data)
+    except HookgateError:
+        value = None
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        text = "null"
+    key = f"{scope}|{text}"
+    if len(key) > MAX_ORDERING_KEY:
+        key = f"{scope}|sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+    return key
+
+
+def _render(template: Template, event_data: EventData | None) -> tuple[bytes | None, str | None]:
+    """A body template rendered on the event (`event_data`; None for a constant template),
+    or the error that becomes a failed delivery."""
+    try:
+        if template.is_constant:
+            return _constant_body(template), None
+        return orjson.dumps(template.render(event_data)), None
+    except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
+        return None, f"template error: {exc}"
 
 
 def plan_deliveries(
@@ -55,20 +104,18 @@ def plan_deliveries(
     event_data = data
     for match in matches:
         rule = match.rule
-        for action in rule.actions:
+        for index, action in enumerate(rule.actions):
             body: bytes | None = None
             failure: str | None = None
-            template = action.body
-            if template is not None:
-                try:
-                    if template.is_constant:
-                        body = _constant_body(template)
-                    else:
-                        if event_data is None:
-                            event_data = EventData(payload)
-                        body = orjson.dumps(template.render(event_data))
-                except (HookgateError, TypeError, orjson.JSONEncodeError) as exc:
-                    failure = f"template error: {exc}"
+            if action.body is not None:
+                if event_data is None and not action.body.is_constant:
+                    event_data = EventData(payload)
+                body, failure = _render(action.body, event_data)
+            key = None
+            if action.ordering is not None:
+                if event_data is None and action.ordering_key is not None:
+                    event_data = EventData(payload)
+                key = ordering_key(f"{rule.id}#{index}", action, event_data)
             delivery = Delivery(
                 id=delivery_id(now),
                 event_id=event_id,
@@ -82,8 +129,12 @@ def plan_deliveries(
                 timeout_seconds=action.timeout_seconds,
                 disable_after=action.disable_after,
                 headers=action.headers,
+                rate_limit=None
+                if action.rate is None
+                else _rate_limit(rule.id, index, action.rate, action.burst),
                 created_at=now,
                 next_attempt_at=now if action.delay is None else now + action.delay,
+                ordering_key=key,
             )
             if failure is not None:  # rare: a template that failed on this event
                 delivery = dataclasses.replace(

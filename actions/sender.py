@@ -65,26 +65,17 @@ async def send(
     sent_headers: tuple[tuple[str, str], ...] = tuple(headers.items())
     request_body = body[:REQUEST_BODY_BYTES].decode("utf-8", errors="replace")
     try:
-        target = client.target(url)
-        # Only 1 KiB of the answer is kept: compression would save nothing and a compressed
-        # chunk could inflate far beyond the excerpt before it is cut.
-        request_headers = {**headers, "Accept-Encoding": "identity"}
-        async with asyncio.timeout_at(deadline):
-            response = await client.session().post(
-                target,
-                data=body,
-                headers=request_headers,
-                allow_redirects=False,
-            )
+        response = await _post(client, url, body, headers, deadline)
     except _FAILURES as exc:
         if isinstance(exc, UnsafeTargetError):  # refused by the guard: nothing left here
             return Attempt(at, None, _elapsed_ms(started), _short(exc.reason), None)
+        error, latency = _describe_failure(exc, timeout), _elapsed_ms(started)
         return Attempt(
-            at=at,
-            status_code=None,
-            latency_ms=_elapsed_ms(started),
-            error=_describe_failure(exc, timeout),
-            response_excerpt=None,
+            at,
+            None,
+            latency,
+            error,
+            None,
             request_method="POST",
             request_url=url,
             request_headers=redact_headers(sent_headers),
@@ -92,35 +83,54 @@ async def send(
         )
     try:
         sent_headers = _pairs(response.request_info.headers)
-        excerpt = bytearray()
-        # A body that fails or stalls mid-read leaves a shorter excerpt; the status stands.
-        with contextlib.suppress(*_FAILURES):
-            async with asyncio.timeout_at(deadline):
-                while len(excerpt) < EXCERPT_BYTES:
-                    chunk = await response.content.readany()
-                    if not chunk:
-                        break
-                    excerpt += chunk
+        excerpt = await _excerpt(response, deadline)
     finally:
         response.release()
     status = response.status
+    asked = response.headers.get("retry-after") if status in (429, 503) else None
     return Attempt(
         at=at,
         status_code=status,
         latency_ms=_elapsed_ms(started),
         error=_status_error(status),
-        response_excerpt=excerpt[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
-        retry_after=(
-            parse_retry_after(response.headers.get("retry-after"), now=time.time())
-            if status in (429, 503)
-            else None
-        ),
+        response_excerpt=excerpt,
+        retry_after=parse_retry_after(asked, now=time.time()) if asked is not None else None,
         request_method="POST",
         request_url=url,
         request_headers=redact_headers(sent_headers),
         request_body=request_body,
         response_headers=_pairs(response.headers),
     )
+
+
+async def _post(
+    client: DeliveryClient, url: str, body: bytes, headers: Mapping[str, str], deadline: float
+) -> aiohttp.ClientResponse:
+    """The POST up to the response headers, within the deadline, redirects not followed.
+    Only 1 KiB of the answer is kept: compression would save nothing and a compressed chunk
+    could inflate far beyond the excerpt before it is cut."""
+    target = client.target(url)
+    async with asyncio.timeout_at(deadline):
+        return await client.session().post(
+            target,
+            data=body,
+            headers={**headers, "Accept-Encoding": "identity"},
+            allow_redirects=False,
+        )
+
+
+async def _excerpt(response: aiohttp.ClientResponse, deadline: float) -> str:
+    """Up to `EXCERPT_BYTES` of the answer, read within the attempt's deadline. A body that
+    fails or stalls mid-read leaves a shorter excerpt; the status stands."""
+    excerpt = bytearray()
+    with contextlib.suppress(*_FAILURES):
+        async with asyncio.timeout_at(deadline):
+            while len(excerpt) < EXCERPT_BYTES:
+                chunk = await response.content.readany()
+                if not chunk:
+                    break
+                excerpt += chunk
+    return excerpt[:EXCERPT_BYTES].decode("utf-8", errors="replace")
 
 
 def _pairs(headers: CIMultiDictProxy[str]) -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,4 @@
-"""Rule backtest throughput: stored events matched per second by `gateway.backtest` on a
+"""Rule backtest throughput: stored events matched per second by `gateway.rulesets.backtest` on a
 SQLite store seeded with `events` events (100 rules, the ingest bench's rule file), median
 of `rounds` runs. Runs in process: the figure is the store read plus the match loop."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 
 from bench import workdir
-from gateway.backtest import backtest
 from gateway.ids import new_id
-from gateway.rulestate import load_rule_files
-from gateway.store.sqlite_writer import INSERT_EVENT
+from gateway.rulesets.backtest import backtest
+from gateway.rulesets.state import load_rule_files
+from gateway.store.sqlite.writer import INSERT_EVENT
 from rules import Logic, RuleSet
 
 

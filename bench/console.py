@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.ids import new_id
@@ -138,6 +136,10 @@ def run(tmp: Path, events: int = 1_000_000, rounds: int = 21) -> dict[str, float
         "rules": "/console/rules",
     }
     figures: dict[str, float] = {"console_events_seeded": float(events)}
+    # Imported here: TestClient warns about httpx at import, which every `python -m bench`
+    # would print even when the console benchmark is not run.
+    from starlette.testclient import TestClient
+
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         signed = client.post("/console/sign-in", data={"token": TOKEN}, follow_redirects=False)
         assert signed.status_code == 303, signed.text

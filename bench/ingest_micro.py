@@ -29,7 +29,7 @@ from bench import procs, workdir
 from bench.wrk import EVENT_BODY
 from gateway.app import create_app
 from gateway.config import load_settings
-from gateway.logs import configure_logging
+from gateway.observability.logs import configure_logging
 
 WARMUP = 2000
 

@@ -1,4 +1,4 @@
-"""Per-increment cost of one labelled counter: `gateway.metrics` in-process and shared
+"""Per-increment cost of one labelled counter: `gateway.observability.metrics` in-process and shared
 (the `server.workers > 1` files), against prometheus_client's multiprocess mode.
 
     python bench/metrics_increment.py
@@ -10,7 +10,7 @@ import os
 import tempfile
 import timeit
 
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 
 N = 1_000_000
 KEY = ("hookgate_events_total", (("app", "app_1"), ("outcome", "202")))

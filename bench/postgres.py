@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 
 from bench import procs, workdir, wrk
-from gateway.app_records import create_app
-from gateway.store.postgres import DAY, PostgresStore
+from gateway.records.apps import create_app
+from gateway.store.postgres.store import DAY, PostgresStore
 
 POSTGRES_URL = os.environ.get("HOOKGATE_BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 

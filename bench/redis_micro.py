@@ -1,5 +1,5 @@
 """Client-side CPU of one Redis bucket check: redis-py's asyncio client against
-`gateway.resp.RespClient`, both behind `RedisBuckets`.
+`gateway.limits.resp.RespClient`, both behind `RedisBuckets`.
 
 Runs `checks` checks in groups of `concurrency` (the checks of one group share an
 EVALSHA) against the Redis at HOOKGATE_TEST_REDIS_URL, under uvloop, and prints this
@@ -24,8 +24,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.ratelimit import RedisBuckets
-from gateway.resp import RespClient
+from gateway.limits.buckets import RedisBuckets
+from gateway.limits.resp import RespClient
 
 URL = os.environ.get("HOOKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = f"hgmicro:{os.getpid()}:"

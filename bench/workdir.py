@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from actions import Delivery, delivery_id
-from gateway.app_records import create_app
 from gateway.ids import new_id
 from gateway.models import Event
-from gateway.store.sqlite import SqliteStore
+from gateway.records.apps import create_app
+from gateway.store.sqlite.store import SqliteStore
 
 ADMIN = "bench-admin-token"
 

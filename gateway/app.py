@@ -14,18 +14,19 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, TypedDict
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from actions import DeliveryClient
-from gateway.admin import apps, deliveries, events, rules, targets
 from gateway.config import Settings
-from gateway.http import JSONResponse, error_response, http_exception, server_error
-from gateway.ingest import INGEST_PATH, PREFIX, IngestEndpoint, Receive, Scope, Send
-from gateway.logs import ACCESS, redact_path
-from gateway.openapi import Operation, openapi_document, operation
+from gateway.http.admin import apps, deliveries, events, rules, targets
+from gateway.http.admin_io import BearerAuth, JSONResponse, error_response, exception_handlers
+from gateway.http.ingest import INGEST_PATH, PREFIX, IngestEndpoint
+from gateway.http.openapi import Operation, openapi_document, operation
+from gateway.observability.logs import ACCESS, redact_path
 from gateway.runtime import Gateway, ensure_admin_token
 from gateway.store import Store
 
@@ -139,13 +140,23 @@ class HookgateApp:
         try:
             await self.starlette(scope, receive, send_logged)
         finally:
-            template = getattr(scope.get("route"), "path", None)
+            template = route_template(scope)
             fields: dict[str, Any] = {"method": scope.get("method"), "route": template}
             if template is None:  # no route matched: the path may hold a mistyped event URL
                 fields["path"] = redact_path(scope.get("path", ""))
             fields["status"] = status
             fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             self.gateway.access.write("request", fields)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's path template with its mounts' prefixes (`/v1/apps/{app_id}`),
+    or None when no route matched (a bare `Mount` match is a 404 or 401 inside it)."""
+    route = scope.get("route")
+    if not isinstance(route, Route):
+        return None
+    prefix: str = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return prefix + route.path
 
 
 def create_app(
@@ -159,7 +170,8 @@ def create_app(
     """Build a gateway for `settings`; it starts (store, rules, dispatcher) in the lifespan.
 
     `freeze_heap` is for a gateway that owns its process (see `Gateway._freeze_heap`);
-    `metrics_dir` for one of a group whose `/metrics` totals the group's (`gateway.metrics`)."""
+    `metrics_dir` for one of a group whose `/metrics` totals the group's
+    (`gateway.observability.metrics`)."""
     gateway = Gateway(
         settings,
         store=store,
@@ -171,7 +183,7 @@ def create_app(
 
     console = None
     if settings.console.enabled:
-        from gateway.console import build_console
+        from gateway.http.console import build_console
 
         console = build_console(gateway, admin_token)
 
@@ -187,38 +199,35 @@ def create_app(
                 await console.sampler.stop()
             await gateway.stop()
 
+    v1 = [*apps.routes, *events.routes, *targets.routes, *deliveries.routes, *rules.routes]
+    token = admin_token.encode()
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *apps.routes,
-        *events.routes,
-        *targets.routes,
-        *deliveries.routes,
-        *rules.routes,
+        Mount("/v1", routes=v1, middleware=[Middleware(BearerAuth, token=token, routes=v1)]),
     ]
     if console is not None:
         routes.append(console.mount)
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_exception, Exception: server_error},
+        exception_handlers=exception_handlers(),
     )
     starlette.state.gateway = gateway
-    starlette.state.admin_token_bytes = admin_token.encode()
     return HookgateApp(gateway, starlette)
 
 
 def create_app_from_env() -> HookgateApp:
     """Factory for `uvicorn --factory` with several workers: settings from the environment
     (and `$HOOKGATE_CONFIG`), as every worker process must build its own app, and the
-    group's metrics directory that `gateway.serving.serve` made."""
+    group's metrics directory that `gateway.http.serving.serve` made."""
     import os
 
     from gateway.config import load_settings
-    from gateway.logs import configure_logging
-    from gateway.serving import METRICS_DIR_ENV
+    from gateway.http.serving import METRICS_DIR_ENV
+    from gateway.observability.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log.level)

@@ -139,8 +139,10 @@ class Settings:
 
     def validate(self) -> Settings:
         """Refuse combinations that would misbehave silently; return self for chaining."""
-        choices = {
-            ("storage", "backend"): ("sqlite", "redis", "postgres", "memory"),
+        from gateway.store.registry import BACKENDS  # the one list of backends
+
+        choices: dict[tuple[str, str], tuple[str, ...]] = {
+            ("storage", "backend"): tuple(BACKENDS),
             ("storage", "synchronous"): ("full", "normal"),
             ("limits", "backend"): ("memory", "redis"),
             ("limits", "on_redis_error"): ("open", "closed"),

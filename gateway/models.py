@@ -9,6 +9,16 @@ from actions.model import hot_record
 
 TargetStatus = Literal["active", "disabled"]
 
+# A target disabled after failures is probed again after its `reenable_after` (this by
+# default), the wait doubling after each failed probe up to `PROBE_INTERVAL_MAX`.
+REENABLE_AFTER_DEFAULT = 600.0
+PROBE_INTERVAL_MAX = 6 * 3600.0
+
+
+def next_probe_interval(current: float) -> float:
+    """The wait after a failed probe: twice the last one, at most `PROBE_INTERVAL_MAX`."""
+    return min(current * 2, PROBE_INTERVAL_MAX)
+
 
 @dataclass(frozen=True, slots=True)
 class App:
@@ -30,7 +40,7 @@ class App:
     updated_at: float = 0.0
     previous_token_hash: str | None = None
     previous_token_expires_at: float | None = None
-    # How inbound requests are signed (gateway.inbound_signatures.SCHEMES); only with a secret.
+    # How inbound requests are signed (gateway.http.signatures.SCHEMES); only with a secret.
     signature_scheme: str = "standard-webhooks"
 
 
@@ -64,3 +74,17 @@ class WebhookTarget:
     created_at: float = 0.0
     updated_at: float = 0.0
     consecutive_failures: int = 0
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None  # set whenever `rate` is
+    # Held, not dropped: while disabled, deliveries for the target are kept `held`. Disabled
+    # after failures (`probe_interval` set), its oldest held delivery is sent as a probe at
+    # `next_probe_at`; disabled by hand (`probe_interval` None), it is never probed.
+    reenable_after: float = REENABLE_AFTER_DEFAULT
+    disabled_at: float | None = None
+    next_probe_at: float | None = None
+    probe_interval: float | None = None
+    probe_delivery_id: str | None = None  # the held delivery out as a probe right now
+    # "fifo": its deliveries with one key (`ordering_key`, JSON-Logic on the event; None:
+    # one key for the target) go one at a time, in accept order; None: unordered.
+    ordering: Literal["fifo"] | None = None
+    ordering_key: Any = None

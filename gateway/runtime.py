@@ -27,20 +27,25 @@ from actions import (
     EventInfo,
     Lease,
 )
-from gateway import keys
-from gateway.alerts import Alerts
-from gateway.appindex import AppIndex
 from gateway.config import RulesSettings, Settings
-from gateway.delivery import StoreSource, build_http_client, dispatch_settings
-from gateway.guard import GuessGuard
-from gateway.logs import AccessLog
-from gateway.metrics import Metrics
-from gateway.ratelimit import Buckets, Decision, MemoryBuckets, RedisBuckets
-from gateway.resp import RespClient
-from gateway.rulestate import RuleState
-from gateway.served_url import forget_served_url, record_served_url
+from gateway.delivery.alerts import Alerts
+from gateway.delivery.host import WorkerHost
+from gateway.delivery.wiring import (
+    StoreSource,
+    build_http_client,
+    dispatch_settings,
+    probe_held_targets,
+)
+from gateway.http.appindex import AppIndex
+from gateway.http.served_url import forget_served_url, record_served_url
+from gateway.limits import keys
+from gateway.limits.buckets import Buckets, Decision, MemoryBuckets, RedisBuckets
+from gateway.limits.guard import GuessGuard
+from gateway.limits.resp import RespClient
+from gateway.observability.logs import AccessLog
+from gateway.observability.metrics import Metrics
+from gateway.rulesets.state import RuleState
 from gateway.store import Store, build_store
-from gateway.workerhost import WorkerHost
 from rules import Logic
 
 log = logging.getLogger("hookgate")
@@ -125,14 +130,14 @@ class Gateway:
         self.http = http_client or build_http_client(settings)
         self.dispatch_settings = dispatch_settings(settings)
         # Inline: this process sends what it accepts. Otherwise `hookgate serve` runs
-        # delivery worker processes (gateway.worker) and this one only queues.
+        # delivery worker processes (gateway.delivery.worker) and this one only queues.
         self.inline_delivery = delivery.workers == 0
         source = StoreSource(
             self.store,
             targets=lambda: self.rules.targets,
             app_name=self.app_name,
             on_target_disabled=lambda: self.rules.refresh_targets(force=True),
-            alerts=Alerts(self.store, lambda: self.rules.current, wake=self._wake_delivery),
+            alerts=Alerts(self.store, lambda: self.rules.current, wake=self.wake_delivery),
         )
         # Inline delivery uses this dispatcher's poller; with workers it only serves the
         # target test endpoint, and the workers reach the store through `workers`.
@@ -173,6 +178,7 @@ class Gateway:
         self._spawn(self.rules.watch(settings.rules.poll_seconds, settings.rules.reload), "rules")
         self._spawn(self._prune_loop(), "retention")
         self._spawn(self._gauge_loop(), "gauges")
+        self._spawn(self._held_loop(), "held-deliveries")
         self._install_sighup()
         record_served_url(settings)
         self._started = True
@@ -263,8 +269,9 @@ class Gateway:
             return None
         return Lease.new(time.time() + self.dispatch_settings.lease_seconds)
 
-    def _wake_delivery(self) -> None:
-        """New deliveries were committed by this process outside ingest (internal events)."""
+    def wake_delivery(self) -> None:
+        """Claim now: this process committed deliveries that no process holds yet (internal
+        events, ordered deliveries) or that became due outside ingest (a target enabled again)."""
         if self.workers is not None:
             self.workers.wake()
         else:
@@ -316,6 +323,20 @@ class Gateway:
             except Exception as exc:
                 log.warning("retention pruning failed: %s", exc)
             await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def _held_loop(self) -> None:
+        """Probe targets disabled after failures when due; release what active ones hold."""
+        while True:
+            await asyncio.sleep(self.settings.delivery.poll_seconds)
+            try:
+                await probe_held_targets(
+                    self.store,
+                    time.time(),
+                    refresh=lambda: self.rules.refresh_targets(force=True),
+                    wake=self.wake_delivery,
+                )
+            except Exception as exc:
+                log.warning("probing disabled webhook targets failed: %s", exc)
 
     async def _gauge_loop(self) -> None:
         while True:

@@ -12,10 +12,12 @@ from rules.logic import Condition, EventData, Expression, Logic, compile, evalua
 from rules.model import TARGET_RULE_PREFIX, Action, CancelOn, Match, Rule, url_problem, version_of
 from rules.operators import OPERATORS, Example, Operator, OperatorContext, rfc3339
 from rules.template import Template
+from rules.throttle import MAX_RATE, burst_problem, default_burst, rate_problem
 
 __all__ = [
     "ACTION_KEYS",
     "DEFAULT_EVENT_TYPE_FIELDS",
+    "MAX_RATE",
     "OPERATORS",
     "RETRY_NAMES",
     "RULE_KEYS",
@@ -41,12 +43,15 @@ __all__ = [
     "RuleSet",
     "Template",
     "Verdict",
+    "burst_problem",
     "compile",
+    "default_burst",
     "evaluate",
     "explain",
     "has_path",
     "load_dir",
     "load_file",
+    "rate_problem",
     "rfc3339",
     "url_problem",
     "var_paths",

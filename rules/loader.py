@@ -21,9 +21,10 @@ from typing import Any
 
 from rules.durations import parse_duration
 from rules.errors import LogicError, RuleError
-from rules.logic import Logic, default_logic
+from rules.logic import Expression, Logic, default_logic
 from rules.model import Action, CancelOn, Rule, url_problem, version_of
 from rules.template import Template
+from rules.throttle import burst_problem, default_burst, rate_problem
 from rules.vars import substitute, vars_problems
 
 RULE_KEYS = ("id", "description", "apps", "event_types", "when", "enabled", "actions")
@@ -38,7 +39,12 @@ ACTION_KEYS = (
     "headers",
     "delay",
     "cancel_on",
+    "rate",
+    "burst",
+    "ordering",
+    "ordering_key",
 )
+ORDERINGS = ("fifo",)
 CANCEL_ON_KEYS = ("event_types", "match")
 RETRY_NAMES = ("none", "standard")
 
@@ -353,11 +359,13 @@ class _Loader:
                 delay = parse_duration(table["delay"])
             except ValueError as exc:
                 error(f"{where}.delay: {exc}")
+        rate, burst = self.rate_limit(where, table, error)
         cancel_on = None
         if "cancel_on" in table:
             cancel_on = self.cancel_on(f"{where}.cancel_on", table["cancel_on"], error)
             if "delay" not in table:
                 error(f"{where}.cancel_on: only a delayed action can be cancelled; set delay")
+        ordering, ordering_key = self.ordering(where, table, error)
         if len(self.errors) > count or not isinstance(action_type, str) or url is None:
             return None
         return Action(
@@ -371,7 +379,63 @@ class _Loader:
             headers=headers,
             delay=delay,
             cancel_on=cancel_on,
+            rate=rate,
+            burst=burst,
+            ordering=ordering,
+            ordering_key=ordering_key,
         )
+
+    def rate_limit(
+        self, where: str, table: dict[str, Any], error: _Report
+    ) -> tuple[float | None, int | None]:
+        """`rate` and `burst` of an action; burst defaults from the rate and needs one."""
+        rate = table.get("rate")
+        burst = table.get("burst")
+        if rate is None:
+            if burst is not None:
+                error(f"{where}.burst: only a rate-limited action has a burst; set rate")
+            return None, None
+        problem = rate_problem(rate)
+        if problem:
+            error(f"{where}.rate: {problem}")
+            return None, None
+        if burst is None:
+            return float(rate), default_burst(rate)
+        problem = burst_problem(burst)
+        if problem:
+            error(f"{where}.burst: {problem}")
+            return None, None
+        return float(rate), int(burst)
+
+    def ordering(
+        self, where: str, table: dict[str, Any], error: _Report
+    ) -> tuple[str | None, Expression | None]:
+        """`ordering` and the compiled `ordering_key` of an action (None, None: unordered)."""
+        ordering = table.get("ordering")
+        if ordering is not None and ordering not in ORDERINGS:
+            error(
+                f'{where}.ordering: must be "fifo" (deliveries with one ordering key are sent '
+                f"one at a time, in the order their events were accepted), got {ordering!r}"
+            )
+            ordering = None
+        if "ordering_key" not in table:
+            return ordering, None
+        if "ordering" not in table:
+            error(f'{where}.ordering_key: only an ordered action has a key; set ordering = "fifo"')
+        source = table["ordering_key"]
+        if not isinstance(source, dict):
+            error(
+                f"{where}.ordering_key: must be a JSON-Logic expression evaluated on the event, "
+                f'such as {{ var = "customerId" }}, got {source!r}'
+            )
+            return ordering, None
+        source = self.with_vars(f"{where}.ordering_key", source, error)
+        try:
+            return ordering, self.logic.expression(source)
+        except LogicError as exc:
+            for p in exc.problems:
+                error(f"{where}.ordering_key: {p}")
+        return ordering, None
 
     def cancel_on(self, where: str, value: Any, error: _Report) -> CancelOn | None:
         if not isinstance(value, dict):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from rules.errors import LogicError, RuleError
-from rules.logic import Condition, Logic, default_logic
+from rules.logic import Condition, Expression, Logic, default_logic
 from rules.template import Template
 
 TARGET_RULE_PREFIX = "target:"
@@ -69,15 +69,29 @@ class Action:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float | None = None  # seconds between the event and the first attempt
     cancel_on: CancelOn | None = None
+    rate: float | None = None  # deliveries per second; None: unlimited
+    burst: int | None = None  # set whenever `rate` is
+    # "fifo": deliveries with one ordering key go one at a time, in accept order (the key
+    # is `ordering_key` evaluated on the event, scoped to this action); None: unordered.
+    ordering: str | None = None
+    ordering_key: Expression | None = None  # None with ordering: one key for the action
 
     def content(self) -> dict[str, Any]:
-        """The action as plain JSON (for versions and the admin API); `delay` and
-        `cancel_on` only when set, so rules without them keep their versions."""
+        """The action as plain JSON (for versions and the admin API); `delay`, `cancel_on`,
+        `rate`, `burst` and `ordering` only when set, so rules without them keep their
+        versions."""
         out = self._base_content()
+        if self.rate is not None:
+            out["rate"] = self.rate
+            out["burst"] = self.burst
         if self.delay is not None:
             out["delay"] = self.delay
         if self.cancel_on is not None:
             out["cancel_on"] = self.cancel_on.content()
+        if self.ordering is not None:
+            out["ordering"] = self.ordering
+            if self.ordering_key is not None:
+                out["ordering_key"] = self.ordering_key.logic
         return out
 
     def _base_content(self) -> dict[str, Any]:
@@ -137,6 +151,8 @@ class Rule:
         timeout_seconds: float | None = None,
         description: str = "",
         enabled: bool = True,
+        ordering: str | None = None,
+        ordering_key: Any = None,
     ) -> Rule:
         """The rule a webhook target stands for: `event_types = events`, `when = filter`,
         one `webhook` action with no body (the caller sends the envelope).
@@ -159,12 +175,20 @@ class Rule:
                 condition = (logic or default_logic()).compile(filter)
             except LogicError as exc:
                 raise RuleError(source, rule_id, f"filter: {exc}") from exc
+        key = None
+        if ordering_key is not None:
+            try:
+                key = (logic or default_logic()).expression(ordering_key)
+            except LogicError as exc:
+                raise RuleError(source, rule_id, f"ordering_key: {exc}") from exc
         action = Action(
             type="webhook",
             url=url,
             retry=retry,
             timeout_seconds=timeout_seconds,
             disable_after=disable_after,
+            ordering=ordering,
+            ordering_key=key,
         )
         return cls(
             id=rule_id,

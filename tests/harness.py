@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
-from gateway.logs import JsonFormatter
-from gateway.serving import uvicorn_options
+from gateway.http.serving import uvicorn_options
+from gateway.observability.logs import JsonFormatter
 
 ADMIN_TOKEN = "test-admin-token"
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread (its own event loop); yield the base URL.
 
-    `options`: uvicorn settings (a gateway passes `gateway.serving.uvicorn_options`, so
+    `options`: uvicorn settings (a gateway passes `gateway.http.serving.uvicorn_options`, so
     tests run the protocol, header bound and proxy trust that `hookgate serve` runs)."""
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -214,6 +214,9 @@ class Sink:
     hang: set[str] = field(default_factory=set)  # paths held unanswered until the sink stops
     delays: dict[str, float] = field(default_factory=dict)  # seconds before answering, by path
     default_status: int = 200
+    # Awaited per request (in the sink's loop) with the request received: the status to
+    # answer, or None for the usual one; for tests whose answer depends on what arrived.
+    respond: Callable[[Received], Awaitable[int | None]] | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _closing: threading.Event = field(default_factory=threading.Event)
     _release: Any = None  # asyncio.Event in the sink's loop, made by the first held request
@@ -244,17 +247,17 @@ class Sink:
     async def endpoint(self, request: Request) -> Response:
         body = await request.body()
         path = request.url.path
+        received = Received(
+            request.method,
+            path,
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            time.time(),
+        )
         with self._cond:
-            self.received.append(
-                Received(
-                    request.method,
-                    path,
-                    {k.lower(): v for k, v in request.headers.items()},
-                    body,
-                    time.time(),
-                )
-            )
+            self.received.append(received)
             self._cond.notify_all()
+        chosen = None if self.respond is None else await self.respond(received)
         if path in self.hang:
             await self._hold()
         delay = self.delays.get(path)
@@ -262,7 +265,7 @@ class Sink:
             import asyncio
 
             await asyncio.sleep(delay)
-        status = self.statuses.get(path, self.default_status)
+        status = chosen if chosen is not None else self.statuses.get(path, self.default_status)
         return Response(
             b'{"ok":true}',
             status_code=status,

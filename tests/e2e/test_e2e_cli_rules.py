@@ -120,6 +120,28 @@ def test_check_prints_every_error_as_file_rule_message_and_exits_1(tmp_path: Pat
     assert "rules OK" not in result.stdout
 
 
+def test_check_rejects_a_bad_ordering_and_a_malformed_ordering_key(tmp_path: Path) -> None:
+    write(
+        tmp_path / "rules.d" / "a.toml",
+        rule("lifo", action='  ordering = "lifo"')
+        + rule("bad-key", action='  ordering = "fifo"\n  ordering_key = { nope = [1] }')
+        + rule("bare-key", action='  ordering = "fifo"\n  ordering_key = "customerId"')
+        + rule("fifo", action='  ordering = "fifo"\n  ordering_key = { var = "customerId" }'),
+    )
+    result = hookgate(tmp_path, "rules", "check")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stdout
+    assert lines[0].startswith('rules.d/a.toml:lifo: actions[0].ordering: must be "fifo"')
+    assert lines[0].endswith("got 'lifo'")
+    assert lines[1].startswith("rules.d/a.toml:bad-key: actions[0].ordering_key: ")
+    assert "nope" in lines[1]
+    assert lines[2] == (
+        "rules.d/a.toml:bare-key: actions[0].ordering_key: must be a JSON-Logic expression "
+        "evaluated on the event, such as { var = \"customerId\" }, got 'customerId'"
+    )
+
+
 def test_check_reads_secret_env_from_the_environment(tmp_path: Path) -> None:
     write(tmp_path / "rules.d" / "a.toml", rule("signed", action='  secret_env = "HG_CLI_SECRET"'))
     missing = hookgate(tmp_path, "rules", "check")

@@ -82,3 +82,36 @@ id = "notify"
         # A bad form value is a page with the reason, not a 500.
         bad = client.post("/console/apps", data={"csrf": csrf, "name": "x", "rate": "fast"})
         assert bad.status_code == 422 and "rate: must be a number" in bad.text
+
+
+def test_a_disabled_targets_page_links_its_held_deliveries_and_saving_active_sends_them(
+    tmp_path: Path, sink: harness.Sink
+) -> None:
+    settings = harness.make_settings(tmp_path)
+    with (
+        harness.running_gateway(settings) as gw,
+        httpx.Client(base_url=gw.base_url, trust_env=False, timeout=30) as client,
+    ):
+        _, token = gw.create_app("shop")
+        target = gw.admin.post("/v1/webhook-targets", json={"url": sink.url("/t")}).json()
+        harness.track_secret(target["secret"])
+        gw.admin.patch(f"/v1/webhook-targets/{target['id']}", json={"status": "disabled"})
+        event_id = gw.post_event(token, {"event_type": "x", "n": 1}).json()["event_id"]
+        assert client.post("/console/sign-in", data={"token": harness.ADMIN_TOKEN}).status_code
+        page = client.get(f"/console/targets/{target['id']}")
+        assert "Disabled by hand" in page.text
+        held_link = f"/console/deliveries?status=held&amp;target_id={target['id']}"
+        assert held_link in page.text
+        listed = client.get(held_link.replace("&amp;", "&"))
+        assert event_id in listed.text and "status-held" in listed.text
+        assert sink.requests_to("/t") == []
+
+        match = CSRF.search(page.text)
+        assert match is not None
+        saved = client.post(
+            f"/console/targets/{target['id']}",
+            data={"csrf": match.group(1), "url": sink.url("/t"), "status": "active"},
+        )
+        assert saved.status_code == 303
+        [received] = sink.wait_for(1, "/t", timeout=10.0)
+        assert received.json()["id"] == event_id

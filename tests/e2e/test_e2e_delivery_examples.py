@@ -41,7 +41,7 @@ def hookgate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_examples_pass_rules_check() -> None:
     result = hookgate("rules", "check", "examples/rules.d")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "4 rules OK"
+    assert result.stdout.strip() == "5 rules OK"
 
 
 def test_examples_use_placeholder_urls_and_no_secrets() -> None:
@@ -61,6 +61,7 @@ def test_examples_use_placeholder_urls_and_no_secrets() -> None:
         ("message-outbound-ai.json", []),
         ("job-completed.json", ["job-completed-thank-you", "job-completed-review-request"]),
         ("job-reopened.json", []),
+        ("customer-updated.json", ["crm-customer-updates"]),
     ],
 )
 def test_sample_events_match_the_example_rules(event: str, matched: list[str]) -> None:

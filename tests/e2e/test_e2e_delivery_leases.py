@@ -202,7 +202,7 @@ def test_a_hung_targets_backlog_does_not_delay_a_healthy_target(
     sys.path.insert(0, str(Path(__file__).parents[2]))
     from actions import Delivery, delivery_id
     from gateway.models import Event
-    from gateway.store.sqlite import SqliteStore
+    from gateway.store.sqlite.store import SqliteStore
 
     sink.hang.add("/hung")
     healthy_sink = harness.running_sink()
@@ -279,12 +279,12 @@ def test_kill_9_of_the_writer_under_load_is_survived(tmp_path: Path, sink: harne
         loader = threading.Thread(target=load)
         loader.start()
         harness.wait_until(lambda: len(accepted) >= 50, timeout=20)
-        [writer] = harness.children(server.proc.pid, "sqlite_writer")
+        [writer] = harness.children(server.proc.pid, "store/sqlite/writer.py")
         os.kill(writer, signal.SIGKILL)
         with httpx.Client(base_url=server.base_url, trust_env=False, timeout=5) as c:
             harness.wait_until(lambda: c.get("/readyz").status_code == 503, timeout=10)
             harness.wait_until(lambda: c.get("/readyz").status_code == 200, timeout=20)
-        assert harness.children(server.proc.pid, "sqlite_writer") not in ([], [writer])
+        assert harness.children(server.proc.pid, "store/sqlite/writer.py") not in ([], [writer])
         count = len(accepted)
         harness.wait_until(lambda: len(accepted) >= count + 50, timeout=20)
         stop.set()
@@ -352,7 +352,7 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
                 lambda: (
                     [
                         p
-                        for p in harness.children(server.proc.pid, "gateway.worker")
+                        for p in harness.children(server.proc.pid, "gateway.delivery.worker")
                         if p not in killed
                     ]
                     or None
@@ -364,7 +364,11 @@ def test_kill_9_of_a_worker_ten_times_under_load_never_kills_it_at_start(
             killed.append(worker)
         harness.wait_until(
             lambda: (
-                [p for p in harness.children(server.proc.pid, "gateway.worker") if p not in killed]
+                [
+                    p
+                    for p in harness.children(server.proc.pid, "gateway.delivery.worker")
+                    if p not in killed
+                ]
                 or None
             ),
             timeout=60,

@@ -109,6 +109,11 @@ def test_target_crud(gateway: harness.Gateway, sink: harness.Sink) -> None:
         ({"url": "https://example.com/x", "retry": ["5"]}, "retry"),
         ({"url": "https://example.com/x", "secret": "whsec_not base64!"}, "secret"),
         ({"url": "https://example.com/x", "disable_after": 0}, "disable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "soon"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "0s"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": -5}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": "7h"}, "reenable_after"),
+        ({"url": "https://example.com/x", "reenable_after": True}, "reenable_after"),
         ({"url": "https://example.com/x", "colour": "red"}, "colour"),
     ],
 )
@@ -131,6 +136,7 @@ def test_invalid_patch_is_refused_and_changes_nothing(
     before = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
     for fields, field in (
         ({"status": "paused"}, "status"),
+        ({"reenable_after": "10 minutes"}, "reenable_after"),
         ({"retry": "often"}, "retry"),
         ({"secret": "whsec_notbase64!!"}, "secret"),
         ({"secret": 7}, "secret"),
@@ -270,7 +276,7 @@ def test_failing_test_sends_never_disable_the_target(
     assert read["consecutive_failures"] == 0
 
 
-def test_disabled_target_gets_nothing_and_patch_active_resumes(
+def test_disabled_target_holds_and_patch_active_releases(
     gateway: harness.Gateway, sink: harness.Sink
 ) -> None:
     target = create_target(gateway, url=sink.url("/t"))
@@ -281,13 +287,17 @@ def test_disabled_target_gets_nothing_and_patch_active_resumes(
     assert patched.json()["status"] == "disabled"
     off = gateway.post_event(token, {"event_type": "job_completed", "n": 1})
     stored = gateway.admin.get(f"/v1/events/{off.json()['event_id']}").json()
-    assert stored["deliveries"] == []
+    assert [d["status"] for d in stored["deliveries"]] == ["held"]
+    assert sink.requests_to("/t") == []
 
     gateway.admin.patch(f"/v1/webhook-targets/{target['id']}", json={"status": "active"})
     on = gateway.post_event(token, {"event_type": "job_completed", "n": 2})
-    [received] = sink.wait_for(1, "/t", timeout=2.0)
-    assert received.json()["id"] == on.json()["event_id"]
-    assert received.json()["data"] == {"event_type": "job_completed", "n": 2}
+    received = sink.wait_for(2, "/t", timeout=5.0)
+    by_id = {r.json()["id"]: r.json()["data"] for r in received}
+    assert by_id == {
+        off.json()["event_id"]: {"event_type": "job_completed", "n": 1},
+        on.json()["event_id"]: {"event_type": "job_completed", "n": 2},
+    }
 
 
 def test_test_send_is_sent_once_by_a_served_gateway(tmp_path: Path, sink: harness.Sink) -> None:

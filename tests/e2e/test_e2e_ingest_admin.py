@@ -27,10 +27,11 @@ def served_operations(gw: harness.Gateway) -> set[tuple[str, str]]:
     for route in gw.app.starlette.routes:
         if isinstance(route, Mount) and route.path == "/console":
             continue
-        assert isinstance(route, Route)
-        for method in route.methods or ():
-            if method != "HEAD":
-                ops.add((method, route.path))
+        inner = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for r in inner:
+            assert isinstance(r, Route)
+            ops |= {(m, prefix + r.path) for m in r.methods or () if m != "HEAD"}
     return ops
 
 

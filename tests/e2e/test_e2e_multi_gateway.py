@@ -327,7 +327,7 @@ def test_the_others_send_what_a_killed_gateway_held_when_its_lease_runs_out(
     accepted = [r.json()["event_id"] for r in post_many(url1, token, [{"n": n} for n in range(20)])]
     assert len(accepted) == 20
     harness.wait_until(lambda: len(sink.requests_to("/held")) >= 8, timeout=20)
-    worker_pids = harness.children(gw1.proc.pid, "gateway.worker")
+    worker_pids = harness.children(gw1.proc.pid, "gateway.delivery.worker")
     gw1.kill9()
     for pid in worker_pids:  # a worker whose server died by kill -9 may linger a moment
         _kill(pid)
@@ -404,7 +404,7 @@ def test_kill_9_of_a_gateway_under_load_loses_no_acknowledged_event(
         t.start()
     assert enough.wait(timeout=30), failures[:3]
     assert gw2.proc is not None
-    worker_pids = harness.children(gw2.proc.pid, "gateway.worker")
+    worker_pids = harness.children(gw2.proc.pid, "gateway.delivery.worker")
     gw2.kill9()
     for pid in worker_pids:
         _kill(pid)

@@ -31,10 +31,12 @@ from actions import (
     DispatchSettings,
     EventInfo,
     Lease,
+    RateLimit,
     TargetInfo,
     delivery_host,
     delivery_id,
 )
+from gateway.limits.buckets import SlotBuckets
 
 Serve = Callable[[Any], contextlib.AbstractAsyncContextManager[str]]
 EVENT = EventInfo("evt_1", "job_completed", "acme", 1_700_000_000.0, b'{"type":"job_completed"}')
@@ -55,6 +57,8 @@ class MemorySource:
         self.events: dict[str, EventInfo] = {EVENT.id: EVENT}
         self.targets = targets or {}
         self.outcomes: list[tuple[str, bool, bool]] = []
+        self.deferred: list[str] = []
+        self.slots = SlotBuckets()
 
     def add(self, delivery: Delivery, lease: Lease | None = None) -> Delivery:
         self.rows[delivery.id] = delivery
@@ -122,6 +126,24 @@ class MemorySource:
             if self._holds(i, token):
                 self.released.append(i)
                 del self.leases[i]
+
+    async def defer(self, delivery_id: str, lease_token: str, until: float) -> bool:
+        if not self._holds(delivery_id, lease_token):
+            return False
+        self.rows[delivery_id] = dataclasses.replace(self.rows[delivery_id], next_attempt_at=until)
+        del self.leases[delivery_id]
+        self.deferred.append(delivery_id)
+        return True
+
+    async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
+        return self.slots.take(key, rate, burst, now)
+
+    async def hold(self, held: Mapping[str, str]) -> list[str]:
+        kept = [i for i, token in held.items() if self._holds(i, token)]
+        for i in kept:
+            self.rows[i] = dataclasses.replace(self.rows[i], status="held", next_attempt_at=None)
+            del self.leases[i]
+        return kept
 
     async def event_info(self, event_id: str) -> EventInfo | None:
         self.event_lookups.append(event_id)
@@ -472,7 +494,7 @@ async def test_event_fetched_only_when_the_body_needs_it(
         forward = source.add(make(sink.url(), 5, body=None, action_type="forward"))
         await eventually(lambda: finished(source, [claimed_envelope, forward]))
     assert source.event_lookups == [EVENT.id, EVENT.id]
-    assert source.rows[disabled.id].status == "skipped"
+    assert source.rows[disabled.id].status == "held"  # kept for when the target is back
     bodies = {n: body for n, body in sink.received}
     assert bodies["1"] == b'{"n":1}'
     assert bodies["2"] == bodies["4"]
@@ -504,6 +526,35 @@ async def test_target_outcome_counts_final_outcomes_only(
         await eventually(lambda: finished(source, [row]))
     assert len(source.attempts[row.id]) == 2
     assert source.outcomes == [("wht_1", False, False)]
+
+
+async def test_a_delivery_for_a_disabled_target_is_held_unsent(
+    sinks: Callable[..., Any], client: DeliveryClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource(targets={"wht_off": TargetInfo(None, False, 3)})
+    async with running(source, client, settings()):
+        row = source.add(make(sink.url(), 1, target_id="wht_off"))
+        await eventually(lambda: finished(source, [row]))
+    assert source.rows[row.id].status == "held"
+    assert sink.received == [] and row.id not in source.attempts
+    assert source.outcomes == [] and row.id not in source.leases
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "succeeded"), (503, "held")])
+async def test_the_probe_of_a_disabled_target_is_sent_and_a_failed_one_held_again(
+    sinks: Callable[..., Any], client: DeliveryClient, status: int, outcome: str
+) -> None:
+    sink = await sinks(status=status)
+    source = MemorySource()
+    async with running(source, client, settings()):
+        probe = make(sink.url(), 1, target_id="wht_off", retry=(0.05, 0.05))
+        source.targets["wht_off"] = TargetInfo(None, False, 3, probe_delivery_id=probe.id)
+        source.add(probe)
+        await eventually(lambda: finished(source, [probe]))
+    assert [n for n, _ in sink.received] == ["1"]  # once: a failed probe is not retried
+    assert source.rows[probe.id].status == outcome
+    assert source.outcomes == [("wht_off", status == 200, False)]
 
 
 async def test_a_hung_hosts_backlog_stays_in_the_store_and_never_delays_another_host(
@@ -662,3 +713,58 @@ async def test_a_connection_closed_before_the_answer_is_one_failed_attempt_never
     stored = source.rows[row.id]
     assert stored.status == "pending"  # the retry policy decides what follows
     assert stored.next_attempt_at is not None and stored.next_attempt_at > time.time() + 30
+
+
+async def test_deliveries_over_a_rate_limit_wait_unsent_while_others_go_on(
+    sinks: Callable[..., Any], client: DeliveryClient
+) -> None:
+    sink = await sinks()
+    source = MemorySource()
+    limit = RateLimit("rule:crm:0", 10.0, 2)
+    async with running(source, client, settings()) as dispatcher:
+        limited = submit(
+            source, dispatcher, [make(sink.url("/limited"), n, rate_limit=limit) for n in range(20)]
+        )
+        free = submit(source, dispatcher, [make(sink.url("/free"), 100 + n) for n in range(10)])
+        # Same host, same queue: the unlimited ones are not held behind the waiting ones.
+        await eventually(lambda: finished(source, free))
+        assert not finished(source, limited)
+        await eventually(lambda: finished(source, limited), within=10.0)
+    sent = [tag for tag, _ in sink.received]
+    assert sorted(sent) == sorted({str(n) for n in range(20)} | {str(100 + n) for n in range(10)})
+    assert source.deferred  # some waited
+    for row in limited:
+        # waiting is no attempt: one attempt each, the one that succeeded
+        assert source.rows[row.id].status == "succeeded"
+        assert len(source.attempts[row.id]) == 1
+
+
+async def test_a_targets_rate_limit_is_read_from_the_target(
+    sinks: Callable[..., Any], client: DeliveryClient
+) -> None:
+    sink = await sinks()
+    secret = "whsec_dGVzdC1zZWNyZXQtZm9yLXJhdGUtbGltaXRz"
+    source = MemorySource(
+        {
+            "wht_slow": TargetInfo(secret, True, None, rate=1.0, burst=1),
+            "wht_fast": TargetInfo(secret, True, None),
+        }
+    )
+    async with running(source, client, settings()) as dispatcher:
+        slow = submit(
+            source,
+            dispatcher,
+            [make(sink.url("/slow"), n, target_id="wht_slow") for n in range(3)],
+        )
+        fast = submit(
+            source,
+            dispatcher,
+            [make(sink.url("/fast"), 10 + n, target_id="wht_fast") for n in range(5)],
+        )
+        await eventually(lambda: finished(source, fast))
+        # one at once (burst 1), the others due a second apart, later
+        assert sum(source.rows[d.id].status == "succeeded" for d in slow) < 3
+        assert {source.rows[d.id].attempt_count for d in slow} <= {0, 1}
+        await eventually(lambda: finished(source, slow), within=10.0)
+    assert all(len(source.attempts[d.id]) == 1 for d in slow)
+    assert set(source.deferred) <= {d.id for d in slow}

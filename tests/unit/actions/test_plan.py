@@ -65,3 +65,59 @@ def test_only_action_types_that_read_the_event_ask_for_it() -> None:
     assert needs_event(envelope)
     assert needs_event(forward)
     assert not needs_event(unknown)
+
+
+ORDERED = """
+[[rules]]
+id = "crm"
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://example.com/unordered"
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://example.com/per-customer"
+  ordering = "fifo"
+  ordering_key = { var = "customerId" }
+  [[rules.actions]]
+  type = "webhook"
+  url = "https://example.com/all-in-order"
+  ordering = "fifo"
+"""
+
+
+def _ordered_rule(tmp_path: Path) -> Match:
+    (tmp_path / "o.toml").write_text(ORDERED)
+    result = load_file(tmp_path / "o.toml", action_types=tuple(ACTION_TYPES))
+    assert not result.errors
+    return Match(result.rules[0])
+
+
+def test_ordering_keys_are_scoped_to_the_rule_action_and_carry_the_value(tmp_path: Path) -> None:
+    match = _ordered_rule(tmp_path)
+    unordered, per_customer, whole = plan_deliveries([match], "evt_1", {"customerId": "c1"}, 1.0)
+    assert unordered.ordering_key is None
+    assert per_customer.ordering_key == 'crm#1|"c1"'
+    assert whole.ordering_key == "crm#2"
+
+
+def test_ordering_key_values_keep_their_json_type_and_missing_is_null(tmp_path: Path) -> None:
+    match = _ordered_rule(tmp_path)
+
+    def key(payload: object) -> str | None:
+        return plan_deliveries([match], "evt_1", payload, 1.0)[1].ordering_key
+
+    assert key({"customerId": 42}) == "crm#1|42"
+    assert key({"customerId": "42"}) == 'crm#1|"42"'
+    assert key({"customerId": {"b": 1, "a": 2}}) == 'crm#1|{"a":2,"b":1}'
+    assert key({}) == "crm#1|null"
+    assert key({"customerId": None}) == "crm#1|null"
+
+
+def test_a_long_ordering_key_is_kept_as_its_hash(tmp_path: Path) -> None:
+    match = _ordered_rule(tmp_path)
+    long_value = "x" * 500
+    first = plan_deliveries([match], "evt_1", {"customerId": long_value}, 1.0)[1].ordering_key
+    again = plan_deliveries([match], "evt_2", {"customerId": long_value}, 2.0)[1].ordering_key
+    other = plan_deliveries([match], "evt_3", {"customerId": long_value + "y"}, 3.0)[1]
+    assert first is not None and first.startswith("crm#1|sha256:") and len(first) < 100
+    assert first == again and other.ordering_key != first

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.logs import AccessLog, JsonStreamHandler
+from gateway.observability.logs import AccessLog, JsonStreamHandler
 
 NAME = "hookgate-test-access"  # outside "hookgate": nothing global is touched
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from gateway.app_records import app_json, create_app, event_url, rotate_token, update_app
 from gateway.config import load_settings
 from gateway.errors import InvalidInput
 from gateway.ids import hash_token
+from gateway.records.apps import app_json, create_app, event_url, rotate_token, update_app
 from gateway.store.memory import MemoryStore
 
 SETTINGS = load_settings(

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from gateway.appindex import AppIndex
-from gateway.inbound_signatures import RefuseAll
+from gateway.http.appindex import AppIndex
+from gateway.http.signatures import RefuseAll
 from gateway.models import App
 from gateway.store.memory import MemoryStore
 

@@ -1,4 +1,4 @@
-"""gateway.backtest over every store backend: window, app filter, paging, samples, bodies;
+"""gateway.rulesets.backtest over every store backend: window, app filter, paging, samples, bodies;
 and the parsing of `since`/`until`."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backtest import backtest, parse_moment
 from gateway.errors import InvalidInput
 from gateway.ids import hash_token, new_token, sortable_id
 from gateway.models import App, Event
+from gateway.rulesets.backtest import backtest, parse_moment
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
-from gateway.store.sqlite import SqliteStore
+from gateway.store.redis.store import RedisStore
+from gateway.store.sqlite.store import SqliteStore
 from rules import Rule, RuleSet, Template
 from rules.model import Action
 

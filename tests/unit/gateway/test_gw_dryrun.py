@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from actions import Delivery
-from gateway.dryrun import dry_run, secret_lookup
 from gateway.models import WebhookTarget
+from gateway.rulesets.dryrun import dry_run, secret_lookup
 from rules import Action, Rule, RuleSet, Template
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from gateway import keys
-from gateway.guard import GuessGuard
+from gateway.limits import keys
+from gateway.limits.guard import GuessGuard
 
 
 class BrokenStorage(MemoryStorage):
@@ -77,7 +77,7 @@ async def test_addresses_are_counted_apart(make_guard: Callable[[int], GuessGuar
 async def test_the_block_ends_after_its_time(
     make_guard: Callable[[int], GuessGuard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.guard.BLOCK_SECONDS", 0.05)
+    monkeypatch.setattr("gateway.limits.guard.BLOCK_SECONDS", 0.05)
     guard = make_guard(1)
     await guard.miss("10.0.0.1")
     assert await guard.miss("10.0.0.1") is True

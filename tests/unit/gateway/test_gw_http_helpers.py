@@ -7,47 +7,42 @@ import logging
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from gateway.errors import InvalidInput, NotFound, StoreError
-from gateway.http import (
+from gateway.http.admin_io import (
     ApiError,
+    BearerAuth,
     JSONResponse,
-    admin,
-    http_exception,
+    exception_handlers,
     parse_cursor,
     parse_limit,
     parse_time,
     query_params,
     read_object,
     required_time,
-    server_error,
 )
 from gateway.ids import new_id
 
 TOKEN = "admin-token-for-tests"
 
 
-@admin
 async def echo(request: Request) -> Response:
     return JSONResponse(await read_object(request, optional=request.method == "PUT"))
 
 
-@admin
 async def listing(request: Request) -> Response:
     q = query_params(request, "cursor", "limit")
     return JSONResponse({"cursor": parse_cursor(q, "evt_"), "limit": parse_limit(request)})
 
 
-@admin
 async def unpaged(request: Request) -> Response:
     return JSONResponse({"cursor": parse_cursor(query_params(request, "cursor"), None)})
 
 
-@admin
 async def fails(request: Request) -> Response:
     kind = request.path_params["kind"]
     if kind == "invalid":
@@ -62,17 +57,17 @@ async def fails(request: Request) -> Response:
 
 
 def _client() -> httpx.AsyncClient:
-    app = Starlette(
-        routes=[
-            Route("/echo", echo, methods=["POST", "PUT"]),
-            Route("/echo", echo, methods=["PATCH"]),
-            Route("/list", listing),
-            Route("/unpaged", unpaged),
-            Route("/fail/{kind}", fails),
-        ],
-        exception_handlers={HTTPException: http_exception, Exception: server_error},
-    )
-    app.state.admin_token_bytes = TOKEN.encode()
+    """The admin routes' setting: a bearer-guarded mount, the app's exception handlers."""
+    routes = [
+        Route("/echo", echo, methods=["POST", "PUT"]),
+        Route("/echo", echo, methods=["PATCH"]),
+        Route("/list", listing),
+        Route("/unpaged", unpaged),
+        Route("/fail/{kind}", fails),
+    ]
+    auth = Middleware(BearerAuth, token=TOKEN.encode(), routes=routes)
+    mount = Mount("", routes=routes, middleware=[auth])
+    app = Starlette(routes=[mount], exception_handlers=exception_handlers())
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app, raise_app_exceptions=False),
         base_url="http://admin.test",
@@ -200,3 +195,12 @@ def test_a_required_time_names_its_field(value: object) -> None:
 def test_a_required_time_accepts_numbers_and_text() -> None:
     assert required_time(5, "since") == 5.0
     assert required_time("2026-11-23T10:00:00+00:00", "since") == 1795428000.0
+
+
+async def test_a_path_or_method_no_route_serves_is_404_or_405_without_a_token() -> None:
+    client = _client()
+    missing = await client.get("/nope", headers={"authorization": ""})
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = await client.delete("/echo", headers={"authorization": ""})
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+    assert wrong.headers["allow"] == "PATCH, POST, PUT"

@@ -11,8 +11,8 @@ import pytest
 from gateway.models import Event
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
-from gateway.store.sqlite import SqliteStore
+from gateway.store.redis.store import RedisStore
+from gateway.store.sqlite.store import SqliteStore
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])

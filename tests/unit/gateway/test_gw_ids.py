@@ -10,8 +10,8 @@ import re
 import time
 
 from actions.ids import delivery_id, id_floor, sortable_id
+from gateway.http.ingest import too_deep
 from gateway.ids import hash_token, new_id, new_token
-from gateway.ingest import too_deep
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 T0 = 1_700_000_000.0

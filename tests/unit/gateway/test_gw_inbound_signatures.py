@@ -1,4 +1,4 @@
-"""Inbound signature schemes (gateway.inbound_signatures): known answers and no downgrade.
+"""Inbound signature schemes (gateway.http.signatures): known answers and no downgrade.
 
 Standard Webhooks, GitHub and Slack use the examples published in their documentation
 (Standard Webhooks: tests/data/standardwebhooks; GitHub "Validating webhook deliveries";
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from actions.errors import ActionError, SignatureError
-from gateway.inbound_signatures import SCHEMES, verifier
+from gateway.http.signatures import SCHEMES, verifier
 
 DATA = Path(__file__).parents[2] / "data" / "standardwebhooks" / "known-answer.json"
 GITHUB_SECRET = "It's a Secret to Everybody"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.load import LoadMonitor, Trickle
+from gateway.delivery.load import LoadMonitor, Trickle
 
 
 async def test_monitor_reports_a_busy_process_as_saturated_and_recovers() -> None:
@@ -57,7 +57,7 @@ class _Source:
 async def test_claims_shrink_to_the_trickle_while_ingest_saturates(tmp_path: object) -> None:
     from harness import make_settings
 
-    from gateway.workerhost import WorkerHost
+    from gateway.delivery.host import WorkerHost
 
     settings = make_settings(tmp_path, delivery={"workers": 1, "min_rate_under_load": 10})  # type: ignore[arg-type]
     source = _Source()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.metrics import LATENCY_BUCKETS, Metrics
+from gateway.observability.metrics import LATENCY_BUCKETS, Metrics
 
 
 def test_counters_render_sorted_with_help_and_type() -> None:
@@ -158,7 +158,7 @@ def test_a_shared_directory_sums_every_process_of_the_group(tmp_path: Path) -> N
     """Another process counts into the same directory; this one's render adds it up."""
     child = (
         "import sys\n"
-        "from gateway.metrics import Metrics\n"
+        "from gateway.observability.metrics import Metrics\n"
         "m = Metrics(sys.argv[1])\n"
         "for _ in range(5): m.inc('hookgate_events_total', app='a', outcome='202')\n"
         "m.inc('hookgate_events_total', app='b', outcome='404')\n"

@@ -15,8 +15,8 @@ from actions.model import Attempt, Delivery, Lease
 from gateway.errors import StoreError
 from gateway.ids import sortable_id
 from gateway.models import Event
-from gateway.store import postgres_schema
-from gateway.store.postgres import DAY, PostgresStore, run_migrations
+from gateway.store.postgres import schema as postgres_schema
+from gateway.store.postgres.store import DAY, PostgresStore, run_migrations
 
 pytestmark = pytest.mark.postgres
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from actions import Attempt, Delivery
 from gateway.models import Event, WebhookTarget
-from gateway.records import delivery_json, event_json, payload_of, target_json
+from gateway.records.shapes import delivery_json, event_json, payload_of, target_json
 
 AT = 1_795_428_000.0  # 2026-11-23T10:00:00Z
 

@@ -9,8 +9,8 @@ import pytest
 from harness import make_settings
 
 from gateway.errors import ConfigError
-from gateway.redis_preflight import check_redis
-from gateway.resp import RespClient
+from gateway.limits.redis_preflight import check_redis
+from gateway.limits.resp import RespClient
 
 
 def test_a_missing_ca_file_is_refused_before_start(tmp_path: Path) -> None:

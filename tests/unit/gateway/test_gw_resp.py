@@ -1,4 +1,4 @@
-"""`gateway.resp.RespClient`, the rate limiter's Redis connection: replies matched in order
+"""`gateway.limits.resp.RespClient`, the rate limiter's Redis connection: replies matched in order
 under pipelining, redis-py's error types, AUTH and SELECT from the URL, and recovery after
 a timeout or a dropped connection (against real Redis and a scripted loopback server)."""
 
@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from gateway.resp import RespClient, pack
+from gateway.limits.resp import RespClient, pack
 
 
 def test_pack_writes_bulk_strings() -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from gateway.config import load_settings
-from gateway.metrics import Metrics
 from gateway.models import WebhookTarget
-from gateway.rulestate import RuleState
+from gateway.observability.metrics import Metrics
+from gateway.rulesets.state import RuleState
 from gateway.runtime import Gateway
 from gateway.store.memory import MemoryStore
 from rules import DEFAULT_EVENT_TYPE_FIELDS, Logic, RuleSet

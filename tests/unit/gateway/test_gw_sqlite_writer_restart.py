@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import StoreError
-from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite.store import SqliteStore
 
 
 async def _until(check: object) -> None:

@@ -19,18 +19,21 @@ import pytest
 
 from actions import plan_deliveries
 from actions.ids import delivery_id, id_floor
-from actions.model import Attempt, Delivery, Lease
-from gateway import keys
-from gateway.cancel_on import CancelIndex, cancel_superseded
+from actions.model import Attempt, Delivery, Lease, RateLimit
+from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.ids import hash_token, new_token, sortable_id
+from gateway.limits import keys
 from gateway.models import App, Event, WebhookTarget
-from gateway.store import DeliveryFilter, Store, sqlite_rows, sqlite_writer
-from gateway.store import sqlite as sqlite_store
+from gateway.store import DeliveryFilter, Store
+from gateway.store.base import Page
 from gateway.store.memory import MemoryStore
-from gateway.store.postgres import PostgresStore
-from gateway.store.redis import RedisStore
-from gateway.store.sqlite import SqliteStore
+from gateway.store.postgres.store import PostgresStore
+from gateway.store.redis.store import RedisStore
+from gateway.store.sqlite import rows as sqlite_rows
+from gateway.store.sqlite import store as sqlite_store
+from gateway.store.sqlite import writer as sqlite_writer
+from gateway.store.sqlite.store import SqliteStore
 from rules import RuleSet, load_file
 
 T0 = 1_700_000_000.0  # a fixed epoch second; every record time in these tests is T0 + n
@@ -517,6 +520,7 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
         filter={">": [{"var": "total"}, 100]},
         retry=(1.0, 30.0),
         disable_after=None,
+        reenable_after=90.0,
         description="orders over 100",
     )
     second = make_target(T0 + 1, retry="none")
@@ -530,7 +534,15 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert await store.get_target("wht_missing") is None
     assert await store.list_targets() == [first, second]
 
-    changed = dataclasses.replace(second, url="http://127.0.0.1:9/other", status="disabled")
+    changed = dataclasses.replace(
+        second,
+        url="http://127.0.0.1:9/other",
+        status="disabled",
+        disabled_at=T0 + 2,
+        next_probe_at=T0 + 602,
+        probe_interval=600.0,
+        probe_delivery_id="dlv_probe",
+    )
     await store.save_target(changed)
     versions.append(await store.targets_version())
     assert await store.get_target(second.id) == changed
@@ -541,6 +553,21 @@ async def test_target_crud_and_targets_version(store: Store) -> None:
     assert await store.targets_version() == versions[-1]
     assert await store.list_targets() == [changed]
     assert len(set(versions)) == len(versions), versions
+
+
+async def test_a_targets_ordering_reads_back_and_survives_outcomes(store: Store) -> None:
+    keyed = make_target(T0, ordering="fifo", ordering_key={"var": "customer.id"})
+    whole = make_target(T0 + 1, ordering="fifo")
+    await store.create_target(keyed)
+    await store.create_target(whole)
+    assert await store.get_target(keyed.id) == keyed
+    assert await store.list_targets() == [keyed, whole]
+    counted = await store.record_target_outcome(keyed.id, False, 3)
+    assert counted is not None
+    assert (counted.ordering, counted.ordering_key) == ("fifo", {"var": "customer.id"})
+    unordered = dataclasses.replace(whole, ordering=None)
+    await store.save_target(unordered)
+    assert await store.get_target(whole.id) == unordered
 
 
 async def test_consecutive_failures_disable_a_target_at_disable_after(store: Store) -> None:
@@ -590,6 +617,186 @@ async def test_gone_disables_at_once_and_no_limit_never_disables(store: Store) -
     assert result is not None
     assert (result.consecutive_failures, result.status) == (10, "active")
     assert await store.record_target_outcome("wht_missing", False, 3) is None
+
+
+# held, not dropped: deliveries for a disabled target wait as `held`
+
+
+async def _target_with_deliveries(
+    store: Store, count: int, **fields: Any
+) -> tuple[WebhookTarget, list[Delivery]]:
+    """A target and `count` pending, unleased deliveries for it (in accept order), plus
+    one for another target that nothing here may touch."""
+    target = make_target(T0, **fields)
+    other = make_target(T0 + 0.5)
+    await store.create_target(target)
+    await store.create_target(other)
+    event = make_event("app_1", T0)
+    deliveries = [make_delivery(event.id, T0 + i / 1000, target_id=target.id) for i in range(count)]
+    bystander = make_delivery(event.id, T0 + 0.9, target_id=other.id)
+    await store.add_event(event, [*deliveries, bystander])
+    return target, deliveries
+
+
+async def _statuses(store: Store, ids: list[str]) -> list[str]:
+    found = [await store.get_delivery(i) for i in ids]
+    return [d.status if d is not None else "missing" for d in found]
+
+
+async def test_disabling_after_failures_holds_pending_deliveries(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 3, reenable_after=90.0)
+    leased = deliveries[2]
+    await store.claim_due(T0 + 1, 10, held(T0 + 60))
+    # the first two go back to the queue; the third stays with its (live) holder
+    await store.release({d.id: TOKEN for d in deliveries[:2]})
+    before = await store.targets_version()
+
+    disabled = await store.record_target_outcome(target.id, False, 1, now=T0 + 10)
+
+    assert disabled is not None and disabled.status == "disabled"
+    assert disabled.disabled_at == T0 + 10
+    assert disabled.probe_interval == 90.0 and disabled.next_probe_at == T0 + 100
+    assert await store.targets_version() != before
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held", "held", "pending"]
+    page = await store.list_deliveries(DeliveryFilter(status="held"))
+    assert [d.id for d in page.data] == [deliveries[1].id, deliveries[0].id]
+    assert all(d.next_attempt_at is None for d in page.data)
+    # the claimed one, once its holder finds the target disabled, is held under its token
+    assert await store.hold({leased.id: "not-the-holder"}) == []
+    assert await store.hold({leased.id: TOKEN}) == [leased.id]
+    assert await _statuses(store, [leased.id]) == ["held"]
+    # held rows are neither claimable nor pruned
+    claimed = await store.claim_due(T0 + 10_000, 10, held(T0 + 10_060, "holder-2"))
+    assert [d.id for d in claimed if d.target_id == target.id] == []
+    await store.prune(T0 + 10_000, T0 + 10_000)
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held"] * 3
+
+
+async def test_disabled_by_hand_holds_and_active_releases_at_once_in_order(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 3)
+    disabled = await store.set_target_status(target.id, "disabled", T0 + 5)
+    assert disabled is not None and disabled.status == "disabled"
+    assert disabled.probe_interval is None and disabled.next_probe_at is None
+    # events accepted meanwhile arrive held
+    later = make_event("app_1", T0 + 6)
+    new = make_delivery(later.id, T0 + 6, target_id=target.id, status="held", next_attempt_at=None)
+    await store.add_event(later, [new])
+    ids = [*(d.id for d in deliveries), new.id]
+    assert await _statuses(store, ids) == ["held"] * 4
+    # never probed, and a stray outcome does not re-enable it
+    assert await store.probe_targets(T0 + 1_000_000) == []
+    still = await store.record_target_outcome(target.id, True, 3, now=T0 + 7)
+    assert still is not None and still.status == "disabled"
+
+    active = await store.set_target_status(target.id, "active", T0 + 50)
+
+    assert active is not None and active.status == "active" and active.disabled_at is None
+    assert active.consecutive_failures == 0
+    assert await _statuses(store, ids) == ["pending"] * 4
+    claimed = await store.claim_due(T0 + 50, 10, held(T0 + 110))
+    assert [d.id for d in claimed if d.target_id == target.id] == ids
+    assert all(d.next_attempt_at == T0 + 50 for d in claimed if d.target_id == target.id)
+
+
+async def test_the_probe_is_the_oldest_held_delivery_and_its_success_releases_the_rest(
+    store: Store,
+) -> None:
+    target, deliveries = await _target_with_deliveries(store, 4, reenable_after=60.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0 + 10)
+    assert await store.probe_targets(T0 + 69) == []  # not yet
+
+    assert await store.probe_targets(T0 + 70) == [deliveries[0].id]
+
+    probing = await store.get_target(target.id)
+    assert probing is not None and probing.probe_delivery_id == deliveries[0].id
+    assert await store.probe_targets(T0 + 200) == []  # one probe out at a time
+    claimed = await store.claim_due(T0 + 70, 10, held(T0 + 130))
+    assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+    # the probe is not held again by a holder that finds its target disabled
+    assert await store.hold({deliveries[0].id: TOKEN}) == []
+    claimed = await store.claim_due(T0 + 71, 10, held(T0 + 131))
+    assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+    assert await store.finish_attempt(
+        deliveries[0].id, attempt(T0 + 71, 200), "succeeded", None, TOKEN
+    )
+
+    enabled = await store.record_target_outcome(target.id, True, 1, now=T0 + 72)
+
+    assert enabled is not None and enabled.status == "active"
+    assert (enabled.next_probe_at, enabled.probe_interval, enabled.probe_delivery_id) == (
+        None,
+        None,
+        None,
+    )
+    rest = [d.id for d in deliveries[1:]]
+    assert await _statuses(store, rest) == ["pending"] * 3
+    claimed = await store.claim_due(T0 + 72, 10, held(T0 + 132))
+    assert [d.id for d in claimed if d.target_id == target.id] == rest
+
+
+async def test_a_failed_probe_is_held_again_and_doubles_the_wait_up_to_the_cap(
+    store: Store,
+) -> None:
+    target, deliveries = await _target_with_deliveries(store, 2, reenable_after=4 * 3600.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0)
+    waits = []
+    now = T0
+    for _ in range(3):
+        current = await store.get_target(target.id)
+        assert current is not None and current.next_probe_at is not None
+        now = current.next_probe_at
+        assert await store.probe_targets(now) == [deliveries[0].id]
+        claimed = await store.claim_due(now, 10, held(now + 60))
+        assert [d.id for d in claimed if d.target_id == target.id] == [deliveries[0].id]
+        failure = attempt(now, 503, error="HTTP 503")
+        assert await store.finish_attempt(deliveries[0].id, failure, "held", None, TOKEN)
+        after = await store.record_target_outcome(target.id, False, 1, now=now)
+        assert after is not None and after.status == "disabled"
+        assert after.probe_delivery_id is None
+        waits.append(after.probe_interval)
+        assert after.next_probe_at == now + (after.probe_interval or 0)
+    assert waits == [6 * 3600.0] * 3  # 4 h doubled is past the 6 h cap
+    assert await _statuses(store, [d.id for d in deliveries]) == ["held", "held"]
+    probe = await store.get_delivery(deliveries[0].id)
+    assert probe is not None and probe.attempt_count == 3
+
+
+async def test_a_failed_probe_doubles_a_short_wait(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 1, reenable_after=2.0)
+    await store.record_target_outcome(target.id, False, 1, now=T0)
+    assert await store.probe_targets(T0 + 2) == [deliveries[0].id]
+    await store.claim_due(T0 + 2, 10, held(T0 + 62))
+    await store.finish_attempt(deliveries[0].id, attempt(T0 + 2, 500), "held", None, TOKEN)
+    after = await store.record_target_outcome(target.id, False, 1, now=T0 + 3)
+    assert after is not None and (after.probe_interval, after.next_probe_at) == (4.0, T0 + 7)
+
+
+async def test_deleting_a_target_skips_its_held_deliveries(store: Store) -> None:
+    target, deliveries = await _target_with_deliveries(store, 2)
+    await store.set_target_status(target.id, "disabled", T0 + 1)
+    assert await store.delete_target(target.id)
+    assert await _statuses(store, [d.id for d in deliveries]) == ["skipped", "skipped"]
+    assert await store.list_deliveries(DeliveryFilter(status="held")) == Page([], None)
+
+
+async def test_probe_targets_releases_held_of_an_active_target_and_skips_a_deleted_ones(
+    store: Store,
+) -> None:
+    """Deliveries planned as held by a process whose view of the target was behind."""
+    active = make_target(T0)
+    await store.create_target(active)
+    event = make_event("app_1", T0)
+    stale = make_delivery(event.id, T0, target_id=active.id, status="held", next_attempt_at=None)
+    orphan = make_delivery(
+        event.id, T0 + 0.001, target_id="wht_gone", status="held", next_attempt_at=None
+    )
+    await store.add_event(event, [stale, orphan])
+
+    assert await store.probe_targets(T0 + 5) == [stale.id]
+
+    assert await _statuses(store, [stale.id, orphan.id]) == ["pending", "skipped"]
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 65))
+    assert [d.id for d in claimed] == [stale.id]
 
 
 # deliveries
@@ -830,6 +1037,118 @@ async def test_cancel_marks_pending_deliveries_cancelled_and_unclaimable(store: 
     assert await store.cancel([scheduled.id]) == []
 
 
+# ordered delivery (ordering = "fifo"): one at a time per key, in accept order
+
+
+async def accept_ordered(store: Store, at: float, key: str | None, **fields: Any) -> Delivery:
+    """One event with one delivery under ordering key `key`, committed now. Its id is made
+    to sort *before* every earlier one, so a store that ordered by id would fail."""
+    event = make_event("app_1", at)
+    delivery = make_delivery(
+        event.id, at, id=delivery_id(T0 + 10_000 - at), ordering_key=key, **fields
+    )
+    await store.add_event(event, [delivery])
+    return delivery
+
+
+async def claim_ids(store: Store, now: float, token: str = TOKEN) -> list[str]:
+    return sorted(d.id for d in await store.claim_due(now, 100, held(now + 60, token)))
+
+
+async def finish(store: Store, delivery: Delivery, now: float, status: str, **fields: Any) -> None:
+    code = 200 if status == "succeeded" else 500
+    ok = await store.finish_attempt(
+        delivery.id, attempt(now, code), status, fields.get("next_at"), fields.get("token", TOKEN)
+    )
+    assert ok
+
+
+async def test_one_keys_deliveries_are_claimed_one_at_a_time_in_accept_order(
+    store: Store,
+) -> None:
+    a = [await accept_ordered(store, T0 + n, 'r#0|"A"') for n in range(3)]
+    b = [await accept_ordered(store, T0 + 10 + n, 'r#0|"B"') for n in range(2)]
+    plain = [await accept_ordered(store, T0 + 20 + n, None) for n in range(2)]
+
+    assert await claim_ids(store, T0 + 30) == sorted([a[0].id, b[0].id, *(d.id for d in plain)])
+    # the heads are held: nothing more of either key, however long we ask
+    assert await claim_ids(store, T0 + 31) == []
+    assert await store.has_due(T0 + 31) is False
+    await finish(store, a[0], T0 + 32, "succeeded")
+    assert await store.has_due(T0 + 32) is True
+    assert await claim_ids(store, T0 + 32) == [a[1].id]
+    await finish(store, a[1], T0 + 33, "succeeded")
+    await finish(store, b[0], T0 + 33, "succeeded")
+    assert await claim_ids(store, T0 + 33) == sorted([a[2].id, b[1].id])
+    claimed = await store.get_delivery(a[2].id)
+    assert claimed is not None and claimed.ordering_key == 'r#0|"A"'
+
+
+async def test_a_failing_head_blocks_only_its_own_key_until_it_fails_for_good(
+    store: Store,
+) -> None:
+    a1, a2 = [await accept_ordered(store, T0 + n, "k|a") for n in range(2)]
+    b1, b2 = [await accept_ordered(store, T0 + 2 + n, "k|b") for n in range(2)]
+    assert await claim_ids(store, T0 + 5) == sorted([a1.id, b1.id])
+    # a1 fails, its retry is due at T0 + 100; b goes on meanwhile, a2 waits
+    await finish(store, a1, T0 + 6, "pending", next_at=T0 + 100)
+    await finish(store, b1, T0 + 6, "succeeded")
+    assert await claim_ids(store, T0 + 7) == [b2.id]
+    await finish(store, b2, T0 + 8, "succeeded")
+    assert await store.has_due(T0 + 50) is False
+    assert await claim_ids(store, T0 + 50) == []
+    # the retry comes due: the head again, still not a2
+    assert await claim_ids(store, T0 + 100) == [a1.id]
+    await finish(store, a1, T0 + 101, "failed")  # retries exhausted: the next one goes
+    assert await claim_ids(store, T0 + 101) == [a2.id]
+
+
+async def test_a_cancelled_head_or_a_cancelled_waiter_lets_the_key_go_on(store: Store) -> None:
+    first, second, third, fourth = [
+        await accept_ordered(store, T0 + n, "k", next_attempt_at=T0 + n) for n in range(4)
+    ]
+    assert await claim_ids(store, T0 + 10) == [first.id]
+    assert sorted(await store.cancel([first.id, third.id])) == sorted([first.id, third.id])
+    assert await claim_ids(store, T0 + 11) == [second.id]
+    await finish(store, second, T0 + 12, "succeeded")
+    assert await claim_ids(store, T0 + 12) == [fourth.id]
+
+
+async def test_a_delayed_head_holds_its_key_until_it_is_sent(store: Store) -> None:
+    later = await accept_ordered(store, T0, "k", next_attempt_at=T0 + 3600)
+    now = await accept_ordered(store, T0 + 1, "k")
+    assert await store.has_due(T0 + 10) is False
+    assert await claim_ids(store, T0 + 10) == []
+    assert await claim_ids(store, T0 + 3600) == [later.id]
+    await finish(store, later, T0 + 3601, "succeeded")
+    assert await claim_ids(store, T0 + 3601) == [now.id]
+
+
+async def test_an_ordered_delivery_is_never_held_by_its_commit(store: Store) -> None:
+    event = make_event("app_1", T0)
+    first = make_delivery(event.id, T0, ordering_key="k")
+    second = make_delivery(event.id, T0 + 0.001, ordering_key="k")
+    await store.add_event(event, [first, second], lease=held(T0 + 60, "inline"))
+    # the commit's lease does not hold them: a claim takes the head, and only the head
+    assert await claim_ids(store, T0 + 1, "poller") == [first.id]
+    refused = attempt(T0 + 1, 200)
+    assert await store.finish_attempt(second.id, refused, "succeeded", None, "inline") is False
+
+
+async def test_a_retried_ordered_delivery_joins_the_back_of_its_key(store: Store) -> None:
+    first, second, third = [await accept_ordered(store, T0 + n, "k") for n in range(3)]
+    assert await claim_ids(store, T0 + 5) == [first.id]
+    await finish(store, first, T0 + 6, "failed")
+    assert await claim_ids(store, T0 + 6) == [second.id]
+    assert await store.requeue([first.id], T0 + 7) == 1
+    # second is in flight: the retried one neither overtakes it nor goes beside it
+    assert await claim_ids(store, T0 + 7) == []
+    await finish(store, second, T0 + 8, "succeeded")
+    assert await claim_ids(store, T0 + 8) == [third.id]
+    await finish(store, third, T0 + 9, "succeeded")
+    assert await claim_ids(store, T0 + 9) == [first.id]
+
+
 # cancel_on: the store reads `cancel_superseded` makes (pending by rule, then events)
 
 CANCEL_ON_RULES = """
@@ -978,6 +1297,102 @@ async def test_release_works_only_for_the_holder(store: Store) -> None:
     assert (
         await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "a") is False
     )
+
+
+# delivery rate limits
+
+
+async def test_delivery_slots_allow_a_burst_then_one_per_interval(store: Store) -> None:
+    # rate 5/s, burst 3: three at once, then one every 0.2 s
+    waits = [await store.take_delivery_slot("target:wht_a", 5.0, 3, T0) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(0.2, abs=1e-5)
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, T0 + 0.2) == 0.0
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, T0 + 0.2) == pytest.approx(
+        0.2, abs=1e-5
+    )
+    # after a quiet spell the whole burst is back, and no more
+    later = T0 + 100
+    assert [await store.take_delivery_slot("target:wht_a", 5.0, 3, later) for _ in range(3)] == [
+        0.0
+    ] * 3
+    assert await store.take_delivery_slot("target:wht_a", 5.0, 3, later) > 0
+
+
+async def test_a_refused_delivery_slot_spends_nothing(store: Store) -> None:
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0) == 0.0
+    # asking again and again while waiting does not push the slot further away
+    for _ in range(5):
+        assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0 + 0.25) == pytest.approx(
+            0.75, abs=1e-5
+        )
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0 + 1.0) == 0.0
+
+
+async def test_delivery_slot_buckets_are_per_key(store: Store) -> None:
+    assert await store.take_delivery_slot("target:wht_a", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("target:wht_a", 1.0, 1, T0) > 0
+    assert await store.take_delivery_slot("target:wht_b", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("rule:r:0", 1.0, 1, T0) == 0.0
+    assert await store.take_delivery_slot("rule:r:1", 1.0, 1, T0) == 0.0
+
+
+async def test_defer_hands_a_held_delivery_back_unsent_due_later(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60))) == 1
+    assert await store.defer(delivery.id, TOKEN, T0 + 5) is True
+    row = await store.get_delivery(delivery.id)
+    assert row is not None
+    assert (row.status, row.next_attempt_at, row.attempt_count, row.attempts) == (
+        "pending",
+        T0 + 5,
+        0,
+        (),
+    )
+    # the lease is gone (not held until T0 + 60), and it is not due before T0 + 5
+    assert await store.has_due(T0 + 4) is False
+    assert await store.claim_due(T0 + 4, 10, held(T0 + 64, "b")) == []
+    assert await store.has_due(T0 + 5) is True
+    claimed = await store.claim_due(T0 + 5, 10, held(T0 + 65, "b"))
+    assert [d.id for d in claimed] == [delivery.id]
+    assert claimed[0].attempt_count == 0
+    # the deferring holder's token fences nothing any more
+    late = attempt(T0 + 6, 200)
+    assert await store.finish_attempt(delivery.id, late, "succeeded", None, TOKEN) is False
+    assert await store.finish_attempt(delivery.id, late, "succeeded", None, "b") is True
+
+
+async def test_defer_is_fenced_by_the_lease_token(store: Store) -> None:
+    delivery = await add_with_delivery(store, "app_1", T0)
+    assert len(await store.claim_due(T0, 10, held(T0 + 60, "a"))) == 1
+    assert await store.defer(delivery.id, "not-a", T0 + 5) is False
+    assert await store.defer("dlv_missing", "a", T0 + 5) is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.next_attempt_at == T0
+    assert await store.claim_due(T0 + 1, 10, held(T0 + 61, "b")) == []  # still held by a
+    # a finished delivery is never deferred back to pending
+    assert await store.finish_attempt(delivery.id, attempt(T0, 200), "succeeded", None, "a")
+    assert await store.defer(delivery.id, "a", T0 + 5) is False
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and (row.status, row.next_attempt_at) == ("succeeded", None)
+
+
+async def test_rate_limits_read_back_on_deliveries_and_targets(store: Store) -> None:
+    limit = RateLimit("rule:forward:1", 2.5, 4)
+    delivery = await add_with_delivery(store, "app_1", T0, rate_limit=limit)
+    plain = await add_with_delivery(store, "app_1", T0 + 0.001)
+    row = await store.get_delivery(delivery.id)
+    assert row is not None and row.rate_limit == limit
+    claimed = {d.id: d for d in await store.claim_due(T0 + 1, 10, held(T0 + 60))}
+    assert claimed[delivery.id].rate_limit == limit
+    assert claimed[plain.id].rate_limit is None
+    target = make_target(T0, rate=0.5, burst=2)
+    await store.create_target(target)
+    assert await store.get_target(target.id) == target
+    unlimited = make_target(T0 + 1)
+    await store.create_target(unlimited)
+    found = await store.get_target(unlimited.id)
+    assert found is not None and (found.rate, found.burst) == (None, None)
 
 
 async def test_claim_skips_full_hosts_however_many_are_due(store: Store) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from actions import Attempt, Delivery, EventInfo, TargetInfo
-from gateway import wire
+from gateway.delivery import pipe as wire
 
 
 def test_every_byte_value_survives_the_pipe() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.restarts import RestartBackoff
-from gateway.workerhost import WorkerHost, _Worker
+from gateway.delivery.host import WorkerHost, _Worker
+from gateway.delivery.restarts import RestartBackoff
 
 
 @dataclasses.dataclass(frozen=True)

@@ -375,6 +375,20 @@ def test_invalid_retry(tmp_path: Path, retry: str) -> None:
             'delay = "1h"\n  cancel_on = { event_types = ["x"], match = "id", on = 1 }',
             ("actions[0].cancel_on", 'unknown key "on"'),
         ),
+        ('ordering = "lifo"', ("actions[0].ordering", 'must be "fifo"', "'lifo'")),
+        ("ordering = true", ("actions[0].ordering", 'must be "fifo"')),
+        (
+            'ordering_key = { var = "customerId" }',
+            ("actions[0].ordering_key", 'set ordering = "fifo"'),
+        ),
+        (
+            'ordering = "fifo"\n  ordering_key = "customerId"',
+            ("actions[0].ordering_key", "JSON-Logic expression", '{ var = "customerId" }'),
+        ),
+        (
+            'ordering = "fifo"\n  ordering_key = { nosuchop = [1] }',
+            ("actions[0].ordering_key", "nosuchop"),
+        ),
     ],
 )
 def test_invalid_action_values(tmp_path: Path, line: str, words: tuple[str, ...]) -> None:
@@ -395,6 +409,32 @@ def test_delay_and_cancel_on_load(tmp_path: Path, spelling: str, seconds: float)
     assert action.cancel_on.key({"job": {"id": "j1"}}) == "j1"
     assert action.cancel_on.key({"job": {}}) is None
     assert action.content()["cancel_on"] == {"event_types": ["reopened"], "match": "job.id"}
+
+
+def test_ordering_and_its_key_load(tmp_path: Path) -> None:
+    extra = '  ordering = "fifo"\n  ordering_key = { var = "customer.id" }\n'
+    plain = ACTION + '  ordering = "fifo"\n'
+    result = load(tmp_path, f=rule("", actions=ACTION + extra + plain))
+    assert result.errors == ()
+    keyed, whole = result.rules[0].actions
+    assert keyed.ordering == "fifo" and keyed.ordering_key is not None
+    assert keyed.ordering_key.evaluate({"customer": {"id": "c1"}}) == "c1"
+    assert (whole.ordering, whole.ordering_key) == ("fifo", None)
+    assert keyed.content()["ordering"] == "fifo"
+    assert keyed.content()["ordering_key"] == {"var": "customer.id"}
+    assert "ordering_key" not in whole.content()
+    assert "ordering" not in Action(type="webhook", url="https://example.com/").content()
+
+
+def test_ordering_key_reads_the_files_vars(tmp_path: Path) -> None:
+    key_line = '  ordering_key = { cat = [{ var = "vars.region" }, { var = "customerId" }] }\n'
+    text = '[vars]\nregion = "eu-"\n\n' + rule(
+        "", actions=ACTION + '  ordering = "fifo"\n' + key_line
+    )
+    result = load(tmp_path, f=text)
+    assert result.errors == ()
+    key = result.rules[0].actions[0].ordering_key
+    assert key is not None and key.evaluate({"customerId": 7}) == "eu-7"
 
 
 def test_a_rule_without_actions_is_an_error(tmp_path: Path) -> None:

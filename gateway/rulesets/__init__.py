@@ -1,0 +1,2 @@
+"""The loaded rule set and what operators do with rule directories: reload state, dry runs,
+backtests."""
