@@ -8,7 +8,9 @@ as ingest stores it. For sizing a retention window (docs/deployment.md).
 - sqlite: growth of the database file (WAL checkpointed) per event.
 - redis: growth of the server's `used_memory` per event (under a prefix of its own on
   `HOOKGATE_BENCH_REDIS_URL`, default db 15; deleted afterwards).
-- postgres: growth of `pg_database_size` per event, on `HOOKGATE_TEST_POSTGRES_URL`.
+- postgres: growth of the tables of a schema of its own (`hgbytes_<pid>`, on
+  `HOOKGATE_TEST_POSTGRES_URL`; dropped afterwards): heap, indexes and TOAST of every
+  table (`pg_total_relation_size`), so other users of the database do not count.
   A build without the PostgreSQL store says so and exits 2: nothing is estimated.
 """
 
@@ -27,6 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import asyncpg
+
 from actions import Delivery
 from bench.wrk import EVENT_BODY
 from gateway.config import Settings, load_settings
@@ -39,6 +43,11 @@ BACKENDS = ("memory", "sqlite", "redis", "postgres")
 BATCH = 200  # events written concurrently, as a busy ingest does (group commit)
 REDIS_URL = os.environ.get("HOOKGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("HOOKGATE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+PG_SCHEMA = f"hgbytes_{os.getpid()}"
+PG_SIZE = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r'
+"""
 HEADERS = {
     "host": "hooks.example.com",
     "user-agent": "GitHub-Hookshot/5a1b2c3",
@@ -52,7 +61,8 @@ HEADERS = {
 def settings_for(backend: str, work: Path, prefix: str) -> Settings:
     storage: dict[str, Any] = {"backend": backend, "data_dir": str(work), "synchronous": "normal"}
     if backend == "postgres":
-        storage["postgres_url"] = POSTGRES_URL
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        storage["postgres_url"] = f"{POSTGRES_URL}{sep}search_path={PG_SCHEMA}"
     return load_settings(
         None, env={}, storage=storage, redis={"url": REDIS_URL, "key_prefix": prefix}
     )
@@ -115,20 +125,29 @@ class Meter:
                 return int(client.info("memory")["used_memory"])
             finally:
                 client.close()
-        import asyncpg  # type: ignore[import-not-found]
-
         conn = await asyncpg.connect(POSTGRES_URL)
         try:
-            await conn.execute("CHECKPOINT")
-            return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+            return int(await conn.fetchval(PG_SIZE, PG_SCHEMA))
         finally:
             await conn.close()
+
+
+async def _postgres(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 async def measure(backend: str, n: int) -> float:
     with tempfile.TemporaryDirectory(prefix="hookgate-bytes-") as tmp:
         prefix = f"hgbench:bytes:{os.getpid()}:"
         settings = settings_for(backend, Path(tmp), prefix)
+        if backend == "postgres":
+            await _postgres(
+                f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE; CREATE SCHEMA "{PG_SCHEMA}"'
+            )
         if backend == "memory":
             tracemalloc.start()
         store = build_store(settings)
@@ -143,6 +162,8 @@ async def measure(backend: str, n: int) -> float:
             after = await meter.read(store)
         finally:
             await store.close()
+            if backend == "postgres":
+                await _postgres(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE')
             if backend == "redis":
                 import redis
 

@@ -718,8 +718,12 @@ class PostgresStore:
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
+        # the id bound lets the walk along the status index start at `since`
         where, params = _where(
-            ("status = {}", "failed"), ("created_at >= {}", since), ("target_id = {}", target_id)
+            ("status = {}", "failed"),
+            ("created_at >= {}", since),
+            ("id >= {}", id_floor("dlv_", since - 0.001)),
+            ("target_id = {}", target_id),
         )
         found = await self.pool.fetch(f"SELECT id FROM deliveries {where} ORDER BY id", *params)
         return [r[0] for r in found]

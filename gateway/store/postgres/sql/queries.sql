@@ -38,29 +38,12 @@ RETURNING event_id
 SELECT event_id FROM idempotency_keys WHERE app_id = $1 AND idem_key = $2
 
 -- name: claim_due
--- SKIP LOCKED: processes claiming at once take disjoint rows without waiting on each
--- other; the lease token written here is what finish/renew/release check.
--- An ordered row is taken only as the head of its key: no earlier pending row of the key
--- (one probe of deliveries_ordering), and none of the key in flight (a row numbered
--- earlier whose commit landed later, from another gateway, waits for it).
-WITH due AS (
-    SELECT id FROM deliveries AS c
-    WHERE status = 'pending' AND next_attempt_at <= $1
-      AND (leased_until IS NULL OR leased_until <= $1)
-      AND host <> ALL ($5::text[])
-      AND (c.ordering_key IS NULL OR (
-        NOT EXISTS (SELECT 1 FROM deliveries AS e
-            WHERE e.ordering_key = c.ordering_key AND e.status = 'pending'
-              AND e.ordering_seq < c.ordering_seq)
-        AND NOT EXISTS (SELECT 1 FROM deliveries AS e
-            WHERE e.ordering_key = c.ordering_key AND e.status = 'pending'
-              AND e.leased_until > $1 AND e.id <> c.id)))
-    ORDER BY next_attempt_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
+-- SKIP LOCKED (in hookgate_due_ids, with the rule for ordered rows): processes claiming at
+-- once take disjoint rows without waiting on each other; the lease token written here is
+-- what finish/renew/release check.
 UPDATE deliveries AS d SET leased_until = $3, lease_token = $4
-FROM due WHERE d.id = due.id
+FROM hookgate_due_ids($1, $2, $5::text[]) AS due (id)
+WHERE d.id = due.id
 RETURNING d.id, d.event_id, d.rule_id, d.target_id, d.action_type, d.url, d.status, d.body,
     d.retry, d.secret_env, d.timeout_seconds, d.disable_after, d.created_at,
     d.next_attempt_at, d.attempt_count, d.headers, d.rate_limit, d.ordering_key
