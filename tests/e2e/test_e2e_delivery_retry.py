@@ -200,12 +200,17 @@ def test_target_disabled_after_consecutive_failures_until_patched_active(
 def test_a_success_resets_the_failure_count(gateway: harness.Gateway, sink: harness.Sink) -> None:
     target = create_target(gateway, url=sink.url("/t"), retry="none", disable_after=2)
     _, token = gateway.create_app("acme")
-    for status in (500, 200, 500):
+    path = f"/v1/webhook-targets/{target['id']}"
+    # The target's count is written just after the delivery's outcome: wait for each one.
+    for status, failures in ((500, 1), (200, 0), (500, 1)):
         sink.statuses["/t"] = status
         event_id = post(gateway, token, {"event_type": "x"})
         outcome = "succeeded" if status == 200 else "failed"
         delivery_when(gateway, only_delivery(gateway, event_id)["id"], outcome)
-    shown = gateway.admin.get(f"/v1/webhook-targets/{target['id']}").json()
+        harness.wait_until(
+            lambda n=failures: gateway.admin.get(path).json()["consecutive_failures"] == n
+        )
+    shown = gateway.admin.get(path).json()
     assert shown["status"] == "active"
     assert shown["consecutive_failures"] == 1
 
