@@ -133,8 +133,9 @@ class RemoteSource:
         different loop iterations, so one request each was one pipe write, one wake-up of
         the server and one answer task there per delivery. The host slot is already free
         and the lease held until the answer, so the wait delays nothing that is sent.
-        Draining 20 000 deliveries (`python -m bench --only drain`, alternated, 2 cores):
-        see docs/performance.md, "Drain"."""
+        Draining 20 000 deliveries (`python -m bench --only drain`, three alternated
+        pairs on 2 cores): 3 485/3 066/3 449 -> 4 105/3 194/3 771 per second (median
+        +9 %); the worker's pipe writes fell from 20 % to 3 % of its py-spy samples."""
         if self._closed is not None:
             raise ConnectionError(self._closed)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
