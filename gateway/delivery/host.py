@@ -148,13 +148,19 @@ class WorkerHost:
             events = await source.event_infos(list(wanted)) if wanted else []
             return [deliveries, events]
         if op == "finish":
-            delivery_id, data, status, next_at, token = args
-            attempt = Attempt.from_data(data)
-            recorded = await source.finish_attempt(delivery_id, attempt, status, next_at, token)
-            # A refused finish (the lease was lost) is not counted: the holder's one is.
-            if recorded and self._observe is not None:
-                self._observe(attempt, status)
-            return recorded
+            return await self._finish(*args)
+        if op == "finishes":
+            # Several attempts in one request: each its own fenced finish, all in flight
+            # together (so the store group-commits them), each answered on its own.
+            done = await asyncio.gather(
+                *(self._finish(*one) for one in args[0]), return_exceptions=True
+            )
+            for failed in done:
+                if isinstance(failed, BaseException):
+                    log.warning("worker request finish failed: %s", failed)
+            return [
+                [False, str(one)] if isinstance(one, BaseException) else [True, one] for one in done
+            ]
         if op == "renew":
             return await source.renew(args[0], args[1])
         if op == "release":
@@ -174,6 +180,16 @@ class WorkerHost:
             await source.target_outcome(*args)
             return None
         raise ValueError(f"unknown worker request {op!r}")
+
+    async def _finish(
+        self, delivery_id: str, data: dict[str, Any], status: Any, next_at: Any, token: str
+    ) -> bool:
+        attempt = Attempt.from_data(data)
+        recorded = await self.source.finish_attempt(delivery_id, attempt, status, next_at, token)
+        # A refused finish (the lease was lost) is not counted: the holder's one is.
+        if recorded and self._observe is not None:
+            self._observe(attempt, status)
+        return recorded
 
     def wake(self) -> None:
         """New deliveries were committed: have the workers claim now, not at their next

@@ -3,7 +3,9 @@ the SQLite writer, which speaks the same line format).
 
 One JSON array per line (orjson). The worker asks, the server answers:
 `[id, op, *args]` → `[id, ok, result]`; the server also notifies with `[0, name, *args]`
-(`config` first, then `wake`, `reset`, `stop`). Bytes (bodies, payloads) travel as
+(`config` first, then `wake`, `reset`, `stop`). A worker reports attempts finished
+together as one `finishes` request (`[[delivery_id, attempt, status, next_at, token], ...]`,
+answered `[[ok, recorded or error], ...]`). Bytes (bodies, payloads) travel as
 latin-1 text, a lossless one-to-one mapping that orjson encodes without base64's cost.
 """
 

@@ -250,6 +250,8 @@ class IngestEndpoint:
             if len(self._metric_keys) < MAX_METRIC_KEYS:
                 self._metric_keys[app_id, status] = metric
         gw.metrics.count(metric)
+        if gw.workers is not None:
+            gw.workers.load.arrivals += 1  # background delivery yields to this while it is busy
         if self.log_requests:
             gw.access.write(
                 "request",

@@ -605,6 +605,57 @@ async def test_every_store_call_crosses_the_pipe_and_comes_back_typed(pipe: Pipe
     ]
 
 
+async def test_attempts_finished_together_cross_the_pipe_as_one_fenced_request(
+    pipe: Pipe,
+) -> None:
+    """Finishes within one window go as one `finishes` request; each is still fenced by its
+    own lease token and answered on its own (a stale token is refused, the others kept)."""
+    source = pipe.source
+    now = time.time()
+    deliveries = [
+        Delivery(
+            id=f"dlv_{n}",
+            event_id="evt_1",
+            action_type="webhook",
+            url="http://127.0.0.1:9/in",
+            next_attempt_at=now,
+        )
+        for n in (1, 2, 3)
+    ]
+    await pipe.store.add_event(Event("evt_1", "app_crm", "t", now, b"{}"), deliveries)
+    lease = Lease.new(now + 60)
+    assert len(await source.claim_due(now + 1, 10, lease)) == 3
+    attempt = Attempt(at=now, status_code=200, latency_ms=1.0, error=None, response_excerpt="ok")
+    answers = await asyncio.gather(
+        source.finish_attempt("dlv_1", attempt, "succeeded", None, lease.token),
+        source.finish_attempt("dlv_2", attempt, "succeeded", None, "stale-token"),
+        source.finish_attempt("dlv_3", attempt, "succeeded", None, lease.token),
+    )
+    assert answers == [True, False, True]
+    assert pipe.ops() == ["claim", "finishes"]
+    statuses = [(await pipe.store.get_delivery(d.id)) for d in deliveries]
+    assert [d.status if d else None for d in statuses] == ["succeeded", "pending", "succeeded"]
+    assert [len(d.attempts) if d else None for d in statuses] == [1, 0, 1]
+
+
+async def test_finishes_waiting_for_their_batch_fail_when_the_server_is_gone(
+    pipe: Pipe,
+) -> None:
+    source = pipe.source
+    attempt = Attempt(
+        at=time.time(), status_code=200, latency_ms=1.0, error=None, response_excerpt=None
+    )
+    waiting = asyncio.gather(
+        source.finish_attempt("dlv_1", attempt, "succeeded", None, "t"),
+        source.finish_attempt("dlv_2", attempt, "succeeded", None, "t"),
+        return_exceptions=True,
+    )
+    source.fail_all("server closed the pipe")
+    assert [type(e) for e in await waiting] == [ConnectionError, ConnectionError]
+    with pytest.raises(ConnectionError):
+        await source.finish_attempt("dlv_3", attempt, "succeeded", None, "t")
+
+
 async def test_events_that_came_with_a_claim_are_not_asked_for_again(pipe: Pipe) -> None:
     source = pipe.source
     now = time.time()

@@ -15,7 +15,9 @@ async def test_monitor_reports_a_busy_process_as_saturated_and_recovers() -> Non
     try:
         deadline = time.monotonic() + 5
         while not monitor.saturated:
-            # Hold the CPU (and the loop) for most of each sampling interval.
+            # Hold the CPU (and the loop) for most of each sampling interval, answering
+            # ingest requests.
+            monitor.arrivals += 1
             spin_until = time.perf_counter() + 0.04
             while time.perf_counter() < spin_until:
                 pass
@@ -26,6 +28,25 @@ async def test_monitor_reports_a_busy_process_as_saturated_and_recovers() -> Non
             await asyncio.sleep(0.05)
             assert time.monotonic() < deadline, "an idle process stayed saturated"
         assert monitor.utilisation < 0.65
+    finally:
+        task.cancel()
+
+
+async def test_a_busy_process_with_no_ingest_is_not_saturated() -> None:
+    """Without ingest requests there is nothing to yield to: the CPU the process uses or
+    waits for is the drain's own (or other programs'), and throttling it helps no one."""
+    monitor = LoadMonitor(interval=0.02)
+    task = asyncio.create_task(monitor.run())
+    try:
+        spun = 0
+        while spun < 20:
+            spin_until = time.perf_counter() + 0.018
+            while time.perf_counter() < spin_until:
+                pass
+            await asyncio.sleep(0.002)
+            spun += 1
+            assert not monitor.saturated, "a process with no ingest counted as saturated"
+        assert monitor.utilisation > 0.0
     finally:
         task.cancel()
 
