@@ -94,7 +94,10 @@ when = {{ ">" = [{{ var = "total" }}, 1000] }}
 
         # Retry (it succeeded, so force) and see the second attempt.
         page.get_by_label("send again although it succeeded").check()
-        page.get_by_role("button", name="Retry").click()
+        # A plain form POST answered 303: reloading before that navigation ends detaches
+        # the page ("Not attached to an active page"), so wait for it first.
+        with page.expect_navigation():
+            page.get_by_role("button", name="Retry").click()
         harness.wait_until(lambda: attempts_shown(2))
         assert len(sink.requests_to("/orders")) == 2
         # The second attempt's request as sent (line, headers, body) and the answer.
