@@ -228,10 +228,10 @@ async def run_linked() -> None:
     if not first:
         return
     message = wire.loads(first)
-    name = message[1] if isinstance(message, list) and len(message) > 1 else message
-    if name != "config" or len(message) != 3:
-        raise RuntimeError(f"expected the server's config first, got {name!r}")
-    sections = message[2]
+    if not (isinstance(message, list) and len(message) == 3 and message[1] == "config"):
+        got = message[1] if isinstance(message, list) and len(message) > 1 else message
+        raise RuntimeError(f"expected the server's config first, got {got!r}")
+    _, _, sections = message
     settings = load_settings(None, env={}, **sections)
     configure_logging(settings.log.level)
     if settings.delivery.worker_nice:
