@@ -567,16 +567,32 @@ class Dispatcher:
         gone: bool,
         probe: bool,
     ) -> tuple[Attempt, DeliveryStatus]:
+        # A rule action's failure count moves before the outcome is committed: once the
+        # store shows this delivery `failed`, a later delivery of the action must already
+        # see the count (it is put back if the lease was lost and nothing was recorded).
+        counted = (
+            status != "pending"
+            and not probe
+            and delivery.target_id is None
+            and delivery.disable_after is not None
+        )
+        rule_key = (delivery.rule_id, delivery.url)
+        before = self._rule_failures.get(rule_key, 0)
+        if counted:
+            self._rule_failures[rule_key] = 0 if attempt.ok else before + 1
         recorded = await self._settle(delivery, attempt, status, next_at)
-        if recorded and status != "pending" and not probe:
-            if target is not None and delivery.target_id is not None:
-                await self._source.target_outcome(
-                    delivery.target_id, attempt.ok, target.disable_after, gone
-                )
-            elif delivery.disable_after is not None:
-                rule_key = (delivery.rule_id, delivery.url)
-                failures = 0 if attempt.ok else self._rule_failures.get(rule_key, 0) + 1
-                self._rule_failures[rule_key] = failures
+        if counted and not recorded:
+            self._rule_failures[rule_key] = before
+        if (
+            recorded
+            and status != "pending"
+            and not probe
+            and target is not None
+            and delivery.target_id is not None
+        ):
+            await self._source.target_outcome(
+                delivery.target_id, attempt.ok, target.disable_after, gone
+            )
         return attempt, status
 
     async def _hold(self, delivery: Delivery) -> tuple[Attempt, DeliveryStatus]:

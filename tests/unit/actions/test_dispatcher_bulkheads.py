@@ -768,3 +768,47 @@ async def test_a_targets_rate_limit_is_read_from_the_target(
         await eventually(lambda: finished(source, slow), within=10.0)
     assert all(len(source.attempts[d.id]) == 1 for d in slow)
     assert set(source.deferred) <= {d.id for d in slow}
+
+
+class SlowCommitSource(MemorySource):
+    """Commits an outcome at once but answers the dispatcher only when `answer` opens, as a
+    store whose reply is still on its way when a reader already sees the row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.committed: list[str] = []
+
+    async def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: float | None,
+        lease_token: str,
+    ) -> bool:
+        recorded = await super().finish_attempt(
+            delivery_id, attempt, status, next_attempt_at, lease_token
+        )
+        self.committed.append(delivery_id)
+        await self.answer.wait()
+        return recorded
+
+
+async def test_a_rule_action_counts_its_failure_before_the_outcome_is_visible(
+    sinks: Callable[..., Any], client: DeliveryClient
+) -> None:
+    """`disable_after = 1`: once the first delivery shows `failed`, a delivery of the same
+    action made after that is skipped, even while the store's answer is still in transit
+    (the CI run that saw the second one sent and failed)."""
+    sink = await sinks(status=500)
+    source = SlowCommitSource()
+    action = {"rule_id": "flaky", "disable_after": 1}
+    async with running(source, client, settings()) as dispatcher:
+        (first,) = submit(source, dispatcher, [make(sink.url(), 1, **action)])
+        await eventually(lambda: source.rows[first.id].status == "failed")
+        (second,) = submit(source, dispatcher, [make(sink.url(), 2, **action)])
+        await eventually(lambda: len(source.committed) == 2)
+        source.answer.set()
+        assert source.rows[second.id].status == "skipped"
+        assert [n for n, _ in sink.received] == ["1"]
