@@ -43,6 +43,14 @@ DAY = 86_400.0
 PARTITIONS_AHEAD = 3  # days of event partitions created beyond today, at open and prune
 COMMITTERS = 2  # group-commit transactions in flight at once
 POOL_SIZE = 8
+# Every statement is planned for its own parameters. asyncpg prepares each statement once
+# per connection, and after five runs PostgreSQL keeps a generic plan costed on the tables
+# as they were then; nothing replans it until an ANALYZE (never, with autovacuum off). A
+# `commit_batch` planned while `deliveries` was empty walked every pending delivery per
+# group commit once a backlog built up: ingest fell from 1 310 req/s to 0 in one process
+# within 10 s (`python -m bench --only postgres`, 2-core EPYC). A custom plan also sees
+# the length of each unnest() array, so it looks the finished rows up by primary key.
+SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 Q = schema.queries()
 APP_COLS, EVENT_COLS = rows.APP_COLS, rows.EVENT_COLS
 DELIVERY_COLS, TARGET_COLS = rows.DELIVERY_COLS, sql_rows.TARGET_COLS
@@ -105,7 +113,9 @@ class PostgresStore:
 
     # lifecycle
     async def open(self) -> None:
-        settings = {} if self._schema is None else {"search_path": self._schema}
+        settings = dict(SESSION_SETTINGS)
+        if self._schema is not None:
+            settings["search_path"] = self._schema
         try:
             pool = await asyncpg.create_pool(
                 self._url,

@@ -273,3 +273,15 @@ async def test_events_of_one_batch_keep_each_its_own_lease(store: PostgresStore)
         other = f"t{(i + 1) % 10}"
         assert await store.finish_attempt(d.id, ok, "succeeded", None, other) is False
         assert await store.finish_attempt(d.id, ok, "succeeded", None, f"t{i}") is True
+
+
+async def test_every_connection_plans_each_statement_for_its_parameters(
+    store: PostgresStore,
+) -> None:
+    """A generic plan made while the tables were empty is never made again without an
+    ANALYZE: the store's sessions use custom plans (see `SESSION_SETTINGS`)."""
+    async with store.pool.acquire() as a, store.pool.acquire() as b:
+        modes = {await a.fetchval("SHOW plan_cache_mode"), await b.fetchval("SHOW plan_cache_mode")}
+    assert modes == {"force_custom_plan"}
+    # the schema setting is still applied next to it
+    assert await store.pool.fetchval("SELECT current_schema()") == store._schema
