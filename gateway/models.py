@@ -9,6 +9,9 @@ from actions.model import hot_record
 
 TargetStatus = Literal["active", "disabled"]
 
+# Consecutive failed deliveries that disable a target when `disable_after` is not given.
+DISABLE_AFTER_DEFAULT = 3
+
 # A target disabled after failures is probed again after its `reenable_after` (this by
 # default), the wait doubling after each failed probe up to `PROBE_INTERVAL_MAX`.
 REENABLE_AFTER_DEFAULT = 600.0
@@ -69,7 +72,7 @@ class WebhookTarget:
     filter: Any = None  # JSON-Logic condition, None: always
     status: TargetStatus = "active"
     retry: str | tuple[float, ...] = "standard"
-    disable_after: int | None = 3
+    disable_after: int | None = DISABLE_AFTER_DEFAULT
     description: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0

@@ -22,7 +22,12 @@ from gateway.config import Settings
 from gateway.delivery.wiring import address_policy
 from gateway.errors import InvalidInput
 from gateway.ids import new_id
-from gateway.models import PROBE_INTERVAL_MAX, REENABLE_AFTER_DEFAULT, WebhookTarget
+from gateway.models import (
+    DISABLE_AFTER_DEFAULT,
+    PROBE_INTERVAL_MAX,
+    REENABLE_AFTER_DEFAULT,
+    WebhookTarget,
+)
 from gateway.store import Store
 from rules import Logic, LogicError, burst_problem, rate_problem
 from rules.durations import parse_duration
@@ -183,7 +188,7 @@ async def create_target(body: dict[str, Any], settings: Settings, logic: Logic) 
         events=_events(body.get("events")),
         filter=_filter(body.get("filter"), logic),
         retry=_retry(body.get("retry")),
-        disable_after=_disable_after(body.get("disable_after", 3)),
+        disable_after=_disable_after(body.get("disable_after", DISABLE_AFTER_DEFAULT)),
         reenable_after=_reenable_after(body.get("reenable_after")),
         description=_description(body.get("description")),
         created_at=now,

@@ -1,6 +1,6 @@
 """The console in a real headless Chromium, along a person's path: sign in, create an
 app, watch an event arrive without a reload, follow its delivery to a loopback sink,
-retry it, test the rules, add a target and send it a test, sign out."""
+retry it, test the rules, add an ordered target and send it a test, sign out."""
 
 from __future__ import annotations
 
@@ -127,9 +127,18 @@ when = {{ ">" = [{{ var = "total" }}, 1000] }}
         # Create a target and send it a test.
         page.goto(f"{base}/console/targets")
         page.get_by_label("URL").fill(sink.url("/target"))
+        page.get_by_label("Ordering", exact=True).select_option("fifo")
+        page.get_by_label("Ordering key").fill('{"var": "customerId"}')
+        page.get_by_label("Probe again after").fill("30m")
         page.get_by_role("button", name="Add target").click()
         secret = page.locator("#target-secret").input_value()
         harness.track_secret(secret)
+        shown = page.locator("#shown-ordering").inner_text()
+        assert shown == 'fifo, key {"var": "customerId"}', shown
+        assert page.get_by_label("Probe again after").input_value() == "30m"
+        [made] = gw.admin.get("/v1/webhook-targets").json()["data"]
+        assert made["ordering"] == "fifo" and made["reenable_after"] == 1800
+        assert made["ordering_key"] == {"var": "customerId"}
         page.get_by_role("button", name="Send test").click()
         result = page.locator("#test-result")
         result.wait_for()

@@ -15,12 +15,12 @@ from gateway.errors import InvalidInput, NotFound
 from gateway.http import signatures as inbound_signatures
 from gateway.http.admin.rules import error_json
 from gateway.http.admin.targets import send_test_event
-from gateway.http.console import forms
+from gateway.http.console import forms, target_form
 from gateway.http.console.pages import _form, _gw, page, render
 from gateway.models import App, WebhookTarget
 from gateway.records import apps as app_records
 from gateway.records import targets as target_records
-from gateway.records.shapes import payload_of
+from gateway.records.shapes import payload_of, target_json
 from gateway.rulesets.dryrun import dry_run, secret_lookup
 
 
@@ -132,57 +132,87 @@ async def rotate_app(request: Request) -> Response:
 # webhook targets
 
 
-def _target_body(form: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "url": forms.text(form, "url"),
-        "events": forms.words(form, "events"),
-        "filter": forms.json_value(form, "filter"),
-        "description": forms.text(form, "description") or "",
-        # blank: unlimited, and the default burst (the form always says both)
-        "rate": forms.number(form, "rate"),
-        "burst": forms.number(form, "burst", integer=True),
-    }
-    return body
+async def _targets_page(
+    request: Request, status: int = 200, form: Any = None, error: InvalidInput | None = None
+) -> Response:
+    return render(
+        request,
+        "targets.html",
+        status,
+        targets=await _gw(request).store.list_targets(),
+        values=target_form.submitted_values(form) if form is not None else {},
+        error=target_form.error_shown(error) if error is not None else None,
+    )
+
+
+def _target_view(
+    request: Request,
+    target: WebhookTarget,
+    status: int = 200,
+    *,
+    form: Any = None,
+    error: InvalidInput | None = None,
+    **extra: Any,
+) -> Response:
+    """The target's page: its settings, and the edit form (showing what was typed and the
+    error beside its field when a save was refused)."""
+    shown = target_form.target_values(target)
+    return render(
+        request,
+        "target.html",
+        status,
+        target=target,
+        record=target_json(target),
+        shown=shown,
+        values=target_form.submitted_values(form) if form is not None else shown,
+        error=target_form.error_shown(error) if error is not None else None,
+        **extra,
+    )
 
 
 @page
 async def targets(request: Request) -> Response:
-    return render(request, "targets.html", targets=await _gw(request).store.list_targets())
+    return await _targets_page(request)
 
 
 @page
 async def create_target(request: Request) -> Response:
+    """Create a target; a value the API refuses shows the form again, with its message."""
     gw = _gw(request)
-    target = await target_records.create_target(
-        _target_body(await _form(request)), gw.settings, gw.logic
-    )
+    form = await _form(request)
+    try:
+        body = target_form.target_body(form, editing=False)
+        target = await target_records.create_target(body, gw.settings, gw.logic)
+    except InvalidInput as exc:
+        return await _targets_page(request, 422, form, exc)
     await gw.store.create_target(target)
     await gw.rules.refresh_targets()
-    return render(request, "target.html", 201, target=target, filter=_filter(target), new=True)
-
-
-def _filter(target: WebhookTarget) -> str:
-    return _pretty(target.filter) if target.filter is not None else ""
+    return _target_view(request, target, 201, secret=target.secret, new=True)
 
 
 @page
 async def target_page(request: Request) -> Response:
-    target = await _target(request)
-    return render(request, "target.html", target=target, filter=_filter(target))
+    return _target_view(request, await _target(request))
 
 
 @page
 async def update_target(request: Request) -> Response:
+    """Save every field of the form (as a PATCH naming them all); a new secret is shown
+    once, as on create."""
     gw = _gw(request)
     form = await _form(request)
-    body = _target_body(form)
-    body["status"] = "active" if form.get("status") == "active" else "disabled"
     before = await _target(request)
-    target = await target_records.update_target(before, body, gw.settings, gw.logic)
+    try:
+        body = target_form.target_body(form, editing=True)
+        target = await target_records.update_target(before, body, gw.settings, gw.logic)
+    except InvalidInput as exc:
+        return _target_view(request, before, 422, form=form, error=exc)
     target = await target_records.save_update(gw.store, before, target, status_given=False)
     await gw.rules.refresh_targets()
     if target.status == "active" and before.status != "active":
         gw.wake_delivery()  # what it held is due now
+    if "secret" in body:
+        return _target_view(request, target, secret=target.secret)
     return RedirectResponse(f"/console/targets/{target.id}", status_code=303)
 
 
@@ -190,13 +220,8 @@ async def update_target(request: Request) -> Response:
 async def test_target(request: Request) -> Response:
     target = await _target(request)
     delivery, status, attempt = await send_test_event(_gw(request), target)
-    return render(
-        request,
-        "target.html",
-        target=target,
-        filter=_filter(target),
-        test={"delivery": delivery, "status": status, "attempt": attempt},
-    )
+    test = {"delivery": delivery, "status": status, "attempt": attempt}
+    return _target_view(request, target, test=test)
 
 
 @page
