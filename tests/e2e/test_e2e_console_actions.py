@@ -5,7 +5,9 @@ refused with the API's message)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import harness
@@ -129,6 +131,16 @@ def _sign_in(client: httpx.Client) -> str:
     return match.group(1)
 
 
+@contextlib.contextmanager
+def _signed_in(tmp_path: Path) -> Iterator[tuple[harness.Gateway, httpx.Client, str]]:
+    """A running gateway, a console client signed in to it, and the session's CSRF token."""
+    with (
+        harness.running_gateway(harness.make_settings(tmp_path)) as gw,
+        httpx.Client(base_url=gw.base_url, trust_env=False, timeout=30) as client,
+    ):
+        yield gw, client, _sign_in(client)
+
+
 def _created_id(page: httpx.Response) -> str:
     """The new target's id from the page the create form answers with (secret tracked)."""
     assert page.status_code == 201, page.text
@@ -143,12 +155,7 @@ def _created_id(page: httpx.Response) -> str:
 def test_target_form_creates_ordering_reenable_retry_and_disable_after(
     tmp_path: Path, sink: harness.Sink
 ) -> None:
-    settings = harness.make_settings(tmp_path)
-    with (
-        harness.running_gateway(settings) as gw,
-        httpx.Client(base_url=gw.base_url, trust_env=False, timeout=30) as client,
-    ):
-        csrf = _sign_in(client)
+    with _signed_in(tmp_path) as (gw, client, csrf):
         form = {
             "csrf": csrf,
             "url": sink.url("/ordered"),
@@ -193,12 +200,7 @@ def test_target_form_creates_ordering_reenable_retry_and_disable_after(
 def test_target_form_edits_ordering_and_reenable_after_and_blank_restores_defaults(
     tmp_path: Path, sink: harness.Sink
 ) -> None:
-    settings = harness.make_settings(tmp_path)
-    with (
-        harness.running_gateway(settings) as gw,
-        httpx.Client(base_url=gw.base_url, trust_env=False, timeout=30) as client,
-    ):
-        csrf = _sign_in(client)
+    with _signed_in(tmp_path) as (gw, client, csrf):
         target = gw.admin.post("/v1/webhook-targets", json={"url": sink.url("/t")}).json()
         harness.track_secret(target["secret"])
         path = f"/console/targets/{target['id']}"
@@ -243,12 +245,7 @@ def test_target_form_edits_ordering_and_reenable_after_and_blank_restores_defaul
 def test_target_form_bad_ordering_key_shows_the_api_message_and_stores_nothing(
     tmp_path: Path, sink: harness.Sink
 ) -> None:
-    settings = harness.make_settings(tmp_path)
-    with (
-        harness.running_gateway(settings) as gw,
-        httpx.Client(base_url=gw.base_url, trust_env=False, timeout=30) as client,
-    ):
-        csrf = _sign_in(client)
+    with _signed_in(tmp_path) as (gw, client, csrf):
         form = {"csrf": csrf, "url": sink.url("/t"), "ordering": "fifo", "description": "kept"}
         for key, message in [
             ('{"var": "customerId"', "ordering_key: is not valid JSON"),
