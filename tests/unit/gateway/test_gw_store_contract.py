@@ -936,6 +936,7 @@ async def test_an_attempt_keeps_the_request_sent_and_the_response_received(store
         ),
         request_body='{"n": 1, "text": "caf\u00e9 \u2713"}',
         response_headers=(("Content-Type", "text/plain"), ("Retry-After", "3")),
+        rate_slot_at=T0 - 0.123456,  # to the microsecond: rate-limit tests compare these
     )
     assert await store.finish_attempt(delivery.id, sent, "pending", T0 + 5, TOKEN)
     # A second attempt without an exchange (refused before sending) keeps the defaults.
@@ -949,6 +950,7 @@ async def test_an_attempt_keeps_the_request_sent_and_the_response_received(store
     assert first.request_headers[3] == ("X-Api-Key", "second value")
     assert first.response_headers == (("Content-Type", "text/plain"), ("Retry-After", "3"))
     assert got.attempts[1].request_method is None and got.attempts[1].request_headers == ()
+    assert (first.rate_slot_at, got.attempts[1].rate_slot_at) == (T0 - 0.123456, None)
 
 
 async def test_sqlite_attempts_from_before_the_exchange_columns_keep_working(
@@ -985,6 +987,7 @@ UPDATE deliveries SET attempt_count = 1 WHERE id = '{delivery.id}';"""
             request_headers=(("Authorization", "…"),),
             request_body="{}",
             response_headers=(("Server", "x"),),
+            rate_slot_at=T0 + 9.5,
         )
         assert await store.finish_attempt(delivery.id, new, "succeeded", None, TOKEN)
         got = await store.get_delivery(delivery.id)
