@@ -18,7 +18,9 @@ back unsent (`defer`: due when the bucket will have a slot, lease dropped, no at
 attempt count unchanged) and the drain task goes on with the next delivery, so a throttled
 target holds no host or global slot while it waits. Deferred deliveries of one key are
 spaced one interval apart (up to `RATE_SPREAD_SECONDS` ahead), so they come back about when
-their turn comes, not all at once.
+their turn comes, not all at once. The attempt records when its slot was granted
+(`rate_slot_at`): the bucket bounds those times; a receiver sees each one plus the time the
+request took to leave this process and cross the network.
 
 Leases hold: every claim is made under a fresh `Lease` (token and expiry); the leases of
 everything held are renewed every third of `lease_seconds`, so a delivery queued behind a
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import time
@@ -298,9 +301,16 @@ class Dispatcher:
                         target = None
                         if delivery.target_id is not None:
                             target = await self._source.target(delivery.target_id)
-                        if await self._over_rate(delivery, hold, target):
+                        waits, slot_at = await self._take_rate_slot(delivery, hold, target)
+                        if waits:
                             continue
-                        await self.deliver(delivery, event, background=True, target_info=target)
+                        await self.deliver(
+                            delivery,
+                            event,
+                            background=True,
+                            target_info=target,
+                            rate_slot_at=slot_at,
+                        )
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -321,16 +331,20 @@ class Dispatcher:
         burst = target.burst or default_burst(target.rate)
         return RateLimit(target_rate_key(delivery.target_id), target.rate, burst)
 
-    async def _over_rate(self, delivery: Delivery, hold: _Hold, target: TargetInfo | None) -> bool:
-        """Take a slot of the delivery's rate limit; when there is none, hand it back to
-        the store until the bucket will have one and answer True (not sent, not failed)."""
+    async def _take_rate_slot(
+        self, delivery: Delivery, hold: _Hold, target: TargetInfo | None
+    ) -> tuple[bool, float | None]:
+        """Take a slot of the delivery's rate limit: (False, the time the bucket was charged
+        at) to send it now, (False, None) when it has no limit; when there is no slot, hand
+        it back to the store until the bucket will have one: (True, None), not sent, not
+        failed."""
         limit = self._rate_limit(delivery, target)
         if limit is None:
-            return False
+            return False, None
         now = time.time()
         wait = await self._source.take_delivery_slot(limit.key, limit.rate, limit.burst, now)
         if wait <= 0:
-            return False
+            return False, now
         # Spaced by the interval, the deliveries waiting on one key come back one at a time
         # rather than all at once; but no further than RATE_SPREAD_SECONDS ahead, so a
         # raised (or removed) limit applies within seconds to what waits.
@@ -349,7 +363,7 @@ class Dispatcher:
         if deferred:
             heapq.heappush(self._wake_at, until)
             self._wake.set()
-        return True
+        return True, None
 
     async def _poll(self) -> None:
         settings = self._settings
@@ -423,12 +437,14 @@ class Dispatcher:
         background: bool = False,
         lease: Lease | None = None,
         target_info: TargetInfo | None = None,
+        rate_slot_at: float | None = None,
     ) -> tuple[Attempt, DeliveryStatus]:
         """Send one attempt of `delivery` now, record it and schedule what follows.
 
         `lease` is the caller's, for a delivery not queued here (the probe); a queued one
         goes under the lease it was queued with. `target_info`: its target as the caller
-        just read it (so it is not read twice).
+        just read it (so it is not read twice). `rate_slot_at`: when its rate limit granted
+        the slot this attempt is sent in (recorded on the attempt).
 
         A `probe` (the target test endpoint) is recorded like any delivery but does not
         count toward disabling its target: testing an endpoint that is not ready yet must
@@ -448,6 +464,8 @@ class Dispatcher:
             # delivery that raised must never stay pending with no attempt, leased again
             # and again.
             attempt = _refused(f"the attempt failed before sending: {type(exc).__name__}: {exc}")
+        if rate_slot_at is not None:
+            attempt = dataclasses.replace(attempt, rate_slot_at=rate_slot_at)
         gone = attempt.status_code == 410
         status, next_at = self._outcome(delivery, attempt, prepared, gone)
         record = self._record(delivery, attempt, status, next_at, prepared.target, gone, probe)

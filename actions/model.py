@@ -46,6 +46,10 @@ class Attempt:
     request_headers: tuple[tuple[str, str], ...] = ()  # secrets replaced by "…"
     request_body: str | None = None  # first 4 KiB, decoded leniently
     response_headers: tuple[tuple[str, str], ...] = ()
+    # When the delivery's rate limit granted this attempt its slot (epoch seconds, the time
+    # the shared bucket was charged at); None when it has no rate limit. The limit binds
+    # these times: a receiver's arrival times also carry each request's transit.
+    rate_slot_at: float | None = None
 
     @property
     def ok(self) -> bool:

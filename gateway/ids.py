@@ -1,6 +1,6 @@
 """Record ids and event-URL tokens.
 
-Ids come from `actions.ids` (sortable, unguessable); tokens are only ever stored hashed.
+Ids come from `actions.ids` (sortable, unique, not secret); tokens are only ever stored hashed.
 """
 
 from __future__ import annotations

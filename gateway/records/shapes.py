@@ -36,7 +36,8 @@ class AttemptResponse(TypedDict):
 class AttemptRecord(TypedDict):
     """One send of a delivery: when, the answer (or the error) and how long it took; the
     request and response are null when nothing left the process or an older version
-    stored the attempt."""
+    stored the attempt; `rate_slot_at`, when its rate limit granted it its slot (null
+    without a rate limit)."""
 
     at: str
     status_code: int | None
@@ -45,6 +46,7 @@ class AttemptRecord(TypedDict):
     response_excerpt: str | None
     request: AttemptRequest | None
     response: AttemptResponse | None
+    rate_slot_at: str | None
 
 
 class _DeliveryFields(TypedDict):
@@ -143,6 +145,7 @@ def attempt_json(attempt: Attempt) -> AttemptRecord:
             "headers": [list(pair) for pair in attempt.response_headers],
             "body": attempt.response_excerpt,
         },
+        "rate_slot_at": _time(attempt.rate_slot_at),
     }
 
 

@@ -325,6 +325,7 @@ def _attempt_data(a: Attempt) -> bytes:
             "request_headers": a.request_headers,
             "request_body": a.request_body,
             "response_headers": a.response_headers,
+            "rate_slot_at": a.rate_slot_at,
         }
     )
 

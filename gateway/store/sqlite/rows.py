@@ -174,6 +174,7 @@ def attempt(row: Sequence[Any]) -> Attempt:
         request_headers=tuple((k, v) for k, v in request.get("headers", ())),
         request_body=request.get("body"),
         response_headers=tuple((k, v) for k, v in response),
+        rate_slot_at=row[8] if len(row) > 8 else None,
     )
 
 
@@ -190,6 +191,7 @@ def attempt_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
             a.response_excerpt,
             a.retry_after,
             *exchange(a),
+            a.rate_slot_at,
         )
         for d in deliveries
         for n, a in enumerate(d.attempts, start=1)

@@ -431,6 +431,7 @@ class SqliteStore:
             attempt.response_excerpt,
             attempt.retry_after,
             *rows.exchange(attempt),
+            attempt.rate_slot_at,
             lease_token,
         )
         return bool(await self._send("finish", row))
@@ -443,7 +444,8 @@ class SqliteStore:
             return None
         attempts = await self._read(
             "SELECT at, status_code, latency_ms, error, response_excerpt, retry_after,"
-            " request, response_headers FROM attempts WHERE delivery_id = ? ORDER BY n",
+            " request, response_headers, rate_slot_at FROM attempts WHERE delivery_id = ?"
+            " ORDER BY n",
             (delivery_id,),
         )
         return rows.delivery(found[0], tuple(rows.attempt(a) for a in attempts))

@@ -78,7 +78,7 @@ HEAD_OF_KEY = (
     " WHERE e.ordering_key = d.ordering_key AND e.status = 'pending'"
     " AND e.ordering_seq < d.ordering_seq))"
 )
-INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 EVENT_PAYLOAD = 4  # column of the event row that is bytes
 DELIVERY_BODY = 7  # column of the delivery row that is bytes
@@ -116,6 +116,8 @@ ADDED_COLUMNS = (
     # What an attempt sent and received (JSON; NULL on attempts from before them).
     ("attempts", "request", "TEXT"),
     ("attempts", "response_headers", "TEXT"),
+    # When the attempt's rate limit granted its slot (NULL: no rate limit, or older).
+    ("attempts", "rate_slot_at", "REAL"),
     # Delivery rate limits: a rule action's [key, rate, burst] (JSON), a target's own.
     ("deliveries", "rate_limit", "TEXT"),
     ("targets", "rate", "REAL"),
@@ -257,7 +259,8 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
     """Record attempts and move their deliveries on: three statements for the whole batch.
 
     A row is (delivery_id, status, next_attempt_at, at, status_code, latency_ms, error,
-    response_excerpt, retry_after, request, response_headers, lease_token). Only rows still
+    response_excerpt, retry_after, request, response_headers, rate_slot_at, lease_token).
+    Only rows still
     pending under that lease token are written (the fence); the answer says, per row,
     whether it was.
     """
@@ -268,14 +271,14 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
         " JOIN json_each(?) AS v ON d.id = json_extract(v.value, '$[0]')"
         " AND d.lease_token = json_extract(v.value, '$[1]')"
         " WHERE d.status = 'pending'",
-        (orjson.dumps([[row[0], row[11]] for row in rows]).decode(),),
+        (orjson.dumps([[row[0], row[12]] for row in rows]).decode(),),
     ).fetchone()[0]
     ok = set(orjson.loads(held))
     answers = [row[0] in ok for row in rows]
-    rows = [row[:11] for row in rows if row[0] in ok]
+    rows = [row[:12] for row in rows if row[0] in ok]
     if not rows:
         return answers
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
     params = list(itertools.chain(*rows))
     conn.execute(
         "UPDATE deliveries SET status = v.column2, next_attempt_at = v.column3,"
@@ -285,7 +288,8 @@ def finish_attempts(conn: sqlite3.Connection, rows: list[list[Any]]) -> list[boo
     )
     conn.execute(
         "INSERT OR REPLACE INTO attempts SELECT v.column1, d.attempt_count, v.column4,"
-        " v.column5, v.column6, v.column7, v.column8, v.column9, v.column10, v.column11"
+        " v.column5, v.column6, v.column7, v.column8, v.column9, v.column10, v.column11,"
+        " v.column12"
         f" FROM (VALUES {values}) AS v JOIN deliveries AS d ON d.id = v.column1",
         params,
     )

@@ -59,6 +59,7 @@ class MemorySource:
         self.outcomes: list[tuple[str, bool, bool]] = []
         self.deferred: list[str] = []
         self.slots = SlotBuckets()
+        self.granted: list[float] = []  # the `now` of every slot the bucket granted
 
     def add(self, delivery: Delivery, lease: Lease | None = None) -> Delivery:
         self.rows[delivery.id] = delivery
@@ -136,7 +137,10 @@ class MemorySource:
         return True
 
     async def take_delivery_slot(self, key: str, rate: float, burst: int, now: float) -> float:
-        return self.slots.take(key, rate, burst, now)
+        wait = self.slots.take(key, rate, burst, now)
+        if wait <= 0:
+            self.granted.append(now)
+        return wait
 
     async def hold(self, held: Mapping[str, str]) -> list[str]:
         kept = [i for i, token in held.items() if self._holds(i, token)]
@@ -737,6 +741,15 @@ async def test_deliveries_over_a_rate_limit_wait_unsent_while_others_go_on(
         # waiting is no attempt: one attempt each, the one that succeeded
         assert source.rows[row.id].status == "succeeded"
         assert len(source.attempts[row.id]) == 1
+    # Each attempt records the time its slot was granted at, before it started; the
+    # unlimited ones have none.
+    slots = []
+    for row in limited:
+        [sent] = source.attempts[row.id]
+        assert sent.rate_slot_at is not None and sent.rate_slot_at <= sent.at
+        slots.append(sent.rate_slot_at)
+    assert sorted(slots) == sorted(source.granted) and len(slots) == 20
+    assert all(source.attempts[row.id][0].rate_slot_at is None for row in free)
 
 
 async def test_a_targets_rate_limit_is_read_from_the_target(

@@ -95,6 +95,22 @@ async def test_backtest_app_filter_samples_and_unreadable_payloads(store: Store)
     assert odd.content()["sample_body"] == {"n": 7}
 
 
+async def test_backtest_samples_events_of_one_millisecond_newest_first(store: Store) -> None:
+    crm = App(id=sortable_id("app_"), name="crm", token_hash=hash_token(new_token()))
+    await store.create_app(crm)
+    at = T0 + 20.0007
+    ids = []
+    for n in range(1, 16, 2):  # 8 odd events, all received within one millisecond
+        event = Event(sortable_id("evt_", at), crm.id, "t", at, f'{{"n": {n}}}'.encode())
+        await store.add_event(event, [])
+        ids.append(event.id)
+    report = await backtest(store, _ruleset(), since=T0, page=3)
+    odd = next(t for t in report.rules if t.rule_id == "odd")
+    assert odd.matched == 8
+    assert odd.sample_event_ids == ids[::-1][:5]
+    assert odd.sample_body == {"n": 15}  # the newest event's body
+
+
 def test_parse_moment_takes_durations_and_rfc3339() -> None:
     assert parse_moment("7d", "since", 1_000_000.0) == 1_000_000.0 - 7 * 86400
     assert parse_moment("90s", "since", 100.0) == 10.0

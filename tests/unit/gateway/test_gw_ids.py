@@ -7,6 +7,8 @@ import base64
 import hashlib
 import random
 import re
+import sys
+import threading
 import time
 
 from actions.ids import delivery_id, id_floor, sortable_id
@@ -56,14 +58,60 @@ def test_ids_alternating_between_milliseconds_keep_their_own_time() -> None:
         assert timestamp_ms(sortable_id("evt_", at), "evt_") == int(at * 1000)
 
 
-def test_the_random_part_uses_the_whole_alphabet_evenly() -> None:
+def test_the_first_random_part_of_a_millisecond_uses_the_whole_alphabet_evenly() -> None:
+    # One id per millisecond: each is a fresh draw of 79 bits, so its first random
+    # character is one of the lower 16 (headroom for counting up), the other 15 any of 32.
     counts: dict[str, int] = {}
-    for _ in range(4000):
-        for char in sortable_id("", T0)[10:]:
+    firsts: set[str] = set()
+    for k in range(4000):
+        record_id = sortable_id("", T0 + 7 + k * 0.001)
+        firsts.add(record_id[10])
+        for char in record_id[11:]:
             counts[char] = counts.get(char, 0) + 1
+    assert firsts == set(CROCKFORD[:16])
     assert set(counts) == set(CROCKFORD)
-    expected = 4000 * 16 / 32
+    expected = 4000 * 15 / 32
     assert all(abs(n - expected) < expected * 0.15 for n in counts.values())
+
+
+def test_ids_of_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    at = T0 + 11.0005
+    ids = [sortable_id("evt_", at) for _ in range(3000)]  # carries into higher characters
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {timestamp_ms(i, "evt_") for i in ids} == {int(at * 1000)}
+
+
+def test_ids_of_one_millisecond_keep_their_order_when_other_times_come_between() -> None:
+    # A request that read the clock earlier may make its id between two of a later
+    # millisecond; ids made with a time given out of order (backdated) do too.
+    at, earlier = T0 + 12.0, T0 + 11.0
+    made: list[str] = []
+    for k in range(200):
+        made.append(sortable_id("evt_", at))
+        sortable_id("dlv_", earlier - (k % 5) * 0.001)
+    assert made == sorted(made)
+
+
+def test_ids_made_by_racing_threads_are_distinct() -> None:
+    at = T0 + 13.0
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(out: list[str]) -> None:
+        out.extend(sortable_id("evt_", at) for _ in range(5000))
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    every = [i for out in made for i in out]
+    assert len(set(every)) == len(every) == 20_000
+    assert all(out == sorted(out) for out in made)  # each thread's own ids in its order
 
 
 def test_ids_without_a_time_use_the_clock() -> None:

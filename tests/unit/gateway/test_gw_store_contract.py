@@ -472,6 +472,30 @@ async def test_list_events_cursor_walks_every_page(store: Store) -> None:
     assert rest.data == [events[0]] and rest.next_cursor is None
 
 
+async def test_events_of_one_millisecond_list_newest_first_in_the_order_made(
+    store: Store,
+) -> None:
+    # Back-to-back ingests often share a millisecond: lists, cursors and backtest samples
+    # must still show them in the order they were accepted, on every backend.
+    at = T0 + 0.0004
+    events = [make_event("app_a" if n % 3 else "app_b", at) for n in range(40)]
+    for event in events:
+        await store.add_event(event, [])
+    assert (await store.list_events(limit=100)).data == events[::-1]
+    assert (await store.list_events(app_id="app_b", since=at)).data == [
+        e for e in events[::-1] if e.app_id == "app_b"
+    ]
+    seen: list[Event] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_events(event_type="order.created", cursor=cursor, limit=7)
+        seen += page.data
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == events[::-1]
+
+
 async def test_an_empty_event_type_is_not_a_missing_one(store: Store) -> None:
     blank = make_event("app_1", T0, event_type="")
     untyped = make_event("app_1", T0 + 1, event_type=None)
@@ -912,6 +936,7 @@ async def test_an_attempt_keeps_the_request_sent_and_the_response_received(store
         ),
         request_body='{"n": 1, "text": "caf\u00e9 \u2713"}',
         response_headers=(("Content-Type", "text/plain"), ("Retry-After", "3")),
+        rate_slot_at=T0 - 0.123456,  # to the microsecond: rate-limit tests compare these
     )
     assert await store.finish_attempt(delivery.id, sent, "pending", T0 + 5, TOKEN)
     # A second attempt without an exchange (refused before sending) keeps the defaults.
@@ -925,6 +950,7 @@ async def test_an_attempt_keeps_the_request_sent_and_the_response_received(store
     assert first.request_headers[3] == ("X-Api-Key", "second value")
     assert first.response_headers == (("Content-Type", "text/plain"), ("Retry-After", "3"))
     assert got.attempts[1].request_method is None and got.attempts[1].request_headers == ()
+    assert (first.rate_slot_at, got.attempts[1].rate_slot_at) == (T0 - 0.123456, None)
 
 
 async def test_sqlite_attempts_from_before_the_exchange_columns_keep_working(
@@ -961,6 +987,7 @@ UPDATE deliveries SET attempt_count = 1 WHERE id = '{delivery.id}';"""
             request_headers=(("Authorization", "…"),),
             request_body="{}",
             response_headers=(("Server", "x"),),
+            rate_slot_at=T0 + 9.5,
         )
         assert await store.finish_attempt(delivery.id, new, "succeeded", None, TOKEN)
         got = await store.get_delivery(delivery.id)
