@@ -21,7 +21,11 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = harness.REPO / "examples"
 RULES = EXAMPLES / "rules.d"
 EVENTS = EXAMPLES / "events"
-PLACEHOLDER_HOSTS = ("https://crm.example.com", "https://sms.example.com")
+PLACEHOLDER_HOSTS = (
+    "https://crm.example.com",
+    "https://sms.example.com",
+    "https://chat.example.com",
+)
 
 
 def hookgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +45,7 @@ def hookgate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_examples_pass_rules_check() -> None:
     result = hookgate("rules", "check", "examples/rules.d")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "5 rules OK"
+    assert result.stdout.strip() == "7 rules OK"
 
 
 def test_examples_use_placeholder_urls_and_no_secrets() -> None:
@@ -62,6 +66,7 @@ def test_examples_use_placeholder_urls_and_no_secrets() -> None:
         ("job-completed.json", ["job-completed-thank-you", "job-completed-review-request"]),
         ("job-reopened.json", []),
         ("customer-updated.json", ["crm-customer-updates"]),
+        ("delivery-failed.json", []),  # alerts match only rules of the app `hookgate`
     ],
 )
 def test_sample_events_match_the_example_rules(event: str, matched: list[str]) -> None:
@@ -72,6 +77,21 @@ def test_sample_events_match_the_example_rules(event: str, matched: list[str]) -
     assert result.returncode == 0, result.stderr
     report = orjson.loads(result.stdout)
     assert report["matched_rules"] == matched
+
+
+def test_the_sample_alert_matches_the_alert_rule_of_the_app_hookgate() -> None:
+    result = hookgate(
+        *("rules", "test", "examples/events/delivery-failed.json"),
+        *("--app", "hookgate", "--dir", "examples/rules.d", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["matched_rules"] == ["alert-delivery-failed"]
+    [request] = report["requests"]
+    assert request["body"]["text"] == (
+        "hookgate gave up on dlv_01M8XTX4M6634ZN6RKHFG1JSEB (rule forward-inbound-messages) "
+        "to https://crm.example.com/webhooks/chekkit after 1 attempt(s); queued 23 Nov 16:10 UTC"
+    )
 
 
 def copy_examples(settings: Settings, sink: harness.Sink, *, team_replies: bool = True) -> None:
@@ -184,3 +204,27 @@ def test_messages_of_other_apps_are_not_forwarded(settings: Settings, sink: harn
         response = gateway.post_event(token, sample("message-inbound.json"))
         stored = gateway.admin.get(f"/v1/events/{response.json()['event_id']}").json()
     assert stored["matched_rules"] == []
+
+
+def test_a_forward_the_crm_refuses_is_posted_to_the_ops_chat(
+    settings: Settings, sink: harness.Sink
+) -> None:
+    """The shipped alert rule end to end: the CRM answers 500 to a best-effort forward, the
+    delivery fails for good, and its `hookgate.delivery.failed` event reaches the chat."""
+    copy_examples(settings, sink)
+    sink.statuses["/webhooks/chekkit"] = 500
+    with harness.running_gateway(settings) as gateway:
+        _, token = gateway.create_app("chekkit")
+        response = gateway.post_event(token, sample("message-inbound.json"))
+        assert response.status_code == 202, response.text
+        [alert] = sink.wait_for(1, "/hooks/ops", timeout=10.0)
+        event = gateway.admin.get(f"/v1/events/{response.json()['event_id']}").json()
+    [failed] = event["deliveries"]
+    assert failed["status"] == "failed"
+    body = alert.json()
+    assert body["delivery_id"] == failed["id"]
+    assert body["text"].startswith(
+        f"hookgate gave up on {failed['id']} (rule forward-inbound-messages) to "
+        f"{sink.base_url}/webhooks/chekkit after 1 attempt(s); queued "
+    )
+    assert len(sink.requests_to("/webhooks/chekkit")) == 1
