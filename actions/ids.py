@@ -23,6 +23,7 @@ machine): the lock and the lookup of the millisecond's last id.
 from __future__ import annotations
 
 import functools
+import os
 import random
 import threading
 import time
@@ -43,6 +44,18 @@ _INT_DIGITS = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
 _last_random: dict[int, str] = {}
 _last_random_lock = threading.Lock()
 _RECENT_MS = 16
+
+
+def _forget_after_fork() -> None:
+    """A forked child would count up from its parent's last ids and make the ones the
+    parent makes next: it starts afresh (as `random` reseeds), with a lock no thread of
+    the parent can be holding."""
+    global _last_random_lock
+    _last_random.clear()
+    _last_random_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _encode(value: int) -> str:

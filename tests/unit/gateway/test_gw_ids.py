@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import random
 import re
 import sys
 import threading
 import time
+
+import pytest
 
 from actions.ids import delivery_id, id_floor, sortable_id
 from gateway.http.ingest import too_deep
@@ -112,6 +115,25 @@ def test_ids_made_by_racing_threads_are_distinct() -> None:
     every = [i for out in made for i in out]
     assert len(set(every)) == len(every) == 20_000
     assert all(out == sorted(out) for out in made)  # each thread's own ids in its order
+
+
+# Python 3.12+ warns on fork() in a process with threads (pytest-xdist's); the child here
+# only makes one id and writes it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_count_up_from_its_parents_ids() -> None:
+    at = T0 + 14.0
+    sortable_id("evt_", at)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id of the same millisecond, then out
+        os.write(write, sortable_id("evt_", at).encode())
+        os._exit(0)
+    os.close(write)
+    parents_next = sortable_id("evt_", at)
+    os.waitpid(pid, 0)
+    childs = os.read(read, 100).decode()
+    os.close(read)
+    assert len(childs) == 30 and childs != parents_next
 
 
 def test_ids_without_a_time_use_the_clock() -> None:
