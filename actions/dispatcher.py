@@ -588,12 +588,8 @@ class Dispatcher:
         # A rule action's failure count moves before the outcome is committed: once the
         # store shows this delivery `failed`, a later delivery of the action must already
         # see the count (it is put back if the lease was lost and nothing was recorded).
-        counted = (
-            status != "pending"
-            and not probe
-            and delivery.target_id is None
-            and delivery.disable_after is not None
-        )
+        final = status != "pending" and not probe  # an outcome that counts toward disabling
+        counted = final and delivery.target_id is None and delivery.disable_after is not None
         rule_key = (delivery.rule_id, delivery.url)
         before = self._rule_failures.get(rule_key, 0)
         if counted:
@@ -601,13 +597,7 @@ class Dispatcher:
         recorded = await self._settle(delivery, attempt, status, next_at)
         if counted and not recorded:
             self._rule_failures[rule_key] = before
-        if (
-            recorded
-            and status != "pending"
-            and not probe
-            and target is not None
-            and delivery.target_id is not None
-        ):
+        if recorded and final and target is not None and delivery.target_id is not None:
             await self._source.target_outcome(
                 delivery.target_id, attempt.ok, target.disable_after, gone
             )

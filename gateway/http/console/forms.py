@@ -44,3 +44,8 @@ def json_value(form: FormData, name: str) -> Any:
 def words(form: FormData, name: str) -> list[str]:
     raw = text(form, name) or ""
     return [w.strip() for w in raw.replace("\n", ",").split(",") if w.strip()]
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as a form (or page) shows it: indented; "" for none."""
+    return "" if value is None else orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -22,10 +21,6 @@ from gateway.records import apps as app_records
 from gateway.records import targets as target_records
 from gateway.records.shapes import payload_of, target_json
 from gateway.rulesets.dryrun import dry_run, secret_lookup
-
-
-def _pretty(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 async def _app(request: Request) -> App:
@@ -86,7 +81,7 @@ async def app_page(request: Request) -> Response:
         "app.html",
         app=app,
         record=app_records.app_json(app, gw.settings),
-        schema=_pretty(app.schema) if app.schema is not None else "",
+        schema=forms.json_text(app.schema),
         schemes=inbound_signatures.SCHEMES,
     )
 
@@ -262,10 +257,10 @@ async def rules_page(request: Request) -> Response:
             event = forms.json_value(form, "event")
         if not isinstance(event, dict):
             raise InvalidInput("event", "must be a JSON object (the event to test)")
-        event_text = _pretty(event)
+        event_text = forms.json_text(event)
         result = dry_run(gw.rules.current, app_name, event, secret_lookup(gw.rules.targets))
         for req in result["requests"]:
-            req["pretty"] = _pretty(req)
+            req["pretty"] = forms.json_text(req)
     return render(
         request,
         "rules.html",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.datastructures import FormData
 
 from gateway.errors import InvalidInput
@@ -113,7 +112,7 @@ def target_values(target: WebhookTarget) -> dict[str, str]:
     return {
         "url": target.url,
         "events": ", ".join(target.events),
-        "filter": _json_text(target.filter),
+        "filter": forms.json_text(target.filter),
         "description": target.description,
         "retry": target.retry
         if isinstance(target.retry, str)
@@ -123,13 +122,9 @@ def target_values(target: WebhookTarget) -> dict[str, str]:
         "rate": "" if target.rate is None else str(target.rate),
         "burst": "" if target.burst is None else str(target.burst),
         "ordering": target.ordering or "",
-        "ordering_key": _json_text(target.ordering_key),
+        "ordering_key": forms.json_text(target.ordering_key),
         "status": target.status,
     }
-
-
-def _json_text(value: Any) -> str:
-    return "" if value is None else orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def _seconds_text(seconds: float) -> str:

@@ -160,8 +160,10 @@ def exchange(a: Attempt) -> tuple[str | None, str | None]:
 
 
 def attempt(row: Sequence[Any]) -> Attempt:
-    request = orjson.loads(row[6]) if len(row) > 6 and row[6] is not None else {}
-    response = orjson.loads(row[7]) if len(row) > 7 and row[7] is not None else []
+    """An attempt from its row as `SqliteStore.get_delivery` selects it (every column;
+    `request` and `response_headers` are NULL on attempts from before they were kept)."""
+    request = orjson.loads(row[6]) if row[6] is not None else {}
+    response = orjson.loads(row[7]) if row[7] is not None else []
     return Attempt(
         at=row[0],
         status_code=row[1],
@@ -174,7 +176,7 @@ def attempt(row: Sequence[Any]) -> Attempt:
         request_headers=tuple((k, v) for k, v in request.get("headers", ())),
         request_body=request.get("body"),
         response_headers=tuple((k, v) for k, v in response),
-        rate_slot_at=row[8] if len(row) > 8 else None,
+        rate_slot_at=row[8],
     )
 
 
