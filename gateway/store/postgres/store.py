@@ -28,11 +28,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
-from actions.ids import id_floor
 from actions.model import Attempt, Delivery, DeliveryStatus, Lease
 from gateway.errors import StoreError
 from gateway.models import App, Event, TargetStatus, WebhookTarget, next_probe_interval
-from gateway.store import sql_rows
+from gateway.store import sql_filters, sql_rows
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.postgres import rows, schema
 
@@ -414,15 +413,7 @@ class PostgresStore:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Event]:
-        # `since` also bounds the id (ids start with their millisecond): the walk down the
-        # id index stops there, and the partitions before it are not read at all.
-        where, params = _where(
-            ("app_id = {}", app_id),
-            ("event_type = {}", event_type),
-            ("received_at >= {}", since),
-            ("id >= {}", None if since is None else id_floor("evt_", since - 0.001)),
-            ("id < {}", cursor),
-        )
+        where, params = _where(sql_filters.events(app_id, event_type, since, cursor))
         found = await self.pool.fetch(
             f"SELECT {EVENT_COLS} FROM events {where} ORDER BY id DESC LIMIT {limit + 1}", *params
         )
@@ -666,15 +657,7 @@ class PostgresStore:
     async def list_deliveries(
         self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
     ) -> Page[Delivery]:
-        where, params = _where(
-            ("status = {}", flt.status),
-            ("target_id = {}", flt.target_id),
-            ("rule_id = {}", flt.rule_id),
-            ("event_id = {}", flt.event_id),
-            ("created_at >= {}", flt.since),
-            ("id >= {}", None if flt.since is None else id_floor("dlv_", flt.since - 0.001)),
-            ("id < {}", cursor),
-        )
+        where, params = _where(sql_filters.deliveries(flt, cursor))
         found = await self.pool.fetch(
             f"SELECT {DELIVERY_COLS} FROM deliveries {where} ORDER BY id DESC LIMIT {limit + 1}",
             *params,
@@ -728,13 +711,7 @@ class PostgresStore:
 
     @_translated
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
-        # the id bound lets the walk along the status index start at `since`
-        where, params = _where(
-            ("status = {}", "failed"),
-            ("created_at >= {}", since),
-            ("id >= {}", id_floor("dlv_", since - 0.001)),
-            ("target_id = {}", target_id),
-        )
+        where, params = _where(sql_filters.failed_since(since, target_id))
         found = await self.pool.fetch(f"SELECT id FROM deliveries {where} ORDER BY id", *params)
         return [r[0] for r in found]
 
@@ -805,12 +782,8 @@ def _one_statement(events: Sequence[_Ingest], finishes: Sequence[_Finish]) -> bo
     )
 
 
-def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
-    used = [(sql, value) for sql, value in clauses if value is not None]
-    if not used:
-        return "", []
-    sql = " AND ".join(clause.format(f"${n}") for n, (clause, _) in enumerate(used, start=1))
-    return "WHERE " + sql, [value for _, value in used]
+def _where(clauses: Sequence[sql_filters.Clause]) -> tuple[str, list[Any]]:
+    return sql_filters.where(clauses, lambda n: f"${n}")
 
 
 def _marks(n: int) -> str:

@@ -43,7 +43,7 @@ from gateway.delivery.restarts import RestartBackoff
 from gateway.errors import StoreError
 from gateway.limits.buckets import SlotBuckets
 from gateway.models import PROBE_INTERVAL_MAX, App, Event, TargetStatus, WebhookTarget
-from gateway.store import sql_rows
+from gateway.store import sql_filters, sql_rows
 from gateway.store.base import Accepted, DeliveryFilter, Page
 from gateway.store.sqlite import rows, writer
 
@@ -315,12 +315,7 @@ class SqliteStore:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Event]:
-        where, params = _where(
-            ("app_id = ?", app_id),
-            ("event_type = ?", event_type),
-            ("received_at >= ?", since),
-            ("id < ?", cursor),
-        )
+        where, params = _where(sql_filters.events(app_id, event_type, since, cursor))
         found = await self._read(
             f"SELECT {EVENT_COLS} FROM events {where} ORDER BY id DESC LIMIT ?",
             (*params, limit + 1),
@@ -453,14 +448,7 @@ class SqliteStore:
     async def list_deliveries(
         self, flt: DeliveryFilter, cursor: str | None = None, limit: int = 50
     ) -> Page[Delivery]:
-        where, params = _where(
-            ("status = ?", flt.status),
-            ("target_id = ?", flt.target_id),
-            ("rule_id = ?", flt.rule_id),
-            ("event_id = ?", flt.event_id),
-            ("created_at >= ?", flt.since),
-            ("id < ?", cursor),
-        )
+        where, params = _where(sql_filters.deliveries(flt, cursor))
         found = await self._read(
             f"SELECT {DELIVERY_COLS} FROM deliveries {where} ORDER BY id DESC LIMIT ?",
             (*params, limit + 1),
@@ -500,9 +488,7 @@ class SqliteStore:
         return list(await self._write("hold", dict(held)))
 
     async def failed_since(self, since: float, target_id: str | None = None) -> list[str]:
-        where, params = _where(
-            ("status = ?", "failed"), ("created_at >= ?", since), ("target_id = ?", target_id)
-        )
+        where, params = _where(sql_filters.failed_since(since, target_id))
         found = await self._read(f"SELECT id FROM deliveries {where} ORDER BY id", params)
         return [r[0] for r in found]
 
@@ -527,11 +513,9 @@ class SqliteStore:
                 return total
 
 
-def _where(*clauses: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    used = [(sql, value) for sql, value in clauses if value is not None]
-    if not used:
-        return "", ()
-    return "WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+def _where(clauses: Sequence[sql_filters.Clause]) -> tuple[str, tuple[Any, ...]]:
+    sql, values = sql_filters.where(clauses, lambda _: "?")
+    return sql, tuple(values)
 
 
 def _write_to(stdin: asyncio.StreamWriter, data: bytes) -> None:
