@@ -301,6 +301,50 @@ def running_sink() -> Iterator[Sink]:
             sink._let_go()
 
 
+def rules_dir(tmp: Path, **files: str) -> Path:
+    """`tmp/rules.d` holding `files` (name without `.toml` -> its text)."""
+    folder = tmp / "rules.d"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.toml").write_text(text)
+    return folder
+
+
+def delivery_env(tmp: Path, rules: Path, **extra: str) -> dict[str, str]:
+    """What a delivery e2e test's `hookgate serve` runs with: SQLite under `tmp/data`, the
+    given rules, loopback targets allowed, a 0.2 s poll; `extra` adds or overrides."""
+    return {
+        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
+        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
+        "HOOKGATE_RULES_DIR": str(rules),
+        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
+        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
+        **extra,
+    }
+
+
+def store_env(backend: str, request: Any) -> dict[str, str]:
+    """The environment choosing the store `backend` ("sqlite", "redis" or "postgres"):
+    Redis under the test's own key prefix, PostgreSQL in a schema of the test's own (the
+    `redis_url` and `postgres_url` fixtures clean up)."""
+    if backend == "sqlite":
+        return {}
+    if backend == "redis":
+        redis: dict[str, Any] = request.getfixturevalue("redis_url")
+        return {
+            "HOOKGATE_STORAGE_BACKEND": "redis",
+            "HOOKGATE_REDIS_URL": redis["url"],
+            "HOOKGATE_REDIS_KEY_PREFIX": redis["prefix"],
+        }
+    if backend == "postgres":
+        pg: dict[str, Any] = request.getfixturevalue("postgres_url")
+        return {
+            "HOOKGATE_STORAGE_BACKEND": "postgres",
+            "HOOKGATE_POSTGRES_URL": f"{pg['url']}?search_path={pg['schema']}",
+        }
+    raise ValueError(f"unknown store backend {backend!r}")
+
+
 class ServerProcess:
     """`hookgate serve` in a child process on an inherited socket (for kill -9 tests and
     several gateways sharing Redis). Its stderr goes to a file scanned for leaks."""

@@ -19,10 +19,9 @@ DELAY = 3.0
 
 
 def _rules(tmp: Path, sink: harness.Sink) -> Path:
-    rules_dir = tmp / "rules.d"
-    rules_dir.mkdir()
-    (rules_dir / "review.toml").write_text(
-        f"""
+    return harness.rules_dir(
+        tmp,
+        review=f"""
 [[rules]]
 id = "review-request"
 event_types = ["job_completed"]
@@ -33,20 +32,12 @@ event_types = ["job_completed"]
   retry = [1, 1]
   delay = "{DELAY:g}s"
   cancel_on = {{ event_types = ["job_reopened"], match = "job.id" }}
-"""
+""",
     )
-    return rules_dir
 
 
 def _env(tmp: Path, rules_dir: Path) -> dict[str, str]:
-    return {
-        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
-        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
-        "HOOKGATE_RULES_DIR": str(rules_dir),
-        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
-        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
-        "HOOKGATE_DELIVERY_WORKERS": "1",
-    }
+    return harness.delivery_env(tmp, rules_dir, HOOKGATE_DELIVERY_WORKERS="1")
 
 
 def _token(server: harness.ServerProcess) -> str:

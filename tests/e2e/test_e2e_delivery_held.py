@@ -33,23 +33,10 @@ def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """Environment choosing the store: the SQLite default (also with inline delivery, no
     worker processes), Redis under the test's key prefix, or PostgreSQL in a schema of the
     test's own (the fixtures clean up)."""
-    if request.param == "sqlite":
-        yield {}
-    elif request.param == "sqlite-inline":
+    if request.param == "sqlite-inline":
         yield {"HOOKGATE_DELIVERY_WORKERS": "0"}  # the server process sends, and probes
-    elif request.param == "redis":
-        redis_url: dict[str, Any] = request.getfixturevalue("redis_url")
-        yield {
-            "HOOKGATE_STORAGE_BACKEND": "redis",
-            "HOOKGATE_REDIS_URL": redis_url["url"],
-            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
-        }
     else:
-        pg: dict[str, Any] = request.getfixturevalue("postgres_url")
-        yield {
-            "HOOKGATE_STORAGE_BACKEND": "postgres",
-            "HOOKGATE_POSTGRES_URL": f"{pg['url']}?search_path={pg['schema']}",
-        }
+        yield harness.store_env(request.param, request)
 
 
 @pytest.fixture

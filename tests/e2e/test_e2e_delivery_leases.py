@@ -26,8 +26,6 @@ harness.track_secret(SECRET)
 
 
 def _rules(tmp: Path, *paths: str, sink: harness.Sink) -> Path:
-    rules_dir = tmp / "rules.d"
-    rules_dir.mkdir()
     text = ""
     for n, path in enumerate(paths):
         text += f"""
@@ -41,23 +39,19 @@ when = {{ "==" = [{{ "var" = "to" }}, "{path}"] }}
   retry = [1, 1, 1]
   secret_env = "LEASES_TEST_SECRET"
 """
-    (rules_dir / "relay.toml").write_text(text)
-    return rules_dir
+    return harness.rules_dir(tmp, relay=text)
 
 
 def _env(tmp: Path, rules_dir: Path, **delivery: Any) -> dict[str, str]:
-    env = {
-        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
-        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
-        "HOOKGATE_RULES_DIR": str(rules_dir),
-        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
-        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
-        "LEASES_TEST_SECRET": SECRET,
-        "HOOKGATE_LIMITS_APP_RATE": "100000",
-        "HOOKGATE_LIMITS_APP_BURST": "100000",
-        "HOOKGATE_LIMITS_GLOBAL_RATE": "100000",
-        "HOOKGATE_LIMITS_GLOBAL_BURST": "100000",
-    }
+    env = harness.delivery_env(
+        tmp,
+        rules_dir,
+        LEASES_TEST_SECRET=SECRET,
+        HOOKGATE_LIMITS_APP_RATE="100000",
+        HOOKGATE_LIMITS_APP_BURST="100000",
+        HOOKGATE_LIMITS_GLOBAL_RATE="100000",
+        HOOKGATE_LIMITS_GLOBAL_BURST="100000",
+    )
     env.update({f"HOOKGATE_DELIVERY_{k.upper()}": str(v) for k, v in delivery.items()})
     return env
 

@@ -27,10 +27,9 @@ LEDGER_EVENTS = 3
 
 
 def _rules(tmp: Path, sink: harness.Sink) -> Path:
-    rules_dir = tmp / "rules.d"
-    rules_dir.mkdir()
-    (rules_dir / "ordered.toml").write_text(
-        f"""
+    return harness.rules_dir(
+        tmp,
+        ordered=f"""
 [[rules]]
 id = "crm"
 event_types = ["order"]
@@ -52,9 +51,8 @@ event_types = ["ledger"]
   retry = [0.2, 0.2]
   ordering = "fifo"
   ordering_key = {{ var = "customerId" }}
-"""
+""",
     )
-    return rules_dir
 
 
 class OrderedSink:
@@ -96,29 +94,13 @@ class OrderedSink:
 def _env(
     tmp: Path, rules_dir: Path, backend: str, request: pytest.FixtureRequest
 ) -> dict[str, str]:
-    env = {
-        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
-        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
-        "HOOKGATE_RULES_DIR": str(rules_dir),
-        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
-        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
-        "HOOKGATE_DELIVERY_WORKERS": "2",
-        "HOOKGATE_LIMITS_APP_BURST": "1000",
-    }
-    if backend == "redis":
-        redis_url = request.getfixturevalue("redis_url")
-        env |= {
-            "HOOKGATE_STORAGE_BACKEND": "redis",
-            "HOOKGATE_REDIS_URL": redis_url["url"],
-            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
-        }
-    elif backend == "postgres":
-        pg = request.getfixturevalue("postgres_url")
-        env |= {
-            "HOOKGATE_STORAGE_BACKEND": "postgres",
-            "HOOKGATE_POSTGRES_URL": f"{pg['url']}?search_path={pg['schema']}",
-        }
-    return env
+    return harness.delivery_env(
+        tmp,
+        rules_dir,
+        HOOKGATE_DELIVERY_WORKERS="2",
+        HOOKGATE_LIMITS_APP_BURST="1000",
+        **harness.store_env(backend, request),
+    )
 
 
 def _post_all(*servers: harness.ServerProcess) -> dict[tuple[str, str, int], str]:

@@ -36,25 +36,18 @@ pytestmark = pytest.mark.e2e
 
 
 def _env(tmp: Path, rules_dir: Path, **extra: str) -> dict[str, str]:
-    return {
-        "HOOKGATE_STORAGE_DATA_DIR": str(tmp / "data"),
-        "HOOKGATE_STORAGE_SYNCHRONOUS": "normal",
-        "HOOKGATE_RULES_DIR": str(rules_dir),
-        "HOOKGATE_LIMITS_GLOBAL_RATE": "1000000",
-        "HOOKGATE_LIMITS_GLOBAL_BURST": "1000000",
-        "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
-        "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
-        "HOOKGATE_DELIVERY_WORKERS": "2",
+    return harness.delivery_env(
+        tmp,
+        rules_dir,
+        HOOKGATE_LIMITS_GLOBAL_RATE="1000000",
+        HOOKGATE_LIMITS_GLOBAL_BURST="1000000",
+        HOOKGATE_DELIVERY_WORKERS="2",
         **extra,
-    }
+    )
 
 
 def _rules(tmp: Path, text: str = "") -> Path:
-    rules_dir = tmp / "rules.d"
-    rules_dir.mkdir(exist_ok=True)
-    if text:
-        (rules_dir / "throttled.toml").write_text(text)
-    return rules_dir
+    return harness.rules_dir(tmp, throttled=text) if text else harness.rules_dir(tmp)
 
 
 def _throttled_rule(url: str, rate: float, burst: int) -> str:
@@ -237,21 +230,6 @@ def test_a_rule_action_rate_is_shared_by_both_workers_and_waiting_is_no_attempt(
     _exactly_once(sink.requests_to("/rule"), events)
 
 
-def _store_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    if backend == "redis":
-        redis_url: dict[str, Any] = request.getfixturevalue("redis_url")
-        return {
-            "HOOKGATE_STORAGE_BACKEND": "redis",
-            "HOOKGATE_REDIS_URL": redis_url["url"],
-            "HOOKGATE_REDIS_KEY_PREFIX": redis_url["prefix"],
-        }
-    postgres_url: dict[str, Any] = request.getfixturevalue("postgres_url")
-    return {
-        "HOOKGATE_STORAGE_BACKEND": "postgres",
-        "HOOKGATE_POSTGRES_URL": f"{postgres_url['url']}?search_path={postgres_url['schema']}",
-    }
-
-
 @pytest.mark.parametrize(
     "backend",
     [
@@ -265,7 +243,7 @@ def test_two_gateways_on_one_store_share_a_rule_actions_bucket(
     # Each gateway alone would send at the full rate: together they must not exceed it.
     events, rate, burst = 60, 10, 2
     rules_dir = _rules(tmp_path, _throttled_rule(sink.url("/shared"), rate, burst))
-    store = _store_env(backend, request)
+    store = harness.store_env(backend, request)
     gateways = [
         harness.ServerProcess(
             tmp_path,
