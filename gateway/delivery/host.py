@@ -82,13 +82,29 @@ class _Worker:
         return await self.proc.wait()
 
     async def answer(self, request: list[Any], out: wire.LineBuffer) -> None:
-        """Answer on the buffer of the process that asked (not a restarted successor)."""
+        """Answer on the buffer of the process that asked (not a restarted successor).
+
+        Within one lease: a request that takes longer (a store call that never returns) is
+        answered with an error, logged with its name, so the worker drops the delivery it
+        concerns instead of renewing its lease for ever without sending it."""
         request_id, op, *args = request
+        bound = self.host.settings.delivery.lease_seconds
+        deadline = asyncio.timeout(bound)
         try:
-            result = await self.host.handle(op, args)
+            async with deadline:
+                result = await self.host.handle(op, args)
             out.send([request_id, True, result])
         except Exception as exc:
-            log.warning("worker request %s failed: %s", op, exc)
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                log.error(
+                    "worker request not answered within one lease (%.0f s): the store did"
+                    " not answer",
+                    bound,
+                    extra={"fields": {"op": op, "worker": self.number}},
+                )
+                exc = TimeoutError(f"{op} took longer than one lease ({bound:.0f} s)")
+            else:
+                log.warning("worker request %s failed: %s", op, exc)
             out.send([request_id, False, str(exc)])
 
 

@@ -54,13 +54,22 @@ REFRESH_SECONDS = 0.5
 EVENT_CACHE = 50_000
 # Finished attempts wait this long for company and cross the pipe as one message.
 FINISH_WINDOW = 0.002
+REQUEST_MARGIN = 5.0  # seconds a request may wait beyond the server's own bound
 
 
 class RemoteSource:
-    """`DeliverySource` answered by the server over the worker's stdout/stdin."""
+    """`DeliverySource` answered by the server over the worker's stdout/stdin.
 
-    def __init__(self, writer: asyncio.StreamWriter | Any) -> None:
+    Every request waits at most `timeout` seconds (one lease, plus the server's own bound):
+    a request still unanswered by then raises `TimeoutError`, loudly, instead of holding
+    its delivery for ever while the renewer keeps the delivery's lease alive. By then the
+    rows it concerns may be another holder's anyway; the dispatcher drops the delivery,
+    and its lease runs out for a claim to take it again.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter | Any, *, timeout: float = 60.0) -> None:
         self._out = wire.LineBuffer(writer.write)
+        self._timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._closed: str | None = None
@@ -74,7 +83,21 @@ class RemoteSource:
     async def _call(self, op: str, *args: Any) -> Any:
         if self._closed is not None:
             raise ConnectionError(self._closed)
-        return await self._request(op, *args)[1]
+        return await self._answer(op, self._request(op, *args)[1])
+
+    async def _answer(self, op: str, future: asyncio.Future[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError:
+            log.error(
+                "the server did not answer a worker request within %.0f s",
+                self._timeout,
+                extra={"fields": {"op": op}},
+            )
+            raise TimeoutError(
+                f"the server did not answer {op!r} within {self._timeout:.0f} s"
+            ) from None
 
     def _request(self, op: str, *args: Any) -> tuple[int, asyncio.Future[Any]]:
         request_id = next(self._ids)
@@ -144,7 +167,7 @@ class RemoteSource:
         self._finishes.append(
             ([delivery_id, attempt, status, next_attempt_at, lease_token], future)
         )
-        return bool(await future)
+        return bool(await self._answer("finish", future))
 
     def _send_finishes(self) -> None:
         batch, self._finishes = self._finishes, []
@@ -243,7 +266,9 @@ async def run_linked() -> None:
         # to do; a worker whose server died sees its stdin close.
         with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
             loop.add_signal_handler(sig, lambda: None)
-    source = RemoteSource(writer)
+    # The server bounds each request by one lease (WorkerHost); this side waits a little
+    # longer, for a server whose answers stopped coming at all.
+    source = RemoteSource(writer, timeout=settings.delivery.lease_seconds + REQUEST_MARGIN)
     access = AccessLog()
     access.start()
     client = build_http_client(settings)

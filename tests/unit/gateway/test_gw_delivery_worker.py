@@ -760,6 +760,50 @@ async def test_a_closed_pipe_fails_what_is_pending_and_refuses_what_follows() ->
     assert written.data == sent  # nothing more was written
 
 
+async def test_a_request_the_server_never_answers_fails_loudly_after_its_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unanswered request must not hold its delivery for ever (the renewer would keep
+    its lease alive and nobody would send it): it raises, named, and a late answer is
+    dropped."""
+    written = Written()
+    source = RemoteSource(written, timeout=0.05)
+    with pytest.raises(TimeoutError, match="did not answer 'target' within"):
+        await source.target("wht_1")
+    finish = asyncio.create_task(
+        source.finish_attempt("dlv_1", Attempt(1.0, 200, 1.0, None, None), "succeeded", None, "t")
+    )
+    with pytest.raises(TimeoutError, match="did not answer 'finish' within"):
+        await finish
+    assert [line[1] for line in written.lines()] == ["target", "finish"]
+    assert [r.fields["op"] for r in caplog.records if hasattr(r, "fields")] == ["target", "finish"]  # type: ignore[attr-defined]
+    source.answered(1, True, None)  # too late: nobody waits for it any more
+    source.answered(2, True, True)
+
+
+async def test_the_host_answers_a_request_its_store_never_finishes_with_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Hung(StoreSource):
+        async def target(self, target_id: str) -> TargetInfo | None:
+            await asyncio.Event().wait()
+            raise AssertionError("never")
+
+    store = MemoryStore()
+    await store.open()
+    host = WorkerHost(
+        _settings(tmp_path, lease_seconds=0.05),
+        Hung(store, targets=lambda: {}, app_name=lambda app_id: app_id),
+    )
+    written = Written()
+    out = wire.LineBuffer(written.write)
+    await _Worker(host, 0).answer([7, "target", "wht_1"], out)
+    await _turns(lambda: bool(written.data))
+    assert written.lines() == [[7, False, "target took longer than one lease (0 s)"]]
+    logged = [r for r in caplog.records if r.getMessage().startswith("worker request not answered")]
+    assert [r.fields["op"] for r in logged] == ["target"]  # type: ignore[attr-defined]
+
+
 # StoreViews, the standalone worker's view of targets and app names
 
 
