@@ -218,6 +218,9 @@ class Dispatcher:
         self._held.clear()
         self._hosts.clear()
         if held:
+            # Logged: a stop that hands back deliveries held long past their due time shows
+            # what had stalled them.
+            log.info("stopping: handing back %d held deliveries", len(held))
             with contextlib.suppress(Exception):
                 await self._source.release(held)
 
