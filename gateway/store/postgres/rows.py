@@ -59,53 +59,59 @@ def app(row: Sequence[Any]) -> App:
     )
 
 
-def event_columns(events: Sequence[Event]) -> list[list[Any]]:
-    """The events as one array per column, for one `INSERT ... SELECT unnest(...)`."""
+def event_rows(events: Sequence[Event]) -> list[tuple[Any, ...]]:
+    """The events as `event_row` values (migration 0006), for one `unnest` per batch."""
     return [
-        [e.id for e in events],
-        [e.app_id for e in events],
-        [e.event_type for e in events],
-        [e.received_at for e in events],
-        [e.payload for e in events],
-        [to_json(e.headers) for e in events],
-        [to_json(e.matched_rules) for e in events],
-        [e.idempotency_key for e in events],
+        (
+            e.id,
+            e.app_id,
+            e.event_type,
+            e.received_at,
+            e.payload,
+            to_json(e.headers),
+            to_json(e.matched_rules),
+            e.idempotency_key,
+        )
+        for e in events
     ]
 
 
-def delivery_columns(
+def delivery_rows(
     deliveries: Sequence[Delivery], leases: Sequence[Lease | None]
-) -> list[list[Any]]:
-    """The deliveries as one array per column, each under the lease at its index
+) -> list[tuple[Any, ...]]:
+    """The deliveries as `delivery_row` values, each under the lease at its index
     (attempts apart: `set_attempts`). Only a pending unordered row is held: an ordered
     one waits for a claim, which alone knows whether it heads its key."""
-    held = [
-        lease if lease is not None and d.status == "pending" and d.ordering_key is None else None
-        for d, lease in zip(deliveries, leases, strict=True)
-    ]
-    return [
-        [d.id for d in deliveries],
-        [d.event_id for d in deliveries],
-        [d.rule_id for d in deliveries],
-        [d.target_id for d in deliveries],
-        [d.action_type for d in deliveries],
-        [d.url for d in deliveries],
-        [d.status for d in deliveries],
-        [d.body for d in deliveries],
-        [to_json(d.retry) for d in deliveries],
-        [d.secret_env for d in deliveries],
-        [d.timeout_seconds for d in deliveries],
-        [d.disable_after for d in deliveries],
-        [d.created_at for d in deliveries],
-        [d.next_attempt_at for d in deliveries],
-        [d.attempt_count for d in deliveries],
-        [to_json(d.headers) for d in deliveries],
-        [None if lease is None else lease.until for lease in held],
-        [None if lease is None else lease.token for lease in held],
-        [delivery_host(d.url) for d in deliveries],
-        [None if d.rate_limit is None else to_json(d.rate_limit.to_list()) for d in deliveries],
-        [d.ordering_key for d in deliveries],
-    ]
+    out: list[tuple[Any, ...]] = []
+    for d, lease in zip(deliveries, leases, strict=True):
+        if lease is not None and (d.status != "pending" or d.ordering_key is not None):
+            lease = None
+        out.append(
+            (
+                d.id,
+                d.event_id,
+                d.rule_id,
+                d.target_id,
+                d.action_type,
+                d.url,
+                d.status,
+                d.body,
+                to_json(d.retry),
+                d.secret_env,
+                d.timeout_seconds,
+                d.disable_after,
+                d.created_at,
+                d.next_attempt_at,
+                d.attempt_count,
+                to_json(d.headers),
+                None if lease is None else lease.until,
+                None if lease is None else lease.token,
+                delivery_host(d.url),
+                None if d.rate_limit is None else to_json(d.rate_limit.to_list()),
+                d.ordering_key,
+            )
+        )
+    return out
 
 
 def attempt_data(a: Attempt) -> str:

@@ -6,6 +6,8 @@ event), answering each request only after that commit, so a 2xx never names an e
 crash could lose. Finished attempts (`finish_attempt`) ride in the same batches: one
 fenced UPDATE for all of them. A batch without idempotency keys is one statement
 (`commit_batch`), so one round trip: the commit waits on the WAL flush, not on the wire.
+Its rows travel as three arrays of composite values, one per table (`event_row`,
+`delivery_row`, `finish_row`: migration 0006 has the measurements), not one per column.
 Two committers run at once, so one batch fills while the other commits. If a batch fails
 it is applied again request by request, so a bad write fails only its caller.
 
@@ -286,12 +288,12 @@ class PostgresStore:
         `_insert_events` and `_finish_attempts` takes five (BEGIN, three statements, COMMIT)."""
         found = await conn.fetch(
             Q["commit_batch"],
-            *rows.event_columns([op.event for op in events]),
-            *rows.delivery_columns(
+            rows.event_rows([op.event for op in events]),
+            rows.delivery_rows(
                 [d for op in events for d in op.deliveries],
                 [op.lease for op in events for _ in op.deliveries],
             ),
-            *_finish_columns(finishes),
+            _finish_rows(finishes),
         )
         done = {r[0] for r in found}
         return [op.delivery_id in done for op in finishes]
@@ -314,10 +316,7 @@ class PostgresStore:
                 for op in finishes
             ]
             return [outcome == "UPDATE 1" for outcome in outcomes]
-        found = await conn.fetch(
-            Q["finish_attempts"],
-            *_finish_columns(finishes),
-        )
+        found = await conn.fetch(Q["finish_attempts"], _finish_rows(finishes))
         done = {r[0] for r in found}
         return [op.delivery_id in done for op in finishes]
 
@@ -348,7 +347,7 @@ class PostgresStore:
                 owner = await conn.fetchval(Q["idempotency_owner"], e.app_id, e.idempotency_key)
                 answers[id(op)] = Accepted(owner, duplicate=True)
         if kept:
-            await conn.execute(Q["insert_events"], *rows.event_columns([op.event for op in kept]))
+            await conn.execute(Q["insert_events"], rows.event_rows([op.event for op in kept]))
             # every event's deliveries in one statement, each row under its event's lease
             await self._insert_deliveries(
                 conn,
@@ -368,7 +367,7 @@ class PostgresStore:
         """Insert `deliveries`, each held under the lease beside it (if any)."""
         if not deliveries:
             return
-        await conn.execute(Q["insert_deliveries"], *rows.delivery_columns(deliveries, leases))
+        await conn.execute(Q["insert_deliveries"], rows.delivery_rows(deliveries, leases))
         with_attempts = [d for d in deliveries if d.attempts]
         if with_attempts:
             await conn.executemany(
@@ -835,12 +834,8 @@ async def run_migrations(url: str, schema_name: str | None = None) -> tuple[list
         await conn.close()
 
 
-def _finish_columns(finishes: list[_Finish]) -> tuple[list[Any], ...]:
-    """The finishes of a batch as one array per column, as the fenced UPDATE takes them."""
-    return (
-        [op.delivery_id for op in finishes],
-        [op.attempt for op in finishes],
-        [op.status for op in finishes],
-        [op.next_attempt_at for op in finishes],
-        [op.token for op in finishes],
-    )
+def _finish_rows(finishes: list[_Finish]) -> list[tuple[Any, ...]]:
+    """The finishes of a batch as `finish_row` values, as the fenced UPDATE takes them."""
+    return [
+        (op.delivery_id, op.attempt, op.status, op.next_attempt_at, op.token) for op in finishes
+    ]

@@ -1,9 +1,9 @@
 -- Statements of the PostgreSQL store, one per `-- name:` block (see postgres.py).
 
 -- name: insert_events
+-- The batch's events as one array of `event_row` values (migration 0006 says why).
 INSERT INTO events (id, app_id, event_type, received_at, payload, headers, matched_rules, idem_key)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea[], $6::text[],
-                     $7::text[], $8::text[])
+SELECT * FROM unnest($1::event_row[])
 
 -- name: insert_deliveries
 -- A pending (or held) ordered row takes its place in accept order from the sequence, in
@@ -13,13 +13,7 @@ INSERT INTO deliveries (id, event_id, rule_id, target_id, action_type, url, stat
     headers, leased_until, lease_token, host, rate_limit, ordering_key, ordering_seq)
 SELECT *, CASE WHEN u.ordering_key IS NOT NULL AND u.status IN ('pending', 'held')
     THEN nextval('deliveries_ordering_seq') END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::bytea[], $9::text[], $10::text[], $11::float8[], $12::int[], $13::float8[],
-    $14::float8[], $15::int[], $16::text[], $17::float8[], $18::text[], $19::text[], $20::text[],
-    $21::text[])
-    AS u (id, event_id, rule_id, target_id, action_type, url, status, body, retry, secret_env,
-    timeout_seconds, disable_after, created_at, next_attempt_at, attempt_count, headers,
-    leased_until, lease_token, host, rate_limit, ordering_key)
+FROM unnest($1::delivery_row[]) AS u
 
 -- name: set_attempts
 UPDATE deliveries SET attempts = $2 WHERE id = $1
@@ -70,8 +64,7 @@ WHERE id = $1 AND status = 'pending' AND lease_token = $5
 UPDATE deliveries AS d
 SET status = f.status, next_attempt_at = f.next_at, leased_until = NULL, lease_token = NULL,
     attempt_count = d.attempt_count + 1, attempts = array_append(d.attempts, f.attempt)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[])
-    AS f (id, attempt, status, next_at, token)
+FROM unnest($1::finish_row[]) AS f
 WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
 RETURNING d.id
 
@@ -136,15 +129,13 @@ ORDER BY lower
 
 -- name: commit_batch
 -- A whole group commit in one statement, so one round trip and no BEGIN/COMMIT: the
--- batch's events ($1-$8, as insert_events), their deliveries ($9-$29, as
--- insert_deliveries) and its finished attempts ($30-$34, as finish_attempts, with the
--- same fence). A data-modifying WITH runs whether or not the UPDATE reads it, and the
+-- batch's events ($1, as insert_events), their deliveries ($2, as insert_deliveries) and
+-- its finished attempts ($3, as finish_attempts, with the same fence). A data-modifying WITH runs whether or not the UPDATE reads it, and the
 -- statement commits or fails as a whole.
 WITH new_events AS (
     INSERT INTO events (id, app_id, event_type, received_at, payload, headers, matched_rules,
         idem_key)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea[],
-                         $6::text[], $7::text[], $8::text[])
+    SELECT * FROM unnest($1::event_row[])
 ), new_deliveries AS (
     INSERT INTO deliveries (id, event_id, rule_id, target_id, action_type, url, status, body,
         retry, secret_env, timeout_seconds, disable_after, created_at, next_attempt_at,
@@ -152,19 +143,12 @@ WITH new_events AS (
         ordering_seq)
     SELECT *, CASE WHEN u.ordering_key IS NOT NULL AND u.status IN ('pending', 'held')
         THEN nextval('deliveries_ordering_seq') END
-    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-        $14::text[], $15::text[], $16::bytea[], $17::text[], $18::text[], $19::float8[],
-        $20::int[], $21::float8[], $22::float8[], $23::int[], $24::text[], $25::float8[],
-        $26::text[], $27::text[], $28::text[], $29::text[])
-        AS u (id, event_id, rule_id, target_id, action_type, url, status, body, retry,
-        secret_env, timeout_seconds, disable_after, created_at, next_attempt_at,
-        attempt_count, headers, leased_until, lease_token, host, rate_limit, ordering_key)
+    FROM unnest($2::delivery_row[]) AS u
 )
 UPDATE deliveries AS d
 SET status = f.status, next_attempt_at = f.next_at, leased_until = NULL, lease_token = NULL,
     attempt_count = d.attempt_count + 1, attempts = array_append(d.attempts, f.attempt)
-FROM unnest($30::text[], $31::text[], $32::text[], $33::float8[], $34::text[])
-    AS f (id, attempt, status, next_at, token)
+FROM unnest($3::finish_row[]) AS f
 WHERE d.id = f.id AND d.status = 'pending' AND d.lease_token = f.token
 RETURNING d.id
 
