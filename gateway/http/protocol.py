@@ -111,19 +111,23 @@ class OneWrite:
 
 
 class HookgateHttpProtocol(HttpToolsProtocol):
+    one_write: OneWrite  # what each request cycle of the connection writes to
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.one_write: OneWrite | None = None
         self.max_header_bytes = max_header_bytes(self.config)
         self.max_head_bytes = self.max_header_bytes + REQUEST_LINE_BYTES
         self.head_bytes = 0  # bytes received while the current request head is unfinished
         self.refused = False
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.one_write = OneWrite(transport, self.loop)
+
     def data_received(self, data: bytes) -> None:
         if self.refused:  # lingering after a 431: drop what the client still sends
             return
-        if self.one_write is not None:  # what this protocol writes itself (a 400) comes after
-            self.one_write.flush()
+        self.one_write.flush()  # what this protocol writes itself (a 400) comes after
         self._unset_keepalive_if_required()
         scope = self.scope
         head_was_open = scope is not None and "method" not in scope
@@ -157,8 +161,6 @@ class HookgateHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:  # a new cycle, not an upgrade
-            if self.one_write is None:
-                self.one_write = OneWrite(self.transport, self.loop)
             cycle.transport = self.one_write  # type: ignore[assignment]
 
     def _should_upgrade(self) -> bool:

@@ -130,8 +130,9 @@ ORDER BY lower
 -- name: commit_batch
 -- A whole group commit in one statement, so one round trip and no BEGIN/COMMIT: the
 -- batch's events ($1, as insert_events), their deliveries ($2, as insert_deliveries) and
--- its finished attempts ($3, as finish_attempts, with the same fence). A data-modifying WITH runs whether or not the UPDATE reads it, and the
--- statement commits or fails as a whole.
+-- its finished attempts ($3, as finish_attempts, with the same fence). A data-modifying
+-- WITH runs whether or not the UPDATE reads it, and the statement commits or fails as a
+-- whole.
 WITH new_events AS (
     INSERT INTO events (id, app_id, event_type, received_at, payload, headers, matched_rules,
         idem_key)
