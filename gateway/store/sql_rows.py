@@ -1,7 +1,7 @@
 """Row shapes the two SQL stores (SQLite, PostgreSQL) share: the target columns and their
-conversion, and the event row. One definition, so a column added to targets lands in both
-backends at the same index (three features added target columns in one week; two copies
-of these had to be kept in step by hand)."""
+conversion, the event row, and the leading columns of a delivery row. One definition, so
+a column added to targets lands in both backends at the same index (three features added
+target columns in one week; two copies of these had to be kept in step by hand)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from actions.model import Delivery
 from gateway.models import Event, WebhookTarget
 
 TARGET_COLS = (
@@ -22,6 +23,30 @@ TARGET_MARKS = len(TARGET_COLS.split(", "))
 
 def to_json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def delivery_fields(d: Delivery, body: Any) -> tuple[Any, ...]:
+    """The first 16 columns of a delivery row in both stores (id to headers), with the body
+    as each store keeps it; the lease, host, rate-limit and ordering columns follow in each
+    store's own order."""
+    return (
+        d.id,
+        d.event_id,
+        d.rule_id,
+        d.target_id,
+        d.action_type,
+        d.url,
+        d.status,
+        body,
+        to_json(d.retry),
+        d.secret_env,
+        d.timeout_seconds,
+        d.disable_after,
+        d.created_at,
+        d.next_attempt_at,
+        d.attempt_count,
+        to_json(d.headers),
+    )
 
 
 def event(row: Sequence[Any]) -> Event:

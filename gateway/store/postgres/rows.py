@@ -9,7 +9,7 @@ import orjson
 
 from actions.model import Attempt, Delivery, Lease, RateLimit, delivery_host
 from gateway.models import App, Event
-from gateway.store.sql_rows import to_json
+from gateway.store.sql_rows import delivery_fields, to_json
 
 APP_COLS = (
     "id, name, token_hash, enabled, rate, burst, schema, signing_secret, created_at, "
@@ -88,22 +88,7 @@ def delivery_rows(
             lease = None
         out.append(
             (
-                d.id,
-                d.event_id,
-                d.rule_id,
-                d.target_id,
-                d.action_type,
-                d.url,
-                d.status,
-                d.body,
-                to_json(d.retry),
-                d.secret_env,
-                d.timeout_seconds,
-                d.disable_after,
-                d.created_at,
-                d.next_attempt_at,
-                d.attempt_count,
-                to_json(d.headers),
+                *delivery_fields(d, d.body),
                 None if lease is None else lease.until,
                 None if lease is None else lease.token,
                 delivery_host(d.url),

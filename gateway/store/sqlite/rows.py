@@ -14,7 +14,7 @@ import orjson
 
 from actions.model import Attempt, Delivery, Lease, RateLimit, delivery_host
 from gateway.models import App, Event
-from gateway.store.sql_rows import to_json
+from gateway.store.sql_rows import delivery_fields, to_json
 
 
 def app_row(app: App) -> tuple[Any, ...]:
@@ -70,22 +70,7 @@ def event_row(event: Event) -> tuple[Any, ...]:
 def delivery_row(d: Delivery, lease: Lease | None) -> tuple[Any, ...]:
     """The row as sent to the writer process: the body as latin-1 text."""
     return (
-        d.id,
-        d.event_id,
-        d.rule_id,
-        d.target_id,
-        d.action_type,
-        d.url,
-        d.status,
-        None if d.body is None else d.body.decode("latin-1"),
-        to_json(d.retry),
-        d.secret_env,
-        d.timeout_seconds,
-        d.disable_after,
-        d.created_at,
-        d.next_attempt_at,
-        d.attempt_count,
-        to_json(d.headers),
+        *delivery_fields(d, None if d.body is None else d.body.decode("latin-1")),
         None if d.rate_limit is None else to_json(d.rate_limit.to_list()),
         d.ordering_key,
         # an ordered delivery is never held at commit: a claim decides when it heads its key
