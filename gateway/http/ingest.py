@@ -25,6 +25,7 @@ from actions import Delivery, EventInfo, Lease, SignatureError, plan_deliveries
 from gateway.delivery.cancel_on import CancelIndex, cancel_superseded
 from gateway.errors import StoreError
 from gateway.http.openapi import Operation, operation
+from gateway.http.protocol import RESPOND, Respond
 from gateway.ids import new_id
 from gateway.models import App, Event
 from gateway.observability.logs import ACCESS
@@ -240,9 +241,13 @@ class IngestEndpoint:
             log.exception("ingest failed unexpectedly")
             status, body = 503, b'{"error":"unavailable","detail":"the event was not stored"}'
             app_id = scope.get("hookgate.app_id")
-        headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        respond: Respond | None = scope.get(RESPOND)
+        if respond is not None:  # hookgate's own protocol: the response in one write
+            await respond(status, [*JSON_HEADERS, *extra], body)
+        else:
+            headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *extra]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         gw = self.gw
         metric = self._metric_keys.get((app_id, status))
         if metric is None:
