@@ -16,9 +16,10 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 DELAY = 3.0
+SHELL_DELAY = 120.0  # the shell test starts two CLI processes before it cancels: never due
 
 
-def _rules(tmp: Path, sink: harness.Sink) -> Path:
+def _rules(tmp: Path, sink: harness.Sink, delay: float = DELAY) -> Path:
     return harness.rules_dir(
         tmp,
         review=f"""
@@ -30,7 +31,7 @@ event_types = ["job_completed"]
   type = "webhook"
   url = "{sink.url("/review")}"
   retry = [1, 1]
-  delay = "{DELAY:g}s"
+  delay = "{delay:g}s"
   cancel_on = {{ event_types = ["job_reopened"], match = "job.id" }}
 """,
     )
@@ -140,7 +141,7 @@ def test_cancel_on_and_manual_cancel_stop_a_scheduled_delivery(
 
 
 def test_hookgate_deliveries_cancel_from_the_shell(tmp_path: Path, sink: harness.Sink) -> None:
-    env = _env(tmp_path, _rules(tmp_path, sink))
+    env = _env(tmp_path, _rules(tmp_path, sink, delay=SHELL_DELAY))
     server = harness.ServerProcess(tmp_path, env, "cli-cancel")
     try:
         server.start()
