@@ -1,5 +1,6 @@
 """Server-side CPU of one accepted event, without uvicorn: the ingest endpoint driven
-directly, with the bench's 100 rules, its app and the real SQLite writer process.
+directly, with the bench's 100 rules, its app and the real SQLite writer process (or, with
+`--postgres`, the PostgreSQL store in a schema of its own, dropped afterwards).
 
 `make bench` measures throughput end to end, where uvicorn and the kernel's socket work
 are about half of the server's time and the machine's noise hides a 5 % change. This
@@ -8,13 +9,14 @@ measures only what hookgate adds, as CPU time of this process per request
 child processes' CPU (the SQLite writer plus the delivery worker, which sends the events'
 deliveries meanwhile) is read from `/proc` and printed as "children".
 
-    python bench/ingest_micro.py [-n 20000] [-c 50] [--repeat 5]
+    python bench/ingest_micro.py [-n 20000] [-c 50] [--repeat 5] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -25,7 +27,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import procs, workdir
+from bench import postgres, procs, workdir
 from bench.wrk import EVENT_BODY
 from gateway.app import create_app
 from gateway.config import load_settings
@@ -49,9 +51,15 @@ def _children_cpu(pid: int) -> float:
 
 
 async def run(
-    n: int, concurrency: int, repeat: int, work: Path, token: str, devnull: IO[str]
+    n: int,
+    concurrency: int,
+    repeat: int,
+    work: Path,
+    token: str,
+    devnull: IO[str],
+    extra_env: dict[str, str],
 ) -> None:
-    env = workdir.base_env(work)
+    env = workdir.base_env(work, **extra_env)
     settings = load_settings(env=env)
     # Access lines go where `serve` sends them, a JSON stream (here /dev/null); the child
     # processes inherit a stderr that is /dev/null too (the worker logs every attempt).
@@ -125,20 +133,28 @@ def main() -> None:
     parser.add_argument("-c", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--postgres", action="store_true", help="the PostgreSQL store")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="hookgate-micro-") as tmp,
-        open(os.devnull, "w") as devnull,
-    ):
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hookgate-micro-")))
+        devnull = stack.enter_context(open(os.devnull, "w"))
         # A loopback port nothing listens on: deliveries fail fast and are not retried.
         workdir.write_rules(work, matching_urls=["http://127.0.0.1:9/hook"])
-        token = workdir.create_apps(work, ["bench-app"])[0]
+        extra: dict[str, str] = {}
+        if args.postgres:
+            schema = stack.enter_context(postgres.bench_schema("micro"))
+            token = postgres._create_app(schema)
+            extra = {
+                "HOOKGATE_STORAGE_BACKEND": "postgres",
+                "HOOKGATE_POSTGRES_URL": postgres._url(schema),
+            }
+        else:
+            token = workdir.create_apps(work, ["bench-app"])[0]
         if args.loop == "uvloop":
             import uvloop
 
             uvloop.install()
-        asyncio.run(run(args.n, args.c, args.repeat, work, token, devnull))
+        asyncio.run(run(args.n, args.c, args.repeat, work, token, devnull, extra))
 
 
 if __name__ == "__main__":
