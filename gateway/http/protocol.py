@@ -131,8 +131,10 @@ async def respond(
     the two message dicts. The caller's header names and values are its own constants and
     numbers, never request data, so they hold no CR or LF; names are lower case.
 
-    What it beat: the ingest endpoint's two `send` calls, 7 % of the gateway's samples in the
-    PostgreSQL ingest bench (py-spy, 2026-12-04); see docs/performance.md for the A/B."""
+    What it beat: the ingest endpoint's two `send` calls (7 % of the gateway's py-spy samples
+    in the PostgreSQL ingest bench), 8.10 us per response against 2.76 us here
+    (`bench/respond_micro.py`, median of 7, 2-core AMD EPYC, 2026-12-04): about 3 % of the
+    gateway's CPU per request, too little for the wrk bench to show through its noise."""
     if cycle.flow.write_paused and not cycle.disconnected:
         await cycle.flow.drain()
     if cycle.disconnected:
