@@ -141,6 +141,78 @@ def test_upgrade_requests_are_ordinary_http11_requests(
     assert status == 200
 
 
+def _read_answers(sock: socket.socket, count: int, head_only: bool = False) -> list[bytes]:
+    """`count` whole answers from `sock`, each by its content-length (only its head for an
+    answer to HEAD)."""
+    data, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(answers)} answers: {data!r}"
+            data += chunk
+        top, _, rest = data.partition(b"\r\n\r\n")
+        length = 0 if head_only else int(_header(top, b"content-length"))
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed inside an answer: {data!r}"
+            rest += chunk
+        answers.append(top + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    assert data == b"", f"more than {count} answers: {data!r}"
+    return answers
+
+
+def _header(top: bytes, name: bytes) -> bytes:
+    for line in top.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.lower() == name:
+            return value.strip()
+    raise AssertionError(f"no {name!r} in {top!r}")
+
+
+def test_ingest_answers_keep_the_connection_and_close_it_when_asked(
+    gateway: harness.Gateway,
+) -> None:
+    """The ingest endpoint writes its answers itself (`hookgate.respond`): pipelined
+    requests on one connection get whole answers in order, HTTP/1.0 gets `connection:
+    close`, and HEAD gets the head alone."""
+    _, token = gateway.create_app("raw-answers")
+    parts = urlsplit(gateway.base_url)
+    post = post_head(f"/api/event/{token}", b"", len(EVENT)) + EVENT
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(post * 3)
+        answers = _read_answers(sock, 3)
+        sock.sendall(b"HEAD /api/event/%s HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n" % token.encode())
+        (head,) = _read_answers(sock, 1, head_only=True)
+        sock.sendall(post)  # still open after all of them
+        answers += _read_answers(sock, 1)
+    ids = set()
+    for answer in answers:
+        top, _, body = answer.partition(b"\r\n\r\n")
+        assert top.startswith(b"HTTP/1.1 202 Accepted\r\n"), answer
+        assert _header(top, b"content-type") == b"application/json"
+        assert int(_header(top, b"content-length")) == len(body)
+        assert int(_header(top, b"ratelimit-remaining")) >= 0
+        assert _header(top, b"date")
+        assert b"connection:" not in top.lower()
+        ids.add(orjson.loads(body)["event_id"])
+    assert len(ids) == 4
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert int(_header(head, b"content-length")) > 0  # the length of the body not sent
+    assert _header(head, b"allow") == b"POST"
+
+    old = post.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(old)
+        (answer,) = _read_answers(sock, 1)
+        assert sock.recv(65536) == b""  # and the server closed the connection
+    top, _, body = answer.partition(b"\r\n\r\n")
+    assert top.startswith(b"HTTP/1.1 202 "), answer
+    assert _header(top, b"connection") == b"close"
+    stored = gateway.admin.get("/v1/events", params={"limit": 10}).json()["data"]
+    assert {e["id"] for e in stored} == ids | {orjson.loads(body)["event_id"]}
+
+
 def _unknown_token_statuses(gateway: harness.Gateway) -> list[int]:
     statuses = []
     for i in range(100):
