@@ -143,10 +143,10 @@ def main() -> None:
         extra: dict[str, str] = {}
         if args.postgres:
             schema = stack.enter_context(postgres.bench_schema("micro"))
-            token = postgres._create_app(schema)
+            token = postgres.create_bench_app(schema)
             extra = {
                 "HOOKGATE_STORAGE_BACKEND": "postgres",
-                "HOOKGATE_POSTGRES_URL": postgres._url(schema),
+                "HOOKGATE_POSTGRES_URL": postgres.schema_url(schema),
             }
         else:
             token = workdir.create_apps(work, ["bench-app"])[0]

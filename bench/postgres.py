@@ -56,12 +56,12 @@ def available() -> str | None:
     return None
 
 
-def _url(schema: str) -> str:
+def schema_url(schema: str) -> str:
     sep = "&" if "?" in POSTGRES_URL else "?"
     return f"{POSTGRES_URL}{sep}search_path={schema}"
 
 
-def _create_app(schema: str) -> str:
+def create_bench_app(schema: str) -> str:
     async def run() -> str:
         store = PostgresStore(POSTGRES_URL, schema_name=schema)
         await store.open()
@@ -95,9 +95,9 @@ def bench_ingest(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
         work = tmp / "ingest-postgres"
         work.mkdir()
         workdir.write_rules(work, matching_urls=[sink.url + "/hook"])
-        token = _create_app(schema)
+        token = create_bench_app(schema)
         env = workdir.base_env(
-            work, HOOKGATE_STORAGE_BACKEND="postgres", HOOKGATE_POSTGRES_URL=_url(schema)
+            work, HOOKGATE_STORAGE_BACKEND="postgres", HOOKGATE_POSTGRES_URL=schema_url(schema)
         )
         for round_no in range(rounds):
             for variant in runs:

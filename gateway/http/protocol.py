@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import httptools
@@ -144,9 +145,7 @@ async def respond(
     cycle.response_started = cycle.response_complete = True
     cycle.waiting_for_100_continue = False
     content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content += (name, b": ", value, b"\r\n")
-    for name, value in headers:
+    for name, value in chain(cycle.default_headers, headers):
         content += (name, b": ", value, b"\r\n")
     content.append(b"content-length: %d\r\n" % len(body))
     if not cycle.keep_alive:
