@@ -1111,6 +1111,25 @@ async def test_one_keys_deliveries_are_claimed_one_at_a_time_in_accept_order(
     assert claimed is not None and claimed.ordering_key == 'r#0|"A"'
 
 
+async def test_a_claim_that_skips_a_host_keeps_the_rule_for_ordered_rows(store: Store) -> None:
+    ok, hung = "https://ok.example/hook", "https://hung.example:8443/hook"
+    a = [await accept_ordered(store, T0 + n, "k|a", url=ok) for n in range(2)]
+    held_back = [await accept_ordered(store, T0 + 2 + n, "k|h", url=hung) for n in range(2)]
+    plain = await accept_ordered(store, T0 + 4, None, url=ok)
+    skip = ["hung.example:8443"]
+
+    async def claim(now: float) -> list[str]:
+        claimed = await store.claim_due(now, 100, held(now + 60), skip_hosts=skip)
+        return sorted(d.id for d in claimed)
+
+    assert await claim(T0 + 10) == sorted([a[0].id, plain.id])
+    assert await claim(T0 + 11) == []  # a[1] waits for its head, the hung host is skipped
+    await finish(store, a[0], T0 + 12, "succeeded")
+    assert await claim(T0 + 12) == [a[1].id]
+    # the skipped host's key starts at its head once the host is claimed again
+    assert await claim_ids(store, T0 + 13) == [held_back[0].id]
+
+
 async def test_a_failing_head_blocks_only_its_own_key_until_it_fails_for_good(
     store: Store,
 ) -> None:
