@@ -47,8 +47,9 @@ def server(tmp_path: Path, store_env: dict[str, str]) -> Iterator[harness.Server
         "HOOKGATE_RULES_DIR": str(tmp_path / "rules.d"),
         "HOOKGATE_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
         "HOOKGATE_DELIVERY_POLL_SECONDS": "0.2",
-        "HOOKGATE_DELIVERY_WORKERS": "2",
-        # one request at a time to the sink's host: arrival order is send order
+        # one sender, one request at a time to the sink's host: arrival order is send order
+        # (two workers each sent one at a time, and two of them raced: [0, 2, 1, 3] arrived)
+        "HOOKGATE_DELIVERY_WORKERS": "1",
         "HOOKGATE_DELIVERY_PER_HOST_CONCURRENCY": "1",
         **store_env,
     }
